@@ -1,0 +1,66 @@
+"""Errors in the OpenAI wire format, shared by the server and every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+
+@dataclass
+class GatewayError(Exception):
+    """A failure answered to the client as an OpenAI error object.
+
+    `status` is the HTTP status, `type` and `code` follow OpenAI's error object, and
+    `message` tells the client what to change. It must never carry a prompt or a key.
+    """
+
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    code: str | None = None
+    param: str | None = None
+    retry_after_s: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.type}: {self.message}"
+
+    def body(self) -> bytes:
+        return orjson.dumps(
+            {
+                "error": {
+                    "message": self.message,
+                    "type": self.type,
+                    "param": self.param,
+                    "code": self.code,
+                }
+            }
+        )
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        return {"retry-after": str(max(1, round(self.retry_after_s)))}
+
+
+class UpstreamError(GatewayError):
+    """A backend failed before answering. `retryable` lets the executor try the next target."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "upstream_error",
+        code: str | None = None,
+        retryable: bool = True,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(
+            status=status, message=message, type=type, code=code, retry_after_s=retry_after_s
+        )
+        self.retryable = retryable
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
+    return GatewayError(400, message, param=param, code=code)

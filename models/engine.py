@@ -1,0 +1,137 @@
+"""A local vLLM engine as a backend: bytes pass through, streams are forwarded as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+
+from spillgate.errors import UpstreamError
+from spillgate.protocol import TargetKind, UpstreamReply, UpstreamRequest, Usage
+from spillgate.sse import UsageTap, error_event
+
+_JSON = {"content-type": "application/json"}
+
+
+class LocalEngine:
+    """An OpenAI-compatible engine reached over HTTP (a supervised vLLM child or an attached one).
+
+    `base_url` ends in `/v1`. The client's body is forwarded byte for byte unless the
+    engine knows the model under another name, when only the `model` field is rewritten.
+    """
+
+    kind = TargetKind.LOCAL
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        *,
+        served_models: frozenset[str],
+        first_byte_timeout_s: float = 600.0,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.root_url = self.base_url.removesuffix("/v1")
+        self.served_models = served_models
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_read=first_byte_timeout_s)
+        self.healthy = False
+        self.in_flight = 0
+        self.ready_event = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self.healthy
+
+    def set_health(self, healthy: bool) -> None:
+        self.healthy = healthy
+        if healthy:
+            self.ready_event.set()
+        else:
+            self.ready_event.clear()
+
+    async def open(self, request: UpstreamRequest) -> UpstreamReply:
+        body = request.body
+        if request.target_model != request.model:
+            body = orjson.dumps({**request.payload, "model": request.target_model})
+        headers = {**_JSON, "x-request-id": request.request_id}
+        url = f"{self.base_url}/{request.endpoint.value}"
+        try:
+            resp = await self._session.post(url, data=body, headers=headers, timeout=self._timeout)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            self.set_health(False)
+            raise UpstreamError(
+                503, f"local engine {self.name} is unreachable ({type(exc).__name__})"
+            ) from exc
+        self.in_flight += 1
+        released = False
+
+        async def close() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+                # A fully read answer hands its connection back to the pool; a cut-short one
+                # closes it, which is how vLLM learns to abort the request.
+                if resp.content.at_eof():
+                    resp.release()
+                else:
+                    resp.close()
+
+        if resp.status >= 500 or resp.status == 429:
+            text = await _read_quietly(resp)
+            await close()
+            raise UpstreamError(
+                resp.status,
+                f"local engine {self.name} answered {resp.status}: {text[:200]}",
+                retryable=True,
+            )
+        content_type = resp.headers.get("content-type", "application/json")
+        if resp.status >= 400 or not request.stream or "text/event-stream" not in content_type:
+            try:
+                data = await resp.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                await close()
+                raise UpstreamError(502, f"local engine {self.name} broke off its answer") from exc
+            await close()
+            usage = _usage_of(data) if resp.status < 400 else None
+            return UpstreamReply(status=resp.status, content_type=content_type, body=data, usage=usage)
+        reply = UpstreamReply(status=resp.status, content_type=content_type, close=close)
+        reply.chunks = self._relay(resp, reply)
+        return reply
+
+    async def _relay(
+        self, resp: aiohttp.ClientResponse, reply: UpstreamReply
+    ) -> AsyncIterator[bytes]:
+        tap = UsageTap()
+        try:
+            async for data in resp.content.iter_any():
+                tap.feed(data)
+                yield data
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            # The engine died or stalled mid-stream: end the client's stream with an error
+            # event instead of leaving it hanging.
+            self.set_health(False)
+            yield error_event(f"local engine {self.name} stopped mid-stream", code="engine_died")
+        finally:
+            reply.usage = tap.usage
+            await reply.aclose()
+
+
+def _usage_of(body: bytes) -> Usage | None:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
+
+
+async def _read_quietly(resp: aiohttp.ClientResponse) -> str:
+    try:
+        return (await resp.read()).decode("utf-8", "replace")
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return ""

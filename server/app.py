@@ -1,0 +1,250 @@
+"""The HTTP front: OpenAI-compatible endpoints, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+import orjson
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from spillgate import __version__
+from spillgate.errors import GatewayError, UpstreamError
+from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
+from spillgate.server.gateway import Gateway
+from spillgate.server.observe import access_log
+from spillgate.server.relay import StreamRelay
+from spillgate.server.requests import parse, read_body
+from spillgate.server.scheduler import Decision, Reason, RequestFeatures, decide
+
+log = logging.getLogger("spillgate.server")
+
+
+def _error_response(err: GatewayError, request_id: str, route: str = "none") -> Response:
+    headers = {"x-request-id": request_id, "x-spillgate-route": route, **err.headers()}
+    return Response(err.body(), err.status, headers=headers, media_type="application/json")
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return os.urandom(12).hex()
+
+
+class Handler:
+    """One OpenAI endpoint: read → decide → execute → relay, with accounting at the end."""
+
+    def __init__(self, gateway: Gateway, endpoint: Endpoint) -> None:
+        self.gw = gateway
+        self.endpoint = endpoint
+        self.limit = gateway.config.server.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A Starlette route treats a class instance as a raw ASGI app: no per-request wrapper.
+        response = await self.handle(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def handle(self, request: Request) -> Response | StreamRelay:
+        started = time.perf_counter()
+        request_id = _request_id(request)
+        try:
+            parsed = parse(await read_body(request, self.limit), self.endpoint)
+            candidates = self.gw.targets_for(parsed.model)
+            if candidates is None:
+                raise self._unknown_model(parsed.model)
+            features = RequestFeatures(parsed.model, self.endpoint, parsed.stream)
+            decision = decide(features, candidates)
+            if not decision.targets:
+                decision = await self._wait_for_ready(features, candidates)
+            self.gw.metrics.decisions.labels(decision.reason.value).inc()
+            upstream = UpstreamRequest(
+                endpoint=self.endpoint,
+                model=parsed.model,
+                target_model=parsed.model,
+                body=parsed.body,
+                payload=parsed.payload,
+                stream=parsed.stream,
+                request_id=request_id,
+            )
+            self.gw.metrics.overhead.observe(time.perf_counter() - started)
+            backend, reply = await self._execute(upstream, decision)
+        except GatewayError as err:
+            self._account(request_id, "none", "none", err.status, started, None, False)
+            return _error_response(err, request_id)
+
+        headers = {
+            "x-request-id": request_id,
+            "x-spillgate-route": backend.name,
+            "x-spillgate-reason": decision.reason.value,
+            **reply.headers,
+        }
+        if reply.chunks is None:
+            self._account(
+                request_id, backend.name, decision.reason, reply.status, started, reply, False
+            )
+            return Response(reply.body, reply.status, headers=headers, media_type=reply.content_type)
+        return await self._stream(reply, headers, request_id, backend, decision, started)
+
+    async def _stream(
+        self,
+        reply: UpstreamReply,
+        headers: dict[str, str],
+        request_id: str,
+        backend: Backend,
+        decision: Decision,
+        started: float,
+    ) -> StreamRelay:
+        assert reply.chunks is not None
+        raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+        raw += [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+
+        def on_done(completed: bool) -> None:
+            status = 200 if completed else 499  # 499: the client closed the connection
+            self._account(request_id, backend.name, decision.reason, status, started, reply, True)
+
+        return StreamRelay(b"", reply.chunks, raw, on_done, reply.aclose)
+
+    async def _execute(
+        self, upstream: UpstreamRequest, decision: Decision
+    ) -> tuple[Backend, UpstreamReply]:
+        """Try the decision's targets in order until one starts answering."""
+        last: UpstreamError | None = None
+        for target in decision.targets:
+            backend: Backend = target  # type: ignore[assignment]
+            upstream.target_model = self.gw.target_model(upstream.model, backend)  # type: ignore[arg-type]
+            try:
+                return backend, await backend.open(upstream)
+            except UpstreamError as err:
+                last = err
+                self.gw.metrics.upstream_errors.labels(backend.name, str(err.status)).inc()
+                log.warning(
+                    "target failed before answering",
+                    extra={"request_id": upstream.request_id, "route": backend.name,
+                           "status": err.status, "error": err.message},
+                )
+                if not err.retryable:
+                    break
+        raise last or GatewayError(503, "no target could serve the request", type="server_error")
+
+    async def _wait_for_ready(
+        self, features: RequestFeatures, candidates: list[Backend]
+    ) -> Decision:
+        """Nothing ready yet (an engine starting or restarting): wait a bounded time, then 503."""
+        wait_s = self.gw.config.server.ready_wait_s
+        events = [c.ready_event.wait() for c in candidates if hasattr(c, "ready_event")]
+        if events and wait_s > 0:
+            waiters = [asyncio.ensure_future(e) for e in events]
+            try:
+                await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+            decision = decide(features, candidates)
+            if decision.targets:
+                return decision
+        raise GatewayError(
+            503,
+            f"no engine serving {features.model!r} is ready yet; retry shortly",
+            type="server_error",
+            code=Reason.NO_TARGET_READY.value,
+            retry_after_s=5,
+        )
+
+    def _unknown_model(self, model: str) -> GatewayError:
+        available = ", ".join(self.gw.model_ids()) or "none"
+        return GatewayError(
+            404,
+            f"model {model!r} is not served here; available models: {available}",
+            code="model_not_found",
+            param="model",
+        )
+
+    def _account(
+        self,
+        request_id: str,
+        route: str,
+        reason: str,
+        status: int,
+        started: float,
+        reply: UpstreamReply | None,
+        streamed: bool,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        m = self.gw.metrics
+        m.requests.labels(self.endpoint.value, route, str(status)).inc()
+        if reply is not None:
+            m.duration.labels(route).observe(elapsed)
+            if reply.usage is not None:
+                m.tokens.labels(route, "prompt").inc(reply.usage.prompt_tokens)
+                m.tokens.labels(route, "completion").inc(reply.usage.completion_tokens)
+        if self.gw.config.server.access_log:
+            usage = reply.usage if reply is not None else None
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "endpoint": self.endpoint.value,
+                    "route": route,
+                    "reason": str(reason),
+                    "status": status,
+                    "streamed": streamed,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "prompt_tokens": usage.prompt_tokens if usage else None,
+                    "completion_tokens": usage.completion_tokens if usage else None,
+                },
+            )
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(title="Spillgate", version=__version__, lifespan=lifespan)
+    # The OpenAI endpoints are plain Starlette routes: FastAPI's validation layer would
+    # parse every body a second time on the hot path.
+    for endpoint in Endpoint:
+        app.add_route(f"/v1/{endpoint.value}", Handler(gateway, endpoint), methods=["POST"])
+
+    @app.get("/v1/models")
+    async def list_models() -> Response:
+        created = int(time.time())
+        data = [
+            {"id": m, "object": "model", "created": created, "owned_by": "spillgate"}
+            for m in gateway.model_ids()
+        ]
+        return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"alive"}', media_type="application/json")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        engines = {e.name: e.ready for e in gateway.engines}
+        ready = gateway.any_ready
+        body = orjson.dumps({"ready": ready, "engines": engines})
+        headers = {} if ready else {"retry-after": "5"}
+        return Response(body, 200 if ready else 503, headers=headers, media_type="application/json")
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

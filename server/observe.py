@@ -1,0 +1,105 @@
+"""Metrics (Prometheus text on /metrics) and the JSON-lines access log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+access_log = logging.getLogger("spillgate.access")
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "spillgate_requests",
+            "Requests answered, by endpoint, route (target) and HTTP status.",
+            ["endpoint", "route", "status"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "spillgate_decisions", "Routing decisions by reason.", ["reason"], registry=r
+        )
+        self.duration = Histogram(
+            "spillgate_request_duration_seconds",
+            "Time from request arrival to the last byte sent.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "spillgate_time_to_first_byte_seconds",
+            "Time from request arrival to the first byte of the answer.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "spillgate_gateway_overhead_seconds",
+            "The gateway's own time before the upstream call: parsing, decision.",
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "spillgate_tokens", "Tokens by route and kind.", ["route", "kind"], registry=r
+        )
+        self.engine_up = Gauge(
+            "spillgate_engine_up", "1 when a local engine is healthy.", ["engine"], registry=r
+        )
+        self.engine_in_flight = Gauge(
+            "spillgate_engine_in_flight",
+            "Requests Spillgate has in flight at a local engine.",
+            ["engine"],
+            registry=r,
+        )
+        self.engine_restarts = Gauge(
+            "spillgate_engine_restarts", "Restarts of a supervised engine.", ["engine"], registry=r
+        )
+        self.upstream_errors = Counter(
+            "spillgate_upstream_errors",
+            "Upstream failures before the first byte, by target and status.",
+            ["route", "status"],
+            registry=r,
+        )
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("uvicorn.access",):
+        logging.getLogger(noisy).disabled = True
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, and any `extra` fields."""
+
+    _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in self._STANDARD:
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+def now() -> float:
+    return time.perf_counter()

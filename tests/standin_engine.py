@@ -1,0 +1,216 @@
+"""A stand-in for a vLLM engine: a real HTTP server speaking the OpenAI API on loopback.
+
+It answers chat, completions and embeddings (JSON and SSE), exposes vLLM's metric names on
+/metrics and /health, and accepts vLLM's command-line flags, so the gateway can launch it
+in place of vLLM. Tests steer its faults through POST /_standin/mode and read what it saw
+from GET /_standin/stats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+DEFAULT_MODE: dict[str, Any] = {
+    "status": 200,  # answer every request with this status (an OpenAI error when >= 400)
+    "chunks": 8,  # stream this many content chunks
+    "chunk_delay_s": 0.0,  # wait between chunks
+    "first_byte_delay_s": 0.0,  # wait before answering at all
+    "cut_after_chunks": None,  # drop the connection after this many chunks
+    "exit_after_chunks": None,  # kill the whole process after this many chunks
+    "healthy": True,
+}
+
+
+class Standin:
+    def __init__(self, names: list[str], startup_delay_s: float, embeddings: bool) -> None:
+        self.names = names
+        self.ready_at = time.monotonic() + startup_delay_s
+        self.embeddings = embeddings
+        self.mode = dict(DEFAULT_MODE)
+        self.stats = {
+            "requests": 0,
+            "active_streams": 0,
+            "completed_streams": 0,
+            "cancelled_streams": 0,
+            "last_body": None,
+        }
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/embeddings", self.embed)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_post("/_standin/mode", self.set_mode)
+        app.router.add_get("/_standin/stats", self.get_stats)
+        return app
+
+    # -- control ----------------------------------------------------------------------------
+
+    async def set_mode(self, request: web.Request) -> web.Response:
+        self.mode = {**DEFAULT_MODE, **(await request.json())}
+        return web.json_response(self.mode)
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats)
+
+    # -- engine surface ---------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        ok = time.monotonic() >= self.ready_at and self.mode["healthy"]
+        return web.Response(status=200 if ok else 503)
+
+    async def models(self, request: web.Request) -> web.Response:
+        data = [{"id": n, "object": "model", "owned_by": "standin"} for n in self.names]
+        return web.json_response({"object": "list", "data": data})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        labels = f'engine="0",model_name="{self.names[0]}"'
+        text = (
+            f"vllm:num_requests_running{{{labels}}} {self.stats['active_streams']}.0\n"
+            f"vllm:num_requests_waiting{{{labels}}} 0.0\n"
+            f"vllm:kv_cache_usage_perc{{{labels}}} 0.0\n"
+        )
+        return web.Response(text=text, content_type="text/plain")
+
+    async def _admit(self, request: web.Request) -> dict[str, Any] | web.Response:
+        self.stats["requests"] += 1
+        body = await request.read()
+        self.stats["last_body"] = body.decode()
+        payload = orjson.loads(body)
+        if self.mode["first_byte_delay_s"]:
+            await asyncio.sleep(self.mode["first_byte_delay_s"])
+        if payload.get("model") not in self.names:
+            return _error(404, f"The model `{payload.get('model')}` does not exist.")
+        if self.mode["status"] >= 400:
+            return _error(self.mode["status"], "stand-in told to fail")
+        return payload
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        payload = await self._admit(request)
+        if isinstance(payload, web.Response):
+            return payload
+        last = payload["messages"][-1].get("content", "")
+        text = f"You said: {last}"
+        return await self._answer(request, payload, text, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        payload = await self._admit(request)
+        if isinstance(payload, web.Response):
+            return payload
+        return await self._answer(request, payload, f" and then {payload['prompt']}", chat=False)
+
+    async def embed(self, request: web.Request) -> web.Response:
+        payload = await self._admit(request)
+        if isinstance(payload, web.Response):
+            return payload
+        if not self.embeddings:
+            return _error(404, "The model does not support the Embeddings API")
+        inputs = payload["input"] if isinstance(payload["input"], list) else [payload["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [len(str(x)) / 10.0, 0.5, -0.25]}
+            for i, x in enumerate(inputs)
+        ]
+        usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+        return web.json_response(
+            {"object": "list", "data": data, "model": payload["model"], "usage": usage}
+        )
+
+    async def _answer(
+        self, request: web.Request, payload: dict[str, Any], text: str, chat: bool
+    ) -> web.StreamResponse:
+        prompt_tokens = len(orjson.dumps(payload.get("messages") or payload.get("prompt")).split())
+        words = text.split(" ")
+        id_ = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:16]}"
+        obj = "chat.completion" if chat else "text_completion"
+        created = int(time.time())
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(words),
+            "total_tokens": prompt_tokens + len(words),
+        }
+        if not payload.get("stream"):
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None}
+            if chat:
+                choice["message"] = {"role": "assistant", "content": text}
+            else:
+                choice["text"] = text
+            return web.json_response(
+                {"id": id_, "object": obj, "created": created, "model": payload["model"],
+                 "choices": [choice], "usage": usage}
+            )
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        self.stats["active_streams"] += 1
+        pieces = _split(text, self.mode["chunks"])
+        try:
+            for i, piece in enumerate(pieces):
+                if self.mode["cut_after_chunks"] == i:
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return resp
+                if self.mode["exit_after_chunks"] == i:
+                    os._exit(3)
+                delta = {"content": piece} if chat else None
+                choice = {"index": 0, "finish_reason": None}
+                choice.update({"delta": delta} if chat else {"text": piece})
+                chunk = {"id": id_, "object": f"{obj}.chunk" if chat else obj,
+                         "created": created, "model": payload["model"], "choices": [choice]}
+                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                if self.mode["chunk_delay_s"]:
+                    await asyncio.sleep(self.mode["chunk_delay_s"])
+            final = {"index": 0, "finish_reason": "stop"}
+            final.update({"delta": {}} if chat else {"text": ""})
+            await resp.write(b"data: " + orjson.dumps(
+                {"id": id_, "object": obj, "created": created, "model": payload["model"],
+                 "choices": [final]}) + b"\n\n")
+            if (payload.get("stream_options") or {}).get("include_usage"):
+                await resp.write(b"data: " + orjson.dumps(
+                    {"id": id_, "object": obj, "created": created, "model": payload["model"],
+                     "choices": [], "usage": usage}) + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            self.stats["completed_streams"] += 1
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.stats["cancelled_streams"] += 1
+            raise
+        finally:
+            self.stats["active_streams"] -= 1
+        return resp
+
+
+def _split(text: str, n: int) -> list[str]:
+    size = max(1, -(-len(text) // max(1, n)))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _error(status: int, message: str) -> web.Response:
+    body = {"object": "error", "message": message, "type": "BadRequestError", "code": status}
+    return web.json_response(body, status=status)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", default="standin")
+    parser.add_argument("--served-model-name", nargs="+", default=None)
+    parser.add_argument("--startup-delay", type=float, default=0.0)
+    parser.add_argument("--embeddings", action="store_true")
+    args, _vllm_flags = parser.parse_known_args()
+    standin = Standin(args.served_model_name or [args.model], args.startup_delay, args.embeddings)
+    web.run_app(standin.app(), host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
