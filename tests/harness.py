@@ -1,0 +1,133 @@
+"""Start real processes for tests: the gateway (through its CLI) and stand-in engines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN = [sys.executable, str(ROOT / "tests" / "standin_engine.py")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 30.0, status: int = 200) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(url, timeout=2.0)
+            if last.status_code == status:
+                return
+        except httpx.HTTPError as err:
+            last = err
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer {status} in {timeout_s}s (last: {last!r})")
+
+
+def standin_engine_config(name: str, models: list[str], port: int | None = None, **extra: Any):
+    """An `engines:` entry that makes the gateway launch a stand-in engine."""
+    return {
+        "name": name,
+        "model": models[0],
+        "served_model_names": models,
+        "launcher": STANDIN,
+        "port": port or free_port(),
+        "health_interval_s": 0.2,
+        **extra,
+    }
+
+
+class GatewayProcess:
+    """`spillgate serve --config FILE` as a child process on a free loopback port."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        config = {**config, "server": {"port": self.port, **config.get("server", {})}}
+        config.setdefault("home", str(workdir / "home"))
+        self.config = config
+        self.workdir = workdir
+        self.config_path = workdir / "spillgate.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / "gateway.log"
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait_ready: bool = True, timeout_s: float = 60.0) -> GatewayProcess:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spillgate.server.cli", "serve", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            cwd=self.workdir,
+        )
+        wait_http(f"{self.url}/healthz", timeout_s)
+        if wait_ready:
+            wait_http(f"{self.url}/readyz", timeout_s)
+        return self
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def children_of(pid: int) -> list[int]:
+    """Every live descendant of `pid` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == current]
+        found += kids
+        frontier += kids
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
