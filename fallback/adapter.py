@@ -7,13 +7,11 @@ every provider gets the same timeouts, error mapping and stream handling.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
-
 from spillgate.errors import UpstreamError
 from spillgate.protocol import TargetKind, UpstreamReply, UpstreamRequest, Usage
 from spillgate.sse import error_event
@@ -111,21 +109,23 @@ class CloudTarget:
             resp = await self._session.post(
                 call.url, data=call.body, headers=call.headers, timeout=self._timeout
             )
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise UpstreamError(
-                503, f"{self.name} is unreachable ({type(exc).__name__})", code="provider_unreachable"
+                503,
+                f"{self.name} is unreachable ({type(exc).__name__})",
+                code="provider_unreachable",
             ) from exc
         if resp.status >= 400:
             try:
                 body = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 body = b""
             resp.release()
             raise self.adapter.error(resp.status, body, dict(resp.headers))
         if not request.stream:
             try:
                 body = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 resp.close()
                 raise UpstreamError(502, f"{self.name} broke off its answer") from exc
             resp.release()
@@ -154,7 +154,7 @@ class CloudTarget:
                 if out:
                     yield out
             yield translator.finish()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             yield error_event(f"{self.name} stopped mid-stream", code="provider_stream_cut")
         except UpstreamError as err:  # a provider `error` event mid-stream
             yield error_event(err.message, type=err.type, code=err.code)

@@ -71,7 +71,7 @@ def _convert(gguf: Path, out: Path) -> None:
     )
     # The weights are dequantized on load; the GGUF quantizer left behind makes
     # save_pretrained refuse, and its config entry would make vLLM look for a GGUF file.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
-
 from spillgate.errors import UpstreamError
 from spillgate.protocol import TargetKind, UpstreamReply, UpstreamRequest, Usage
 from spillgate.sse import UsageTap, error_event
@@ -62,7 +61,7 @@ class LocalEngine:
         url = f"{self.base_url}/{request.endpoint.value}"
         try:
             resp = await self._session.post(url, data=body, headers=headers, timeout=self._timeout)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self.set_health(False)
             raise UpstreamError(
                 503, f"local engine {self.name} is unreachable ({type(exc).__name__})"
@@ -94,12 +93,14 @@ class LocalEngine:
         if resp.status >= 400 or not request.stream or "text/event-stream" not in content_type:
             try:
                 data = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 await close()
                 raise UpstreamError(502, f"local engine {self.name} broke off its answer") from exc
             await close()
             usage = _usage_of(data) if resp.status < 400 else None
-            return UpstreamReply(status=resp.status, content_type=content_type, body=data, usage=usage)
+            return UpstreamReply(
+                status=resp.status, content_type=content_type, body=data, usage=usage
+            )
         reply = UpstreamReply(status=resp.status, content_type=content_type, close=close)
         reply.chunks = self._relay(resp, reply)
         return reply
@@ -112,7 +113,7 @@ class LocalEngine:
             async for data in resp.content.iter_any():
                 tap.feed(data)
                 yield data
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             # The engine died or stalled mid-stream: end the client's stream with an error
             # event instead of leaving it hanging.
             self.set_health(False)
@@ -133,5 +134,5 @@ def _usage_of(body: bytes) -> Usage | None:
 async def _read_quietly(resp: aiohttp.ClientResponse) -> str:
     try:
         return (await resp.read()).decode("utf-8", "replace")
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return ""

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-
 from spillgate.models.engine import LocalEngine
 
 log = logging.getLogger("spillgate.engine")
@@ -79,7 +78,7 @@ class HealthWatch:
             ) as resp:
                 listing = await resp.json(content_type=None)
             names = frozenset(str(m["id"]) for m in listing["data"])
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, KeyError, TypeError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, OSError, KeyError, TypeError, ValueError):
             log.warning("engine %s: could not list its models; will ask again", self.engine.name)
             return
         log.info("engine %s serves %s", self.engine.name, ", ".join(sorted(names)))
@@ -92,7 +91,7 @@ class HealthWatch:
                 f"{self.engine.root_url}/health", timeout=aiohttp.ClientTimeout(total=5)
             ) as resp:
                 return resp.status == 200
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return False
 
     async def run(self) -> None:
@@ -145,7 +144,9 @@ class EngineProcess:
                 return True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(process.wait(), timeout=0.5)
-        log.error("engine %s not healthy after %.0fs", self.engine.name, self.spec.startup_timeout_s)
+        log.error(
+            "engine %s not healthy after %.0fs", self.engine.name, self.spec.startup_timeout_s
+        )
         return False
 
     async def run(self) -> None:
@@ -154,7 +155,9 @@ class EngineProcess:
             self.process = process = await self._spawn()
             started = time.monotonic()
             if await self._wait_ready(process):
-                log.info("engine %s ready after %.1fs", self.engine.name, time.monotonic() - started)
+                log.info(
+                    "engine %s ready after %.1fs", self.engine.name, time.monotonic() - started
+                )
                 self.engine.set_health(True)
                 await self._watch_until_exit(process)
             self.engine.set_health(False)

@@ -8,13 +8,10 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+
 import orjson
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
-
 from spillgate import __version__
 from spillgate.errors import GatewayError, UpstreamError
 from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
@@ -23,6 +20,11 @@ from spillgate.server.observe import access_log
 from spillgate.server.relay import StreamRelay
 from spillgate.server.requests import parse, read_body
 from spillgate.server.scheduler import Decision, Reason, RequestFeatures, decide
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger("spillgate.server")
 
@@ -90,7 +92,9 @@ class Handler:
             self._account(
                 request_id, backend.name, decision.reason, reply.status, started, reply, False
             )
-            return Response(reply.body, reply.status, headers=headers, media_type=reply.content_type)
+            return Response(
+                reply.body, reply.status, headers=headers, media_type=reply.content_type
+            )
         return await self._stream(reply, headers, request_id, backend, decision, started)
 
     async def _stream(
@@ -122,8 +126,8 @@ class Handler:
         """Try the decision's targets in order until one starts answering."""
         last: UpstreamError | None = None
         for target in decision.targets:
-            backend: Backend = target  # type: ignore[assignment]
-            upstream.target_model = self.gw.target_model(upstream.model, backend)  # type: ignore[arg-type]
+            backend: Backend = target
+            upstream.target_model = self.gw.target_model(upstream.model, backend)
             try:
                 return backend, await backend.open(upstream)
             except UpstreamError as err:
@@ -131,8 +135,12 @@ class Handler:
                 self.gw.metrics.upstream_errors.labels(backend.name, str(err.status)).inc()
                 log.warning(
                     "target failed before answering",
-                    extra={"request_id": upstream.request_id, "route": backend.name,
-                           "status": err.status, "error": err.message},
+                    extra={
+                        "request_id": upstream.request_id,
+                        "route": backend.name,
+                        "status": err.status,
+                        "error": err.message,
+                    },
                 )
                 if not err.retryable:
                     break
@@ -220,7 +228,15 @@ def create_app(gateway: Gateway) -> FastAPI:
     # The OpenAI endpoints are plain Starlette routes: FastAPI's validation layer would
     # parse every body a second time on the hot path.
     for endpoint in Endpoint:
-        app.add_route(f"/v1/{endpoint.value}", Handler(gateway, endpoint), methods=["POST"])
+        handler = Handler(gateway, endpoint)
+        app.router.routes.append(Route(f"/v1/{endpoint.value}", handler, methods=["POST"]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Unknown paths and wrong methods answer in OpenAI's error shape too.
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        err = GatewayError(exc.status_code, message, code=str(exc.detail).lower().replace(" ", "_"))
+        return _error_response(err, _request_id(request))
 
     @app.get("/v1/models")
     async def list_models() -> Response:
@@ -229,7 +245,9 @@ def create_app(gateway: Gateway) -> FastAPI:
             {"id": m, "object": "model", "created": created, "owned_by": "spillgate"}
             for m in gateway.model_ids()
         ]
-        return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+        return Response(
+            orjson.dumps({"object": "list", "data": data}), media_type="application/json"
+        )
 
     @app.get("/healthz")
     async def healthz() -> Response:

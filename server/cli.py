@@ -38,8 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         "--local-url",
         action="append",
         default=[],
-        help="attach to a running OpenAI-compatible engine at this URL, ending in /v1 "
-        "(repeatable)",
+        help="attach to a running OpenAI-compatible engine at this URL, ending in /v1 (repeatable)",
     )
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8000)")
@@ -98,7 +97,6 @@ def _embedded_cpu_engine(vllm_args: list[str]) -> dict[str, Any]:
 
 def _serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
     import uvicorn
-
     from spillgate.server.app import create_app
     from spillgate.server.gateway import Gateway
     from spillgate.server.observe import setup_logging

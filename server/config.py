@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from spillgate.models.cpu_model import spillgate_home
 
 
@@ -100,7 +99,8 @@ class Config(_Strict):
             if target not in served:
                 known = ", ".join(sorted(served)) or "none"
                 raise ValueError(
-                    f"alias {alias!r} points to {target!r}, which no engine serves (served: {known})"
+                    f"alias {alias!r} points to {target!r}, which no engine serves "
+                    f"(served: {known})"
                 )
         return self
 

@@ -10,7 +10,6 @@ import sys
 from collections.abc import Callable
 
 import aiohttp
-
 from spillgate.models.engine import LocalEngine
 from spillgate.models.supervisor import EngineProcess, HealthWatch, LaunchSpec
 from spillgate.protocol import Backend
@@ -73,9 +72,9 @@ class Gateway:
             routes.setdefault(alias, []).extend(routes.get(target, []))
         self._routes = routes
 
-    def target_model(self, model: str, backend: LocalEngine) -> str:
+    def target_model(self, model: str, backend: Backend) -> str:
         """The name `backend` knows `model` by (aliases resolve to the engine's own name)."""
-        if model in backend.served_models:
+        if model in getattr(backend, "served_models", ()):
             return model
         return self.config.aliases.get(model, model)
 

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import GatewayProcess, standin_engine_config  # noqa: E402
+from harness import GatewayProcess, standin_engine_config
 
 
 @pytest.fixture(scope="session")

@@ -71,18 +71,28 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait_ready: bool = True, timeout_s: float = 60.0) -> GatewayProcess:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spillgate.server.cli", "serve", "--config", str(self.config_path)],
+        with open(self.log_path, "ab") as log:
+            self.proc = self._spawn(log)
+        wait_http(f"{self.url}/healthz", timeout_s)
+        if wait_ready:
+            wait_http(f"{self.url}/readyz", timeout_s)
+        return self
+
+    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "spillgate.server.cli",
+                "serve",
+                "--config",
+                str(self.config_path),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
             cwd=self.workdir,
         )
-        wait_http(f"{self.url}/healthz", timeout_s)
-        if wait_ready:
-            wait_http(f"{self.url}/readyz", timeout_s)
-        return self
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -99,7 +109,7 @@ class GatewayProcess:
         return self.proc.returncode
 
     def __enter__(self) -> GatewayProcess:
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

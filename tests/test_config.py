@@ -1,0 +1,85 @@
+"""Configuration: YAML, ${ENV} interpolation, errors that name the key, `config check`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spillgate.server.config import ConfigError, load
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spillgate.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_full_config_with_env_interpolation(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+server: {port: 9000, max_body_bytes: 1024}
+engines:
+  - name: llama
+    model: ${MODEL_DIR}/llama
+    served_model_names: [llama-8b]
+    args: [--max-model-len, "${CTX:-4096}"]
+  - name: remote
+    url: http://127.0.0.1:8001/v1
+    served_model_names: [qwen]
+aliases: {gpt-4o-mini: llama-8b}
+""",
+    )
+    config = load(path, env={"MODEL_DIR": "/models"})
+    assert config.server.port == 9000 and config.server.max_body_bytes == 1024
+    assert config.engines[0].model == "/models/llama"
+    assert config.engines[0].args == ["--max-model-len", "4096"]
+    assert config.engines[1].model_names == ["qwen"]
+    assert config.aliases == {"gpt-4o-mini": "llama-8b"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("server: {port: 99999}", "server.port: Input should be less than or equal to 65535"),
+        ("server: {prot: 1}", "server.prot: unknown key"),
+        ("engines: [{name: a}]", "engines[0]: set exactly one of `model` (launch vLLM) or `url`"),
+        ("engines: [{name: a, url: 'ftp://x'}]", "engines[0]: `url` must start with http://"),
+        (
+            "engines: [{name: a, model: m}, {name: a, model: n}]",
+            "engines: engine names must be unique; repeated: a",
+        ),
+        ("engines: [{name: a, model: m}]\naliases: {x: y}", "alias 'x' points to 'y'"),
+        ("engines: [{name: a, model: m, startup_timeout_s: -1}]", "engines[0].startup_timeout_s"),
+        ("engines: [{name: a, model: '${NOPE}'}]", "environment variables referenced but not set"),
+        ("engines: [oops", "is not valid YAML"),
+        ("- a\n- b", "the top level must be a mapping"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(_write(tmp_path, text), env={})
+    assert expected in str(err.value)
+
+
+def test_config_check_command(tmp_path: Path) -> None:
+    good = _write(
+        tmp_path, "engines: [{name: a, url: 'http://127.0.0.1:1/v1', served_model_names: [m]}]"
+    )
+    ok = subprocess.run(
+        [sys.executable, "-m", "spillgate.server.cli", "config", "check", str(good)],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0 and "valid; 1 engine(s); models: m" in ok.stdout
+    bad = _write(tmp_path, "server: {port: nope}")
+    failed = subprocess.run(
+        [sys.executable, "-m", "spillgate.server.cli", "config", "check", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 2
+    assert "server.port: Input should be a valid integer" in failed.stderr
