@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from spillgate.server.config import ConfigError, load
 
 
