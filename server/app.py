@@ -50,8 +50,15 @@ class Handler:
         self.limit = gateway.config.server.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # A Starlette route treats a class instance as a raw ASGI app: no per-request wrapper.
-        response = await self.handle(Request(scope, receive))
+        request = Request(scope, receive)
+        try:
+            response = await self.handle(request)
+        except Exception:
+            # A bug of ours must still answer in the OpenAI shape, and say which request.
+            request_id = _request_id(request)
+            log.exception("unhandled error", extra={"request_id": request_id})
+            err = GatewayError(500, "internal gateway error", type="server_error")
+            response = _error_response(err, request_id)
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response | StreamRelay:
@@ -215,7 +222,27 @@ class Handler:
             )
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+class FastPath:
+    """Sends the OpenAI POST endpoints straight to their handlers, everything else to FastAPI.
+
+    Starlette's middleware and router cost about 15% of a proxied request's CPU at high
+    concurrency (docs/performance.md); the hot endpoints need none of it.
+    """
+
+    def __init__(self, app: FastAPI, handlers: dict[str, Handler]) -> None:
+        self.app = app
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self.handlers.get(scope["path"])
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(gateway: Gateway) -> FastPath:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
@@ -225,11 +252,12 @@ def create_app(gateway: Gateway) -> FastAPI:
             await gateway.stop()
 
     app = FastAPI(title="Spillgate", version=__version__, lifespan=lifespan)
-    # The OpenAI endpoints are plain Starlette routes: FastAPI's validation layer would
-    # parse every body a second time on the hot path.
-    for endpoint in Endpoint:
-        handler = Handler(gateway, endpoint)
-        app.router.routes.append(Route(f"/v1/{endpoint.value}", handler, methods=["POST"]))
+    # The OpenAI endpoints are raw ASGI handlers: FastAPI's validation layer would parse
+    # every body a second time on the hot path. The routes stay registered so that a wrong
+    # method gets FastAPI's 405, answered in OpenAI's shape below.
+    handlers = {f"/v1/{e.value}": Handler(gateway, e) for e in Endpoint}
+    for path, handler in handlers.items():
+        app.router.routes.append(Route(path, handler, methods=["POST"]))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -265,4 +293,4 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return FastPath(app, handlers)
