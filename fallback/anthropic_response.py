@@ -187,13 +187,15 @@ def error_of(
     """
     kind = error.get("type") if isinstance(error, dict) else None
     if kind not in _ERRORS:
-        kind = _BY_STATUS.get(status or 0, "api_error" if (status or 500) >= 500 else None)
+        kind = _BY_STATUS.get(status or 0)
     if kind is None:
+        status = status or 502
         return UpstreamError(
-            status or 502,
+            status,
             f"provider {provider} answered {status}",
+            type="server_error" if status >= 500 else "upstream_error",
             code="provider_error",
-            retryable=False,
+            retryable=status >= 500,
         )
     mapped = _ERRORS[kind]
     detail = error.get("message") if isinstance(error, dict) else None
