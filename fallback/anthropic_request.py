@@ -44,6 +44,10 @@ _UNSUPPORTED: dict[str, tuple[Any, ...]] = {
 }
 
 
+#: What `drop_params` cannot remove: without them there is no request.
+_ESSENTIAL = ("model", "messages")
+
+
 @dataclass(frozen=True)
 class AnthropicRequest:
     """The translated body, and what the answer's translation must know about it."""
@@ -62,8 +66,13 @@ def translate_request(
     default_max_tokens: int,
     drop_params: Collection[str],
 ) -> AnthropicRequest:
-    """Raise `GatewayError(400)` naming the parameter for anything that cannot be sent."""
-    _refuse_unsupported(payload, provider, drop_params)
+    """Raise `GatewayError(400)` naming the parameter for anything that cannot be sent.
+
+    A parameter listed in `drop_params` is never sent: that also serves models that refuse
+    a parameter the API version has (newer Claude models refuse `temperature`).
+    """
+    payload = {k: v for k, v in payload.items() if k not in drop_params or k in _ESSENTIAL}
+    _refuse_unsupported(payload, provider)
     system, messages = _messages(payload["messages"])
     body: dict[str, Any] = {
         "model": model,
@@ -79,14 +88,13 @@ def translate_request(
         body["stop_sequences"] = stop
     temperature = payload.get("temperature")
     if temperature is not None:
-        if temperature < 0 or (temperature > 1 and "temperature" not in drop_params):
+        if not 0 <= temperature <= 1:
             raise bad_request(
                 f"`temperature` must be between 0 and 1 for provider {provider} (Anthropic); "
                 "lower it, or list `temperature` in the provider's drop_params",
                 param="temperature",
             )
-        if temperature <= 1:
-            body["temperature"] = temperature
+        body["temperature"] = temperature
     if payload.get("top_p") is not None:
         body["top_p"] = payload["top_p"]
     user = payload.get("user")
@@ -100,10 +108,10 @@ def translate_request(
     return AnthropicRequest(body=body, json_mode=json_mode)
 
 
-def _refuse_unsupported(payload: dict[str, Any], provider: str, drop: Collection[str]) -> None:
+def _refuse_unsupported(payload: dict[str, Any], provider: str) -> None:
     for name, neutral in _UNSUPPORTED.items():
         value = payload.get(name)
-        if value is None or value in neutral or name in drop:
+        if value is None or value in neutral:
             continue
         raise GatewayError(
             400,

@@ -133,9 +133,15 @@ def test_drop_params_leaves_listed_parameters_out() -> None:
 def test_temperature_above_anthropics_range_is_refused_unless_dropped() -> None:
     err = refused(temperature=1.5)
     assert err.param == "temperature" and "between 0 and 1" in err.message
-    body = orjson.loads(adapter(drop_params=["temperature"]).build(request(temperature=1.5)).body)
-    assert "temperature" not in body
     assert sent(temperature=0.7)["temperature"] == 0.7
+    dropping = adapter(drop_params=["temperature", "top_p"])
+    body = orjson.loads(dropping.build(request(temperature=1.5, top_p=0.5)).body)
+    assert "temperature" not in body and "top_p" not in body
+
+
+def test_drop_params_cannot_remove_the_messages() -> None:
+    body = orjson.loads(adapter(drop_params=["messages", "model"]).build(request()).body)
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
 
 
 def test_max_tokens_zero_is_refused() -> None:
