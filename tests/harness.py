@@ -73,14 +73,7 @@ class GatewayProcess:
     def start(self, wait_ready: bool = True, timeout_s: float = 60.0) -> GatewayProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spillgate.server.cli",
-                "serve",
-                "--config",
-                str(self.config_path),
-            ],
+            [sys.executable, "-m", "spillgate.server.cli", "serve", "--config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},

@@ -146,14 +146,8 @@ class Standin:
             else:
                 choice["text"] = text
             return web.json_response(
-                {
-                    "id": id_,
-                    "object": obj,
-                    "created": created,
-                    "model": payload["model"],
-                    "choices": [choice],
-                    "usage": usage,
-                }
+                {"id": id_, "object": obj, "created": created, "model": payload["model"],
+                 "choices": [choice], "usage": usage}
             )
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
@@ -170,46 +164,20 @@ class Standin:
                 delta = {"content": piece} if chat else None
                 choice = {"index": 0, "finish_reason": None}
                 choice.update({"delta": delta} if chat else {"text": piece})
-                chunk = {
-                    "id": id_,
-                    "object": f"{obj}.chunk" if chat else obj,
-                    "created": created,
-                    "model": payload["model"],
-                    "choices": [choice],
-                }
+                chunk = {"id": id_, "object": f"{obj}.chunk" if chat else obj,
+                         "created": created, "model": payload["model"], "choices": [choice]}
                 await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
                 if self.mode["chunk_delay_s"]:
                     await asyncio.sleep(self.mode["chunk_delay_s"])
             final = {"index": 0, "finish_reason": "stop"}
             final.update({"delta": {}} if chat else {"text": ""})
-            await resp.write(
-                b"data: "
-                + orjson.dumps(
-                    {
-                        "id": id_,
-                        "object": obj,
-                        "created": created,
-                        "model": payload["model"],
-                        "choices": [final],
-                    }
-                )
-                + b"\n\n"
-            )
+            await resp.write(b"data: " + orjson.dumps(
+                {"id": id_, "object": obj, "created": created, "model": payload["model"],
+                 "choices": [final]}) + b"\n\n")
             if (payload.get("stream_options") or {}).get("include_usage"):
-                await resp.write(
-                    b"data: "
-                    + orjson.dumps(
-                        {
-                            "id": id_,
-                            "object": obj,
-                            "created": created,
-                            "model": payload["model"],
-                            "choices": [],
-                            "usage": usage,
-                        }
-                    )
-                    + b"\n\n"
-                )
+                await resp.write(b"data: " + orjson.dumps(
+                    {"id": id_, "object": obj, "created": created, "model": payload["model"],
+                     "choices": [], "usage": usage}) + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
             self.stats["completed_streams"] += 1
