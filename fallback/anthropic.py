@@ -1,0 +1,92 @@
+"""Anthropic's Messages API behind the OpenAI chat surface.
+
+Settings: `base_url` (`https://api.anthropic.com`, with or without `/v1`), `api_key` (sent
+as `x-api-key`), `headers` (added to every call, e.g. `anthropic-beta`), and `options`:
+`default_max_tokens` (sent when the client gives no `max_tokens`; Anthropic requires one)
+and `drop_params` (OpenAI parameters Anthropic lacks that are ignored instead of refused).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import orjson
+
+from spillgate.errors import UpstreamError, bad_request
+from spillgate.protocol import Endpoint, UpstreamRequest
+
+from .adapter import ProviderCall, ProviderSettings, Translated
+from .anthropic_request import DEFAULT_MAX_TOKENS, translate_request
+from .anthropic_response import Envelope, error_from_body, translate_message
+from .anthropic_stream import AnthropicStreamTranslator
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+class AnthropicAdapter:
+    """Pure translation between OpenAI chat completions and Anthropic messages."""
+
+    def __init__(
+        self, settings: ProviderSettings, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        base = settings.base_url.rstrip("/")
+        self._url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        self._default_max_tokens = int(
+            settings.options.get("default_max_tokens", DEFAULT_MAX_TOKENS)
+        )
+        self._drop_params = frozenset(settings.options.get("drop_params", ()))
+        self._headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        if settings.api_key:
+            self._headers["x-api-key"] = settings.api_key
+        self._headers.update(settings.headers)
+
+    def build(self, request: UpstreamRequest) -> ProviderCall:
+        if request.endpoint is not Endpoint.CHAT:
+            raise bad_request(
+                f"provider {self.settings.name} (Anthropic) serves only /v1/chat/completions"
+            )
+        translated = translate_request(
+            request.payload,
+            request.target_model,
+            stream=request.stream,
+            provider=self.settings.name,
+            default_max_tokens=self._default_max_tokens,
+            drop_params=self._drop_params,
+        )
+        return ProviderCall(
+            url=self._url, headers=dict(self._headers), body=orjson.dumps(translated.body)
+        )
+
+    def translate(self, request: UpstreamRequest, body: bytes) -> Translated:
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            message = None
+        if not isinstance(message, dict):
+            raise UpstreamError(502, f"provider {self.settings.name} answered with invalid JSON")
+        completion, usage = translate_message(message, self._envelope(request), self.settings.name)
+        return Translated(body=orjson.dumps(completion), usage=usage)
+
+    def stream(self, request: UpstreamRequest) -> AnthropicStreamTranslator:
+        options = request.payload.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return AnthropicStreamTranslator(
+            self._envelope(request),
+            include_usage=include_usage,
+            provider=self.settings.name,
+            secret=self.settings.api_key,
+        )
+
+    def error(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
+        return error_from_body(
+            status, body, headers, self.settings.name, self.settings.api_key, self._clock()
+        )
+
+    def _envelope(self, request: UpstreamRequest) -> Envelope:
+        # The client asked for `request.model`; answering with it keeps the spill invisible.
+        return Envelope(
+            id=f"chatcmpl-{request.request_id}", created=int(self._clock()), model=request.model
+        )

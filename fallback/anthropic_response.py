@@ -1,0 +1,248 @@
+"""Anthropic answers -> OpenAI answers: whole messages, usage, finish reasons and errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+
+from spillgate.errors import UpstreamError
+from spillgate.protocol import Usage
+
+from .anthropic_request import JSON_TOOL
+
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What every OpenAI answer to one request repeats: its id, time and model name."""
+
+    id: str
+    created: int
+    model: str
+
+
+def finish_reason(stop_reason: Any, called_client_tool: bool) -> str:
+    reason = _FINISH_REASONS.get(stop_reason, "stop")
+    if reason == "tool_calls" and not called_client_tool:
+        return "stop"  # only the JSON-mode tool was called: that call is the answer
+    return reason
+
+
+def usage_of(anthropic_usage: Any) -> Usage:
+    """Anthropic counts cached input apart from `input_tokens`; OpenAI counts it inside."""
+    u = anthropic_usage if isinstance(anthropic_usage, dict) else {}
+    cached = int(u.get("cache_read_input_tokens") or 0)
+    written = int(u.get("cache_creation_input_tokens") or 0)
+    return Usage(
+        prompt_tokens=int(u.get("input_tokens") or 0) + cached + written,
+        completion_tokens=int(u.get("output_tokens") or 0),
+        cached_tokens=cached,
+    )
+
+
+def openai_usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+def translate_message(
+    message: dict[str, Any], envelope: Envelope, provider: str
+) -> tuple[dict[str, Any], Usage]:
+    """One Anthropic `message` object as an OpenAI `chat.completion`."""
+    blocks = message.get("content")
+    if message.get("type") != "message" or not isinstance(blocks, list):
+        raise UpstreamError(502, f"provider {provider} answered with something not a message")
+    texts: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    for block in blocks:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "tool_use" and block.get("name") == JSON_TOOL:
+            texts.append(orjson.dumps(block.get("input") or {}).decode())
+        elif kind == "tool_use":
+            tool_calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
+        # Thinking and server-tool blocks have no OpenAI counterpart in a chat completion.
+    answer: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts else None,
+        "refusal": None,
+    }
+    if tool_calls:
+        answer["tool_calls"] = tool_calls
+    usage = usage_of(message.get("usage"))
+    completion = {
+        "id": envelope.id,
+        "object": "chat.completion",
+        "created": envelope.created,
+        "model": envelope.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": answer,
+                "logprobs": None,
+                "finish_reason": finish_reason(message.get("stop_reason"), bool(tool_calls)),
+            }
+        ],
+        "usage": openai_usage(usage),
+    }
+    return completion, usage
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Mapped:
+    status: int
+    type: str
+    retryable: bool
+    #: What the client reads; `{provider}` and `{detail}` are filled in.
+    message: str
+
+
+_ERRORS = {
+    "invalid_request_error": _Mapped(
+        400, "invalid_request_error", False, "provider {provider} refused the request: {detail}"
+    ),
+    "authentication_error": _Mapped(
+        401,
+        "authentication_error",
+        False,
+        "provider {provider} refused the gateway's API key; check its api_key in the config",
+    ),
+    "billing_error": _Mapped(
+        402, "billing_error", False, "provider {provider} refused the request over billing"
+    ),
+    "permission_error": _Mapped(
+        403,
+        "permission_error",
+        False,
+        "provider {provider} does not let the gateway's API key do this: {detail}",
+    ),
+    "not_found_error": _Mapped(
+        404, "not_found_error", False, "provider {provider} does not know it: {detail}"
+    ),
+    "request_too_large": _Mapped(
+        413, "invalid_request_error", False, "the request is too large for provider {provider}"
+    ),
+    "rate_limit_error": _Mapped(
+        429, "rate_limit_error", True, "provider {provider} is rate-limiting the gateway"
+    ),
+    "api_error": _Mapped(500, "server_error", True, "provider {provider} had an internal error"),
+    "timeout_error": _Mapped(504, "server_error", True, "provider {provider} timed out"),
+    # Anthropic's 529: an OpenAI client knows 503 as "overloaded, try again".
+    "overloaded_error": _Mapped(503, "server_error", True, "provider {provider} is overloaded"),
+}
+_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def error_of(
+    status: int | None,
+    error: Any,
+    provider: str,
+    secret: str | None,
+    retry_after_s: float | None = None,
+) -> UpstreamError:
+    """Map an Anthropic error object (`{"type": ..., "message": ...}`) to an UpstreamError.
+
+    Only the provider's own wording of a request problem is passed on (it names the field
+    to fix); it is cut short and scrubbed of the key. Other kinds get our own words.
+    """
+    kind = error.get("type") if isinstance(error, dict) else None
+    if kind not in _ERRORS:
+        kind = _BY_STATUS.get(status or 0)
+    if kind is None:
+        status = status or 502
+        return UpstreamError(
+            status,
+            f"provider {provider} answered {status}",
+            type="server_error" if status >= 500 else "upstream_error",
+            code="provider_error",
+            retryable=status >= 500,
+        )
+    mapped = _ERRORS[kind]
+    detail = error.get("message") if isinstance(error, dict) else None
+    message = mapped.message.format(provider=provider, detail=_scrub(detail, secret))
+    return UpstreamError(
+        mapped.status,
+        message,
+        type=mapped.type,
+        code=kind,
+        retryable=mapped.retryable,
+        retry_after_s=retry_after_s if mapped.retryable else None,
+    )
+
+
+def error_from_body(
+    status: int, body: bytes, headers: dict[str, str], provider: str, secret: str | None, now: float
+) -> UpstreamError:
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    return error_of(status, error, provider, secret, retry_after(headers, now))
+
+
+def retry_after(headers: dict[str, str], now: float) -> float | None:
+    """`retry-after` in seconds or as an HTTP date; None when absent or unreadable."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def _scrub(detail: Any, secret: str | None) -> str:
+    if not isinstance(detail, str) or not detail:
+        return "no details given"
+    if secret:
+        detail = detail.replace(secret, "[redacted]")
+    detail = _SPACE.sub(" ", detail).strip()
+    return detail if len(detail) <= 300 else detail[:297] + "..."

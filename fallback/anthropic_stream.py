@@ -1,0 +1,189 @@
+"""Anthropic's Messages stream -> OpenAI `chat.completion.chunk` server-sent events.
+
+Anthropic streams `message_start`, then per content block `content_block_start`,
+`content_block_delta`... and `content_block_stop`, then `message_delta` (stop reason and
+output tokens) and `message_stop`; `ping` may come anywhere and an `error` event may end
+the stream. Each read is fed as it comes; partial events wait for their terminator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from spillgate.errors import UpstreamError
+from spillgate.protocol import Usage
+from spillgate.sse import DONE, event
+
+from .anthropic_request import JSON_TOOL
+from .anthropic_response import Envelope, error_of, finish_reason, openai_usage, usage_of
+
+
+class _EventReader:
+    """Splits SSE bytes into the `data` payloads of complete events."""
+
+    _MAX_PENDING = 8 << 20  # one event never legitimately comes near this
+
+    def __init__(self, provider: str) -> None:
+        self._pending = b""
+        self._provider = provider
+
+    def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
+        buf = (self._pending + data).replace(b"\r\n", b"\n")
+        *complete, self._pending = buf.split(b"\n\n")
+        if len(self._pending) > self._MAX_PENDING:
+            raise self._malformed()
+        for raw in complete:
+            payload = b"\n".join(
+                line[5:].lstrip(b" ") for line in raw.split(b"\n") if line.startswith(b"data:")
+            )
+            if not payload:
+                continue  # a comment or an `event:` line alone carries nothing
+            try:
+                parsed = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise self._malformed() from None
+            if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
+                raise self._malformed()
+            yield parsed
+
+    def _malformed(self) -> UpstreamError:
+        return UpstreamError(
+            502,
+            f"provider {self._provider} sent a malformed stream event",
+            code="provider_bad_stream",
+        )
+
+
+class AnthropicStreamTranslator:
+    """Feeds on Anthropic stream bytes; returns OpenAI SSE bytes. One per request."""
+
+    def __init__(
+        self, envelope: Envelope, *, include_usage: bool, provider: str, secret: str | None
+    ) -> None:
+        self._envelope = envelope
+        self._include_usage = include_usage
+        self._provider = provider
+        self._secret = secret
+        self._reader = _EventReader(provider)
+        self._anthropic_usage: dict[str, Any] = {}
+        #: Anthropic content block index -> OpenAI tool call index, for the client's tools.
+        self._tool_calls: dict[int, int] = {}
+        self._json_blocks: set[int] = set()
+        self._stopped = False
+        #: A failure found after some good events of the same read: raised on the next call,
+        #: so the client still gets what came before it.
+        self._failure: UpstreamError | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        return usage_of(self._anthropic_usage) if self._anthropic_usage else None
+
+    def feed(self, data: bytes) -> bytes:
+        self._raise_pending_failure()
+        out: list[bytes] = []
+        try:
+            for payload in self._reader.feed(data):
+                out.extend(self._on_event(payload))
+        except UpstreamError as failure:
+            if not out:
+                raise
+            self._failure = failure
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        self._raise_pending_failure()
+        if not self._stopped:
+            raise UpstreamError(
+                502,
+                f"provider {self._provider} ended the stream before message_stop",
+                code="provider_stream_cut",
+            )
+        closing = b""
+        if self._include_usage:
+            closing = self._chunk([], usage=openai_usage(usage_of(self._anthropic_usage)))
+        return closing + DONE
+
+    def _raise_pending_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    def _on_event(self, payload: dict[str, Any]) -> list[bytes]:
+        kind = payload["type"]
+        if self._stopped:
+            return []
+        if kind == "message_start":
+            message = payload.get("message") or {}
+            self._anthropic_usage.update(message.get("usage") or {})
+            return [self._delta({"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            return self._on_block_start(payload.get("index"), payload.get("content_block") or {})
+        if kind == "content_block_delta":
+            return self._on_block_delta(payload.get("index"), payload.get("delta") or {})
+        if kind == "message_delta":
+            self._anthropic_usage.update(
+                {k: v for k, v in (payload.get("usage") or {}).items() if v is not None}
+            )
+            stop_reason = (payload.get("delta") or {}).get("stop_reason")
+            reason = finish_reason(stop_reason, bool(self._tool_calls))
+            return [
+                self._chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
+            ]
+        if kind == "message_stop":
+            self._stopped = True
+            return []
+        if kind == "error":
+            raise error_of(None, payload.get("error"), self._provider, self._secret)
+        # `ping`, `content_block_stop` and event types added later carry nothing to relay.
+        return []
+
+    def _on_block_start(self, index: Any, block: dict[str, Any]) -> list[bytes]:
+        if block.get("type") == "text" and block.get("text"):
+            return [self._delta({"content": block["text"]})]
+        if block.get("type") != "tool_use":
+            return []
+        if block.get("name") == JSON_TOOL:
+            self._json_blocks.add(index)
+            return []
+        position = self._tool_calls[index] = len(self._tool_calls)
+        call = {
+            "index": position,
+            "id": block.get("id"),
+            "type": "function",
+            "function": {"name": block.get("name"), "arguments": ""},
+        }
+        return [self._delta({"tool_calls": [call]})]
+
+    def _on_block_delta(self, index: Any, delta: dict[str, Any]) -> list[bytes]:
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            return [self._delta({"content": delta["text"]})]
+        if kind != "input_json_delta" or not delta.get("partial_json"):
+            return []  # thinking, signature and citation deltas have no OpenAI counterpart
+        if index in self._json_blocks:
+            return [self._delta({"content": delta["partial_json"]})]
+        if index in self._tool_calls:
+            call = {
+                "index": self._tool_calls[index],
+                "function": {"arguments": delta["partial_json"]},
+            }
+            return [self._delta({"tool_calls": [call]})]
+        return []
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+
+    def _chunk(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
+        chunk: dict[str, Any] = {
+            "id": self._envelope.id,
+            "object": "chat.completion.chunk",
+            "created": self._envelope.created,
+            "model": self._envelope.model,
+            "choices": choices,
+        }
+        if self._include_usage:
+            chunk["usage"] = usage  # OpenAI sends `usage: null` on every chunk but the last
+        return event(chunk)
