@@ -170,16 +170,29 @@ class GeminiStream:
         self._tool_calls: dict[int, int] = {}  # candidate index → tool calls sent so far
         self._finished: set[int] = set()
         self._usage_body: dict[str, Any] | None = None
+        self._pending: UpstreamError | None = None
         self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> bytes:
+        self._raise_pending()
         # Gemini ends events with CRLF CRLF; a CR held back at the end of one read is
         # joined with its LF on the next, since the replace runs on the whole tail.
         self._buffer = (self._buffer + data).replace(b"\r\n", b"\n")
         *events, self._buffer = _EVENT_END.split(self._buffer)
-        return b"".join(self._event(raw) for raw in events)
+        out: list[bytes] = []
+        for raw in events:
+            try:
+                out.append(self._event(raw))
+            except UpstreamError as err:
+                if not out:
+                    raise
+                # The chunks before the failure still reach the client; the error follows.
+                self._pending, self._buffer = err, b""
+                break
+        return b"".join(out)
 
     def finish(self) -> bytes:
+        self._raise_pending()
         out = self._event(self._buffer) if self._buffer.strip() else b""
         self._buffer = b""
         if not self._finished:
@@ -192,6 +205,11 @@ class GeminiStream:
             usage = self._usage_body or openai_usage({})
             out += event({**self._envelope([]), "usage": usage})
         return out + DONE
+
+    def _raise_pending(self) -> None:
+        if self._pending is not None:
+            err, self._pending = self._pending, None
+            raise err
 
     def _event(self, raw: bytes) -> bytes:
         lines = raw.split(b"\n")

@@ -412,3 +412,12 @@ def test_a_stream_that_ends_without_a_finish_reason_is_an_error_not_done() -> No
     with pytest.raises(UpstreamError) as caught:
         translator.finish()
     assert caught.value.code == "provider_stream_cut"
+
+
+def test_chunks_read_together_with_an_error_still_reach_the_client_first() -> None:
+    error_event = b"data: " + gemini_error(503, "UNAVAILABLE", "overloaded") + b"\r\n\r\n"
+    translator, out = stream_of(FIRST + error_event)
+    assert b'"content":"Hel"' in out
+    with pytest.raises(UpstreamError) as caught:
+        translator.finish()
+    assert caught.value.status == 503
