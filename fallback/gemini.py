@@ -1,0 +1,63 @@
+"""Google AI Gemini API (`generateContent`, `streamGenerateContent?alt=sse`) as a provider.
+
+Settings: `base_url` is the API root (https://generativelanguage.googleapis.com);
+`options.api_version` picks the path version (default v1beta); `options.drop_params` lists
+OpenAI fields to drop silently instead of answering 400 (or `true` for all). The key goes
+in the `x-goog-api-key` header, never in the URL, so it cannot reach an access log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from spillgate.errors import UpstreamError
+from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translated
+from spillgate.fallback.gemini_errors import upstream_error
+from spillgate.fallback.gemini_request import RequestBuilder, unsupported_endpoint
+from spillgate.fallback.gemini_response import GeminiStream, whole_answer
+from spillgate.protocol import Endpoint, UpstreamRequest
+
+
+class GeminiAdapter:
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+        root = settings.base_url.rstrip("/")
+        version = str(settings.options.get("api_version", "v1beta")).strip("/")
+        self._models_url = f"{root}/{version}/models/"
+        drop = settings.options.get("drop_params", ())
+        self._builder = RequestBuilder(settings.name, drop if drop is True else frozenset(drop))
+        self._headers = {**settings.headers, "content-type": "application/json"}
+        if settings.api_key:
+            self._headers["x-goog-api-key"] = settings.api_key
+
+    def build(self, request: UpstreamRequest) -> ProviderCall:
+        if request.endpoint is not Endpoint.CHAT:
+            raise unsupported_endpoint(request.endpoint.value, self.settings.name)
+        body = self._builder.body(request.payload)
+        model = quote(request.target_model.removeprefix("models/"), safe="")
+        action = ":streamGenerateContent?alt=sse" if request.stream else ":generateContent"
+        return ProviderCall(
+            url=self._models_url + model + action,
+            headers=dict(self._headers),
+            body=orjson.dumps(body),
+        )
+
+    def translate(self, request: UpstreamRequest, body: bytes) -> Translated:
+        answer, usage = whole_answer(body, request.model, self.settings.name)
+        return Translated(body=answer, usage=usage)
+
+    def stream(self, request: UpstreamRequest) -> GeminiStream:
+        options: Any = request.payload.get("stream_options") or {}
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return GeminiStream(
+            request.model,
+            include_usage,
+            self.settings.name,
+            lambda status, body: self.error(status, body, {}),
+        )
+
+    def error(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
+        return upstream_error(self.settings.name, status, body, headers, self.settings.api_key)

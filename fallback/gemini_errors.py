@@ -1,0 +1,95 @@
+"""Gemini's error answers (`{"error": {"code", "message", "status"}}`) → `UpstreamError`."""
+
+from __future__ import annotations
+
+import re
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+
+from spillgate.errors import UpstreamError
+
+# google.rpc canonical status → (HTTP status, OpenAI error type, worth trying another target).
+_STATUSES: dict[str, tuple[int, str, bool]] = {
+    "INVALID_ARGUMENT": (400, "invalid_request_error", False),
+    "FAILED_PRECONDITION": (400, "invalid_request_error", False),
+    "OUT_OF_RANGE": (400, "invalid_request_error", False),
+    "UNAUTHENTICATED": (401, "authentication_error", False),
+    "PERMISSION_DENIED": (403, "permission_error", False),
+    "NOT_FOUND": (404, "not_found_error", False),
+    "RESOURCE_EXHAUSTED": (429, "rate_limit_error", True),
+    "CANCELLED": (502, "upstream_error", True),
+    "INTERNAL": (500, "upstream_error", True),
+    "UNAVAILABLE": (503, "upstream_error", True),
+    "DEADLINE_EXCEEDED": (504, "upstream_error", True),
+}
+_MAX_MESSAGE = 400
+_DELAY = re.compile(r"([0-9]+(?:\.[0-9]+)?)s")
+
+
+def upstream_error(
+    provider: str,
+    http_status: int,
+    body: bytes,
+    headers: dict[str, str],
+    secret: str | None,
+) -> UpstreamError:
+    """Map one Gemini error answer; `secret` (the API key) is scrubbed from the message."""
+    error = _error_object(body)
+    status_name = str(error.get("status") or "") if error else ""
+    known = _STATUSES.get(status_name)
+    if known:
+        status, kind, retryable = known
+    else:
+        status = http_status if 400 <= http_status < 600 else 502
+        retryable = status in (408, 429) or status >= 500
+        kind = "invalid_request_error" if status < 500 and not retryable else "upstream_error"
+    if error and isinstance(error.get("message"), str):
+        detail = error["message"]
+        if secret:
+            detail = detail.replace(secret, "[redacted]")
+        if len(detail) > _MAX_MESSAGE:
+            detail = detail[:_MAX_MESSAGE] + "..."
+        message = f"provider {provider} answered {status_name or http_status}: {detail}"
+    else:
+        message = f"provider {provider} answered HTTP {http_status} without a Gemini error body"
+    return UpstreamError(
+        status,
+        message,
+        type=kind,
+        code=status_name.lower() or None,
+        retryable=retryable,
+        retry_after_s=_retry_after(headers, error) if retryable else None,
+    )
+
+
+def _error_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, list) and data:  # the non-SSE stream endpoint wraps it in an array
+        data = data[0]
+    error = data.get("error") if isinstance(data, dict) else None
+    return error if isinstance(error, dict) else None
+
+
+def _retry_after(headers: dict[str, str], error: dict[str, Any] | None) -> float | None:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is not None:
+        value = value.strip()
+        if value.replace(".", "", 1).isdigit():
+            return float(value)
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            pass
+    # Gemini itself says how long to wait in a google.rpc.RetryInfo detail ("37s").
+    for detail in (error or {}).get("details") or []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            match = _DELAY.fullmatch(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
