@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
 from spillgate.protocol import Usage
 
 DONE = b"data: [DONE]\n\n"

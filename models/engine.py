@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
+
 from spillgate.errors import UpstreamError
 from spillgate.protocol import TargetKind, UpstreamReply, UpstreamRequest, Usage
 from spillgate.sse import UsageTap, error_event

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+
 from spillgate.models.engine import LocalEngine
 
 log = logging.getLogger("spillgate.engine")

@@ -12,6 +12,12 @@ from collections.abc import AsyncIterator
 import orjson
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
 from spillgate import __version__
 from spillgate.errors import GatewayError, UpstreamError
 from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
@@ -20,11 +26,6 @@ from spillgate.server.observe import access_log
 from spillgate.server.relay import StreamRelay
 from spillgate.server.requests import parse, read_body
 from spillgate.server.scheduler import Decision, Reason, RequestFeatures, decide
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger("spillgate.server")
 

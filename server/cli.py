@@ -97,6 +97,7 @@ def _embedded_cpu_engine(vllm_args: list[str]) -> dict[str, Any]:
 
 def _serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
     import uvicorn
+
     from spillgate.server.app import create_app
     from spillgate.server.gateway import Gateway
     from spillgate.server.observe import setup_logging

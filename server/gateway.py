@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 import aiohttp
+
 from spillgate.models.engine import LocalEngine
 from spillgate.models.supervisor import EngineProcess, HealthWatch, LaunchSpec
 from spillgate.protocol import Backend
