@@ -140,7 +140,10 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def interpolate(text: str, env: dict[str, str] | None = None) -> str:
-    """Replace `${NAME}` and `${NAME:-default}`; an unset variable without default is an error."""
+    """Replace `${NAME}` and `${NAME:-default}`; an unset variable without default is an error.
+
+    Whole-line comments are left as they are.
+    """
     env = dict(os.environ) if env is None else env
     missing: list[str] = []
 
@@ -153,7 +156,12 @@ def interpolate(text: str, env: dict[str, str] | None = None) -> str:
         missing.append(name)
         return ""
 
-    result = _ENV_REF.sub(sub, text)
+    # A commented-out line is not configuration: its `${NAME}` needs no variable (issue 6:
+    # the shipped configs carry commented examples of settings that take secrets).
+    result = "".join(
+        line if line.lstrip().startswith("#") else _ENV_REF.sub(sub, line)
+        for line in text.splitlines(keepends=True)
+    )
     if missing:
         raise ConfigError(
             "environment variables referenced but not set: " + ", ".join(sorted(set(missing)))
