@@ -179,7 +179,9 @@ def test_only_the_gateway_and_the_scraper_reach_the_engines() -> None:
     pods = [p["podSelector"]["matchLabels"] for p in sources if "podSelector" in p]
     assert len(pods) == 1 and pods[0].items() <= gateway_labels.items()
     # The other peer is the monitoring namespace, whose Prometheus reads the queue depth.
-    namespaces = [p["namespaceSelector"]["matchLabels"] for p in sources if "namespaceSelector" in p]
+    namespaces = [
+        p["namespaceSelector"]["matchLabels"] for p in sources if "namespaceSelector" in p
+    ]
     assert namespaces == [{"kubernetes.io/metadata.name": "monitoring"}]
 
 
@@ -197,8 +199,10 @@ def test_keda_scales_the_engines_on_their_queue_depth() -> None:
     assert f'namespace="{scaled["metadata"]["namespace"]}"' in query
     assert f'model_name="{group.served_model_names[0]}"' in query
     assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
-    assert not any(o["kind"] == "HorizontalPodAutoscaler" and
-                   o["metadata"]["name"] == "vllm-engine" for o in objects)
+    assert not any(
+        o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == "vllm-engine"
+        for o in objects
+    )
 
 
 def test_the_prometheus_adapter_variant_scales_with_a_plain_hpa() -> None:
@@ -206,8 +210,9 @@ def test_the_prometheus_adapter_variant_scales_with_a_plain_hpa() -> None:
     assert not [o for o in objects if o["kind"] == "ScaledObject"]
     hpa = one(objects, "HorizontalPodAutoscaler", "vllm-engine")
     (metric,) = hpa["spec"]["metrics"]
-    values = yaml.safe_load((OVERLAYS / "cluster-prometheus-adapter" /
-                             "prometheus-adapter-values.yaml").read_text())
+    values = yaml.safe_load(
+        (OVERLAYS / "cluster-prometheus-adapter" / "prometheus-adapter-values.yaml").read_text()
+    )
     (rule,) = values["rules"]["custom"]
     # The adapter exposes the series under the name the HPA asks for.
     assert rule["name"]["as"] == metric["pods"]["metric"]["name"]
