@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from deploy_tools import DEPLOY, ROOT, dockerfile_cmd, run, tool
 
-from spillgate.server.config import from_dict, interpolate
+from spillgate.server.config import ConfigError, from_dict, interpolate
 
 COMPOSE = DEPLOY / "compose"
 
@@ -79,3 +80,10 @@ def test_prometheus_loads_the_alerts_and_grafana_the_dashboard(tmp_path: Path) -
         "datasources"
     ]
     assert source["url"] == "http://prometheus:9090" and source["uid"] == "prometheus"
+
+
+def test_a_commented_out_setting_needs_no_variable_but_a_live_one_does() -> None:
+    text = "server:\n  port: 8000\n# providers:\n#   - api_key: ${OPENAI_API_KEY}\n"
+    assert interpolate(text, {}) == text
+    with pytest.raises(ConfigError, match="not set: OPENAI_API_KEY"):
+        interpolate(text.replace("#   - api_key", "providers:\n  - api_key"), {})
