@@ -39,12 +39,40 @@ class ServerConfig(_Strict):
     access_log: bool = True
 
 
+# -- engine discovery (issue 6: deploy) ---------------------------------------------------
+
+
+class DiscoverConfig(_Strict):
+    """Engines found by resolving a DNS name, e.g. a Kubernetes headless Service."""
+
+    #: The name to resolve; each address it resolves to is one engine.
+    dns: str = Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\.?$")
+    #: The port every engine listens on.
+    port: int = Field(8000, ge=1, le=65535)
+    #: How often to resolve the name again.
+    interval_s: float = Field(10.0, gt=0)
+
+    @field_validator("dns", mode="before")
+    @classmethod
+    def _not_a_url(cls, value: object) -> object:
+        if isinstance(value, str) and "://" in value:
+            raise ValueError(
+                f"`dns` takes a DNS name like vllm-engines.NAMESPACE.svc.cluster.local, "
+                f"not a URL ({value!r}); the port goes in `port`"
+            )
+        return value
+
+
+# -- end engine discovery -------------------------------------------------------------------
+
+
 class EngineConfig(_Strict):
-    """A local engine: launched (`model`) or attached to (`url`)."""
+    """A local engine: launched (`model`), attached to (`url`) or discovered (`discover`)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     model: str | None = None
     url: str | None = None
+    discover: DiscoverConfig | None = None
     #: The model ids this engine answers to; the first is its own name. Default: `model`.
     served_model_names: list[str] = Field(default_factory=list)
     #: Extra vLLM arguments, passed through untouched.
@@ -58,13 +86,16 @@ class EngineConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> EngineConfig:
-        if (self.model is None) == (self.url is None):
-            raise ValueError("set exactly one of `model` (launch vLLM) or `url` (attach)")
-        if self.url is not None:
-            if not re.match(r"^https?://", self.url):
-                raise ValueError(f"`url` must start with http:// or https://, got {self.url!r}")
-            if self.args or self.launcher or self.port:
-                raise ValueError("`args`, `launcher` and `port` apply to launched engines only")
+        sources = [s for s in (self.model, self.url, self.discover) if s is not None]
+        if len(sources) != 1:
+            raise ValueError(
+                "set exactly one of `model` (launch vLLM), `url` (attach) "
+                "or `discover` (attach to every address a DNS name resolves to)"
+            )
+        if self.url is not None and not re.match(r"^https?://", self.url):
+            raise ValueError(f"`url` must start with http:// or https://, got {self.url!r}")
+        if self.model is None and (self.args or self.launcher or self.port):
+            raise ValueError("`args`, `launcher` and `port` apply to launched engines only")
         return self
 
     @property
@@ -110,7 +141,10 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def interpolate(text: str, env: dict[str, str] | None = None) -> str:
-    """Replace `${NAME}` and `${NAME:-default}`; an unset variable without default is an error."""
+    """Replace `${NAME}` and `${NAME:-default}`; an unset variable without default is an error.
+
+    Whole-line comments are left as they are.
+    """
     env = dict(os.environ) if env is None else env
     missing: list[str] = []
 
@@ -123,7 +157,12 @@ def interpolate(text: str, env: dict[str, str] | None = None) -> str:
         missing.append(name)
         return ""
 
-    result = _ENV_REF.sub(sub, text)
+    # A commented-out line is not configuration: its `${NAME}` needs no variable (issue 6:
+    # the shipped configs carry commented examples of settings that take secrets).
+    result = "".join(
+        line if line.lstrip().startswith("#") else _ENV_REF.sub(sub, line)
+        for line in text.splitlines(keepends=True)
+    )
     if missing:
         raise ConfigError(
             "environment variables referenced but not set: " + ", ".join(sorted(set(missing)))

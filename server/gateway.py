@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from spillgate.models.discovery import DiscoveredEngines, DiscoverySpec, Resolver, resolve_dns
 from spillgate.models.engine import LocalEngine
 from spillgate.models.supervisor import EngineProcess, HealthWatch, LaunchSpec
 from spillgate.protocol import Backend
@@ -47,8 +48,9 @@ def vllm_argv(engine: EngineConfig, port: int) -> list[str]:
 
 
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, resolve: Resolver = resolve_dns) -> None:
         self.config = config
+        self._resolve = resolve  # engine discovery's DNS lookup; tests hand in a fake answer
         self.metrics = Metrics()
         self.engines: list[LocalEngine] = []
         self.processes: list[EngineProcess] = []
@@ -69,6 +71,12 @@ class Gateway:
         for engine in self.engines:
             for name in engine.served_models:
                 routes.setdefault(name, []).append(engine)
+        # A discovered group's configured names stay routable while it has no engine, so a
+        # request meanwhile gets "not ready" (503), not "no such model" (404).
+        for cfg in self.config.engines:
+            if cfg.discover is not None:
+                for name in cfg.served_model_names:
+                    routes.setdefault(name, [])
         for alias, target in self.config.aliases.items():
             routes.setdefault(alias, []).extend(routes.get(target, []))
         self._routes = routes
@@ -102,6 +110,9 @@ class Gateway:
     def _add_engine(self, cfg: EngineConfig) -> None:
         assert self.session is not None
         server = self.config.server
+        if cfg.discover is not None:
+            self._add_discovered_group(cfg)
+            return
         port = cfg.port or free_port()
         url = cfg.url or f"http://127.0.0.1:{port}/v1"
         engine = LocalEngine(
@@ -127,6 +138,35 @@ class Gateway:
         process = EngineProcess(engine, spec, self.session)
         self.processes.append(process)
         self._tasks.append(asyncio.create_task(process.run()))
+
+    # -- engine discovery (issue 6: deploy) -------------------------------------------------
+
+    def _add_discovered_group(self, cfg: EngineConfig) -> None:
+        assert self.session is not None and cfg.discover is not None
+        spec = DiscoverySpec(
+            group=cfg.name,
+            dns=cfg.discover.dns,
+            port=cfg.discover.port,
+            interval_s=cfg.discover.interval_s,
+            health_interval_s=cfg.health_interval_s,
+            served_models=frozenset(cfg.served_model_names),
+            first_byte_timeout_s=self.config.server.first_byte_timeout_s,
+        )
+        group = DiscoveredEngines(
+            spec, self.session, self._engines_changed, self._resolve, self._discovered
+        )
+        self._tasks.append(asyncio.create_task(group.run()))
+
+    def _engines_changed(self, added: list[LocalEngine], removed: list[LocalEngine]) -> None:
+        self.engines = [e for e in self.engines if e not in removed] + added
+        for engine in removed:
+            # A gone pod's series disappear instead of reading "down" forever.
+            for gauge in (self.metrics.engine_up, self.metrics.engine_in_flight):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(engine.name)
+        self._build_routes()
+
+    # -- end engine discovery ---------------------------------------------------------------
 
     def _discovered(self, engine: LocalEngine) -> Callable[[frozenset[str]], None]:
         def register(names: frozenset[str]) -> None:
