@@ -1,1 +1,2 @@
-"""Cloud providers: OpenAI ⇄ provider translation, streaming included, behind the backend protocol."""
+"""Cloud providers: OpenAI ⇄ provider translation, streaming included, behind the backend
+protocol."""

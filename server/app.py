@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+
 import orjson
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from spillgate import __version__
 from spillgate.errors import GatewayError, UpstreamError
+from spillgate.fallback.adapter import CloudTarget
 from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
 from spillgate.server.gateway import Gateway
 from spillgate.server.observe import access_log
@@ -90,7 +92,9 @@ class Handler:
             self._account(
                 request_id, backend.name, decision.reason, reply.status, started, reply, False
             )
-            return Response(reply.body, reply.status, headers=headers, media_type=reply.content_type)
+            return Response(
+                reply.body, reply.status, headers=headers, media_type=reply.content_type
+            )
         return await self._stream(reply, headers, request_id, backend, decision, started)
 
     async def _stream(
@@ -122,8 +126,8 @@ class Handler:
         """Try the decision's targets in order until one starts answering."""
         last: UpstreamError | None = None
         for target in decision.targets:
-            backend: Backend = target  # type: ignore[assignment]
-            upstream.target_model = self.gw.target_model(upstream.model, backend)  # type: ignore[arg-type]
+            backend: Backend = target
+            upstream.target_model = self.gw.target_model(upstream.model, backend)
             try:
                 return backend, await backend.open(upstream)
             except UpstreamError as err:
@@ -131,8 +135,12 @@ class Handler:
                 self.gw.metrics.upstream_errors.labels(backend.name, str(err.status)).inc()
                 log.warning(
                     "target failed before answering",
-                    extra={"request_id": upstream.request_id, "route": backend.name,
-                           "status": err.status, "error": err.message},
+                    extra={
+                        "request_id": upstream.request_id,
+                        "route": backend.name,
+                        "status": err.status,
+                        "error": err.message,
+                    },
                 )
                 if not err.retryable:
                     break
@@ -154,6 +162,16 @@ class Handler:
             decision = decide(features, candidates)
             if decision.targets:
                 return decision
+        cloud_waits = [c.retry_in_s for c in candidates if isinstance(c, CloudTarget)]
+        if cloud_waits and len(cloud_waits) == len(candidates):
+            raise GatewayError(
+                503,
+                f"every provider target of {features.model!r} is failing and paused "
+                "(circuit open); retry later",
+                type="server_error",
+                code=Reason.NO_TARGET_READY.value,
+                retry_after_s=max(1.0, min(cloud_waits)),
+            )
         raise GatewayError(
             503,
             f"no engine serving {features.model!r} is ready yet; retry shortly",
@@ -189,6 +207,8 @@ class Handler:
             if reply.usage is not None:
                 m.tokens.labels(route, "prompt").inc(reply.usage.prompt_tokens)
                 m.tokens.labels(route, "completion").inc(reply.usage.completion_tokens)
+            if reply.cost_usd is not None:
+                m.cost.labels(route).inc(reply.cost_usd)
         if self.gw.config.server.access_log:
             usage = reply.usage if reply is not None else None
             access_log.info(
@@ -203,6 +223,8 @@ class Handler:
                     "duration_ms": round(elapsed * 1000, 2),
                     "prompt_tokens": usage.prompt_tokens if usage else None,
                     "completion_tokens": usage.completion_tokens if usage else None,
+                    # A stream's cost is known only at its end: here, not in a header.
+                    "cost_usd": reply.cost_usd if reply is not None else None,
                 },
             )
 
@@ -220,7 +242,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     # The OpenAI endpoints are plain Starlette routes: FastAPI's validation layer would
     # parse every body a second time on the hot path.
     for endpoint in Endpoint:
-        app.add_route(f"/v1/{endpoint.value}", Handler(gateway, endpoint), methods=["POST"])
+        app.add_route(f"/v1/{endpoint.value}", Handler(gateway, endpoint), methods=["POST"])  # type: ignore[arg-type]
 
     @app.get("/v1/models")
     async def list_models() -> Response:
@@ -229,7 +251,9 @@ def create_app(gateway: Gateway) -> FastAPI:
             {"id": m, "object": "model", "created": created, "owned_by": "spillgate"}
             for m in gateway.model_ids()
         ]
-        return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+        return Response(
+            orjson.dumps({"object": "list", "data": data}), media_type="application/json"
+        )
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -238,8 +262,9 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.get("/readyz")
     async def readyz() -> Response:
         engines = {e.name: e.ready for e in gateway.engines}
+        cloud = {name: t.ready for name, t in gateway.cloud_targets.items()}
         ready = gateway.any_ready
-        body = orjson.dumps({"ready": ready, "engines": engines})
+        body = orjson.dumps({"ready": ready, "engines": engines, "cloud_targets": cloud})
         headers = {} if ready else {"retry-after": "5"}
         return Response(body, 200 if ready else 503, headers=headers, media_type="application/json")
 
