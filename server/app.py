@@ -224,7 +224,7 @@ class Handler:
                     "prompt_tokens": usage.prompt_tokens if usage else None,
                     "completion_tokens": usage.completion_tokens if usage else None,
                     # A stream's cost is known only at its end: here, not in a header.
-                    "cost_usd": reply.cost_usd if reply is not None else None,
+                    "cost_usd": round(reply.cost_usd, 10) if reply and reply.cost_usd else None,
                 },
             )
 
