@@ -1,4 +1,4 @@
-"""`providers:` and `routes:` in the configuration: what is accepted, and errors that name the key."""
+"""`providers:` and `routes:` in the configuration: what is accepted, errors that name the key."""
 
 from __future__ import annotations
 
