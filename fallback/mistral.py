@@ -23,9 +23,10 @@ from spillgate.fallback.adapter import ProviderCall, Translated
 from spillgate.fallback.openai import (
     OpenAIAdapter,
     client_wants_usage,
+    feed_events,
+    finish_events,
     parse_answer,
     parse_chunk,
-    stream_cut,
     unsupported,
 )
 from spillgate.fallback.sse_events import EventSplitter, event_data
@@ -209,28 +210,23 @@ class MistralStream:
         self.wants_usage = wants_usage
         self.usage: Usage | None = None
         self._events = EventSplitter()
-        self._done = False
+        self.done = False
+        self.failure: UpstreamError | None = None
         self._last: dict[str, Any] = {}
         self._tool_calls_seen: dict[int, dict[int, int]] = {}
 
     def feed(self, data: bytes) -> bytes:
-        out = []
-        for raw in self._events.feed(data):
-            if not self._done:
-                out.append(self._event(raw))
-        return b"".join(out)
+        return feed_events(self, self._events.feed(data))
 
     def finish(self) -> bytes:
-        if not self._done:
-            raise stream_cut(self.provider)
-        return b""
+        return finish_events(self)
 
-    def _event(self, raw: bytes) -> bytes:
+    def event(self, raw: bytes) -> bytes:
         data = event_data(raw)
         if data is None:
             return b""
         if data == b"[DONE]":
-            self._done = True
+            self.done = True
             return self._usage_chunk() + DONE
         chunk = parse_chunk(self.provider, data)
         usage = chunk.pop("usage", None)

@@ -10,7 +10,7 @@ becomes an error the executor can act on instead of garbage at the client.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import orjson
@@ -126,26 +126,21 @@ class OpenAIStream:
         self.wants_usage = wants_usage
         self.usage: Usage | None = None
         self._events = EventSplitter()
-        self._done = False
+        self.done = False
+        self.failure: UpstreamError | None = None
 
     def feed(self, data: bytes) -> bytes:
-        out = []
-        for event in self._events.feed(data):
-            if not self._done:
-                out.append(self._event(event))
-        return b"".join(out)
+        return feed_events(self, self._events.feed(data))
 
     def finish(self) -> bytes:
-        if not self._done:
-            raise stream_cut(self.provider)
-        return b""
+        return finish_events(self)
 
-    def _event(self, event: bytes) -> bytes:
+    def event(self, event: bytes) -> bytes:
         data = event_data(event)
         if data is None:
             return b""  # a comment (keep-alive) is not the client's business
         if data == b"[DONE]":
-            self._done = True
+            self.done = True
             return DONE
         chunk = parse_chunk(self.provider, data)
         usage = chunk.get("usage")
@@ -156,6 +151,42 @@ class OpenAIStream:
             # first only if it asked for it, the second never.
             return event + b"\n\n" if usage and self.wants_usage else b""
         return event + b"\n\n"
+
+
+class _EventStream(Protocol):
+    provider: str
+    done: bool
+    failure: UpstreamError | None
+
+    def event(self, event: bytes) -> bytes: ...
+
+
+def feed_events(stream: _EventStream, events: list[bytes]) -> bytes:
+    """Translate whole events. A bad one ends the stream, but only after the good ones
+    before it in the same read have been passed on: the failure is raised on the next call.
+    """
+    if stream.failure is not None:
+        raise stream.failure
+    out = []
+    for event in events:
+        if stream.done:
+            break
+        try:
+            out.append(stream.event(event))
+        except UpstreamError as err:
+            stream.failure = err
+            break
+    if stream.failure is not None and not any(out):
+        raise stream.failure
+    return b"".join(out)
+
+
+def finish_events(stream: _EventStream) -> bytes:
+    if stream.failure is not None:
+        raise stream.failure
+    if not stream.done:
+        raise stream_cut(stream.provider)
+    return b""
 
 
 def parse_chunk(provider: str, data: bytes) -> dict[str, Any]:

@@ -138,3 +138,17 @@ def test_the_openai_schema_check_refuses_what_openai_refuses() -> None:
     assert check_openai({**ok, "stream_options": {"include_usage": True}}) is not None
     bad_part = {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}
     assert check_openai(bad_part) is not None, "an image part without its URL"
+
+
+def test_good_events_before_a_bad_one_in_the_same_read_still_reach_the_client() -> None:
+    from spillgate.errors import UpstreamError
+    from spillgate.fallback.openai import OpenAIStream
+
+    good = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}  # fmt: skip
+    stream = OpenAIStream("oai", wants_usage=False)
+    out = stream.feed(b"data: " + orjson.dumps(good) + b"\n\ndata: {broken\n\n")
+    assert b'"Hi"' in out
+    with pytest.raises(UpstreamError) as caught:
+        stream.finish()
+    assert caught.value.code == "provider_stream_malformed"
