@@ -144,8 +144,14 @@ def test_good_events_before_a_bad_one_in_the_same_read_still_reach_the_client() 
     from spillgate.errors import UpstreamError
     from spillgate.fallback.openai import OpenAIStream
 
-    good = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-            "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}  # fmt: skip
+    choice = {"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}
+    good = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [choice],
+    }
     stream = OpenAIStream("oai", wants_usage=False)
     out = stream.feed(b"data: " + orjson.dumps(good) + b"\n\ndata: {broken\n\n")
     assert b'"Hi"' in out
