@@ -11,11 +11,17 @@ from collections.abc import Callable
 
 import aiohttp
 
+from spillgate import __version__
+from spillgate.fallback.adapter import CloudTarget, ProviderAdapter, ProviderSettings
+from spillgate.fallback.breaker import CircuitBreaker
+from spillgate.fallback.prices import Price, PriceBook
+from spillgate.fallback.registry import KINDS, create_adapter
+from spillgate.fallback.resilience import RetryPolicy, Timeouts
 from spillgate.models.discovery import DiscoveredEngines, DiscoverySpec, Resolver, resolve_dns
 from spillgate.models.engine import LocalEngine
 from spillgate.models.supervisor import EngineProcess, HealthWatch, LaunchSpec
 from spillgate.protocol import Backend
-from spillgate.server.config import Config, EngineConfig
+from spillgate.server.config import Config, EngineConfig, ProviderConfig
 from spillgate.server.observe import Metrics
 
 log = logging.getLogger("spillgate.gateway")
@@ -55,8 +61,14 @@ class Gateway:
         self.engines: list[LocalEngine] = []
         self.processes: list[EngineProcess] = []
         self.session: aiohttp.ClientSession | None = None
+        #: Provider calls: TLS, decompression and a user agent, unlike the local-engine session.
+        self.cloud_session: aiohttp.ClientSession | None = None
+        #: One per `provider/model` named in any route, shared by the routes naming it.
+        self.cloud_targets: dict[str, CloudTarget] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._routes: dict[str, list[Backend]] = {}
+        #: (route id, engine name) -> the model id that engine serves for the route.
+        self._route_models: dict[tuple[str, str], str] = {}
 
     # -- registry ---------------------------------------------------------------------------
 
@@ -79,17 +91,39 @@ class Gateway:
                     routes.setdefault(name, [])
         for alias, target in self.config.aliases.items():
             routes.setdefault(alias, []).extend(routes.get(target, []))
+        route_models: dict[tuple[str, str], str] = {}
+        for route, entries in self.config.routes.items():
+            targets: list[Backend] = []
+            for entry in entries:
+                cloud = self.cloud_targets.get(entry)
+                if cloud is not None:
+                    targets.append(cloud)
+                    continue
+                local_model = self.config.aliases.get(entry, entry)
+                for engine in self.engines:
+                    if local_model in engine.served_models:
+                        targets.append(engine)
+                        route_models[(route, engine.name)] = local_model
+            routes[route] = targets
+        self._route_models = route_models
         self._routes = routes
 
-    def target_model(self, model: str, backend: Backend) -> str:
-        """The name `backend` knows `model` by (aliases resolve to the engine's own name)."""
-        if model in getattr(backend, "served_models", ()):
+    def target_model(self, model: str, backend: LocalEngine | CloudTarget) -> str:
+        """The name `backend` knows `model` by (aliases and routes resolve to its own name)."""
+        if isinstance(backend, CloudTarget):
+            return backend.provider_model
+        if model in backend.served_models:
             return model
+        routed = self._route_models.get((model, backend.name))
+        if routed is not None:
+            return routed
         return self.config.aliases.get(model, model)
 
     @property
     def any_ready(self) -> bool:
-        return any(e.ready for e in self.engines)
+        return any(e.ready for e in self.engines) or any(
+            t.ready for t in self.cloud_targets.values()
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -104,6 +138,7 @@ class Gateway:
         )
         for cfg in self.config.engines:
             self._add_engine(cfg)
+        self._add_cloud_targets()
         self._build_routes()
         self._tasks.append(asyncio.create_task(self._export_engine_gauges()))
 
@@ -168,6 +203,42 @@ class Gateway:
 
     # -- end engine discovery ---------------------------------------------------------------
 
+    def _add_cloud_targets(self) -> None:
+        if not self.config.routes:
+            return
+        self.cloud_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
+            headers={"user-agent": f"spillgate/{__version__}"},
+        )
+        prices = PriceBook.shipped()
+        adapters: dict[str, ProviderAdapter] = {}
+        for entries in self.config.routes.values():
+            for entry in entries:
+                cloud = self.config.cloud_target(entry)
+                if cloud is None or entry in self.cloud_targets:
+                    continue
+                provider, model = cloud
+                if provider.name not in adapters:
+                    adapters[provider.name] = create_adapter(provider_settings(provider))
+                target = CloudTarget(
+                    model,
+                    adapters[provider.name],
+                    self.cloud_session,
+                    timeouts=Timeouts(**provider.timeouts.model_dump()),
+                    retry=RetryPolicy(**provider.retries.model_dump()),
+                    breaker=CircuitBreaker(**provider.breaker.model_dump()),
+                    price=price_for(provider, model, prices),
+                )
+                if target.price is None:
+                    log.warning(
+                        "no price known for %s: its requests are not costed; set "
+                        "providers[].prices in the configuration",
+                        target.name,
+                    )
+                self.cloud_targets[entry] = target
+                state = self.metrics.circuit_state.labels(target.name)
+                state.set_function(lambda t=target: float(t.breaker.state))
+
     def _discovered(self, engine: LocalEngine) -> Callable[[frozenset[str]], None]:
         def register(names: frozenset[str]) -> None:
             engine.served_models = names
@@ -193,3 +264,25 @@ class Gateway:
                 await task
         if self.session is not None:
             await self.session.close()
+        if self.cloud_session is not None:
+            await self.cloud_session.close()
+
+
+def provider_settings(provider: ProviderConfig) -> ProviderSettings:
+    assert provider.base_url is not None  # the config fills in the kind's default
+    return ProviderSettings(
+        name=provider.name,
+        kind=provider.kind,
+        base_url=provider.base_url,
+        api_key=provider.secret,
+        headers=dict(provider.headers),
+        options=dict(provider.options),
+        drop_params=frozenset(provider.drop_params),
+    )
+
+
+def price_for(provider: ProviderConfig, model: str, prices: PriceBook) -> Price | None:
+    configured = provider.prices.get(model)
+    if configured is not None:
+        return Price(configured.input, configured.output, configured.cached_input)
+    return prices.lookup(KINDS[provider.kind].price_family, model)

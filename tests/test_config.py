@@ -74,7 +74,7 @@ def test_config_check_command(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert ok.returncode == 0 and "valid; 1 engine(s); models: m" in ok.stdout
+    assert ok.returncode == 0 and "valid; 1 engine(s), 0 provider(s); models: m" in ok.stdout
     bad = _write(tmp_path, "server: {port: nope}")
     failed = subprocess.run(
         [sys.executable, "-m", "spillgate.server.cli", "config", "check", str(bad)],
