@@ -180,9 +180,10 @@ def _cloud_cost(features: RequestFeatures, cloud: CloudState) -> float:
 def _pick_local(features: RequestFeatures, engines: list[LocalState]) -> tuple[LocalState, float]:
     """The engine with the least predicted wait; power of two choices among many replicas."""
     if len(engines) > 2:
-        first = engines[features.tiebreak % len(engines)]
-        second = engines[(features.tiebreak // len(engines) + 1 + features.tiebreak) % len(engines)]
-        engines = [first, second] if first is not second else [first]
+        n = len(engines)
+        first = features.tiebreak % n
+        second = (first + 1 + (features.tiebreak // n) % (n - 1)) % n  # never `first`
+        engines = [engines[first], engines[second]]
     scored = [(predict_ttft_ms(e, features.prompt_tokens), e.in_flight, e.name, e) for e in engines]
     best = min(scored, key=lambda s: (s[0], s[1], s[2]))
     return best[3], best[0]
