@@ -8,21 +8,24 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from typing import Any
+
 import orjson
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
-
 from spillgate import __version__
 from spillgate.errors import GatewayError, UpstreamError
 from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
+from spillgate.server.accounting import RequestState
+from spillgate.server.admin import admin_router
 from spillgate.server.gateway import Gateway
-from spillgate.server.observe import access_log
 from spillgate.server.relay import StreamRelay
 from spillgate.server.requests import parse, read_body
 from spillgate.server.scheduler import Decision, Reason, RequestFeatures, decide
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger("spillgate.server")
 
@@ -53,17 +56,23 @@ class Handler:
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response | StreamRelay:
-        started = time.perf_counter()
-        request_id = _request_id(request)
+        st = self.gw.accounting.start(_request_id(request), self.endpoint)
+        request_id = st.request_id
         try:
+            st.key = self.gw.access.authenticate(request.headers.get("authorization"))
             parsed = parse(await read_body(request, self.limit), self.endpoint)
+            st.model, st.payload = parsed.model, parsed.payload
+            await self.gw.access.admit(st.key, parsed.model)
             candidates = self.gw.targets_for(parsed.model)
             if candidates is None:
                 raise self._unknown_model(parsed.model)
             features = RequestFeatures(parsed.model, self.endpoint, parsed.stream)
+            decide_span = self.gw.tracing.child(st.span, "spillgate.decide", {})
             decision = decide(features, candidates)
             if not decision.targets:
                 decision = await self._wait_for_ready(features, candidates)
+            st.reason = decision.reason.value
+            self.gw.tracing.end(decide_span, {"spillgate.reason": st.reason})
             self.gw.metrics.decisions.labels(decision.reason.value).inc()
             upstream = UpstreamRequest(
                 endpoint=self.endpoint,
@@ -74,10 +83,12 @@ class Handler:
                 stream=parsed.stream,
                 request_id=request_id,
             )
-            self.gw.metrics.overhead.observe(time.perf_counter() - started)
-            backend, reply = await self._execute(upstream, decision)
+            self.gw.metrics.overhead.observe(time.perf_counter() - st.started)
+            backend, reply = await self._execute(upstream, decision, st.span)
         except GatewayError as err:
-            self._account(request_id, "none", "none", err.status, started, None, False)
+            if st.reason == "none" and err.code:
+                st.reason = err.code  # refused before a decision: the ledger says why
+            self._account(st, "none", "none", err.status, None, False)
             return _error_response(err, request_id)
 
         headers = {
@@ -87,20 +98,18 @@ class Handler:
             **reply.headers,
         }
         if reply.chunks is None:
-            self._account(
-                request_id, backend.name, decision.reason, reply.status, started, reply, False
+            self._account(st, backend.name, backend.kind.value, reply.status, reply, False)
+            return Response(
+                reply.body, reply.status, headers=headers, media_type=reply.content_type
             )
-            return Response(reply.body, reply.status, headers=headers, media_type=reply.content_type)
-        return await self._stream(reply, headers, request_id, backend, decision, started)
+        return await self._stream(reply, headers, st, backend)
 
     async def _stream(
         self,
         reply: UpstreamReply,
         headers: dict[str, str],
-        request_id: str,
+        st: RequestState,
         backend: Backend,
-        decision: Decision,
-        started: float,
     ) -> StreamRelay:
         assert reply.chunks is not None
         raw = [(k.encode(), v.encode()) for k, v in headers.items()]
@@ -109,30 +118,43 @@ class Handler:
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
         ]
+        # Written ahead before the first byte: a stream cut by a crash still has its record.
+        self.gw.accounting.stream_opened(st, backend.name, backend.kind.value)
 
         def on_done(completed: bool) -> None:
             status = 200 if completed else 499  # 499: the client closed the connection
-            self._account(request_id, backend.name, decision.reason, status, started, reply, True)
+            self._account(st, backend.name, backend.kind.value, status, reply, True)
 
-        return StreamRelay(b"", reply.chunks, raw, on_done, reply.aclose)
+        chunks = self.gw.accounting.relay(st, reply.chunks)
+        return StreamRelay(b"", chunks, raw, on_done, reply.aclose)
 
     async def _execute(
-        self, upstream: UpstreamRequest, decision: Decision
+        self, upstream: UpstreamRequest, decision: Decision, span: Any = None
     ) -> tuple[Backend, UpstreamReply]:
         """Try the decision's targets in order until one starts answering."""
         last: UpstreamError | None = None
         for target in decision.targets:
-            backend: Backend = target  # type: ignore[assignment]
-            upstream.target_model = self.gw.target_model(upstream.model, backend)  # type: ignore[arg-type]
+            backend: Backend = target
+            upstream.target_model = self.gw.target_model(upstream.model, backend)
+            call = self.gw.tracing.child(
+                span, "spillgate.upstream", {"spillgate.target": backend.name}
+            )
             try:
-                return backend, await backend.open(upstream)
+                reply = await backend.open(upstream)
+                self.gw.tracing.end(call, {"http.response.status_code": reply.status})
+                return backend, reply
             except UpstreamError as err:
+                self.gw.tracing.end(call, {"http.response.status_code": err.status}, err.message)
                 last = err
                 self.gw.metrics.upstream_errors.labels(backend.name, str(err.status)).inc()
                 log.warning(
                     "target failed before answering",
-                    extra={"request_id": upstream.request_id, "route": backend.name,
-                           "status": err.status, "error": err.message},
+                    extra={
+                        "request_id": upstream.request_id,
+                        "route": backend.name,
+                        "status": err.status,
+                        "error": err.message,
+                    },
                 )
                 if not err.retryable:
                     break
@@ -173,38 +195,15 @@ class Handler:
 
     def _account(
         self,
-        request_id: str,
+        st: RequestState,
         route: str,
-        reason: str,
+        kind: str,
         status: int,
-        started: float,
         reply: UpstreamReply | None,
         streamed: bool,
     ) -> None:
-        elapsed = time.perf_counter() - started
-        m = self.gw.metrics
-        m.requests.labels(self.endpoint.value, route, str(status)).inc()
-        if reply is not None:
-            m.duration.labels(route).observe(elapsed)
-            if reply.usage is not None:
-                m.tokens.labels(route, "prompt").inc(reply.usage.prompt_tokens)
-                m.tokens.labels(route, "completion").inc(reply.usage.completion_tokens)
-        if self.gw.config.server.access_log:
-            usage = reply.usage if reply is not None else None
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "endpoint": self.endpoint.value,
-                    "route": route,
-                    "reason": str(reason),
-                    "status": status,
-                    "streamed": streamed,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "prompt_tokens": usage.prompt_tokens if usage else None,
-                    "completion_tokens": usage.completion_tokens if usage else None,
-                },
-            )
+        """The ledger record (written ahead, before the answer), metrics, access log."""
+        self.gw.accounting.finish(st, route, kind, status, reply, streamed)
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -217,10 +216,12 @@ def create_app(gateway: Gateway) -> FastAPI:
             await gateway.stop()
 
     app = FastAPI(title="Spillgate", version=__version__, lifespan=lifespan)
+    app.include_router(admin_router(gateway))
     # The OpenAI endpoints are plain Starlette routes: FastAPI's validation layer would
     # parse every body a second time on the hot path.
     for endpoint in Endpoint:
-        app.add_route(f"/v1/{endpoint.value}", Handler(gateway, endpoint), methods=["POST"])
+        handler = Handler(gateway, endpoint)
+        app.router.routes.append(Route(f"/v1/{endpoint.value}", handler, methods=["POST"]))
 
     @app.get("/v1/models")
     async def list_models() -> Response:
@@ -229,7 +230,9 @@ def create_app(gateway: Gateway) -> FastAPI:
             {"id": m, "object": "model", "created": created, "owned_by": "spillgate"}
             for m in gateway.model_ids()
         ]
-        return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+        return Response(
+            orjson.dumps({"object": "list", "data": data}), media_type="application/json"
+        )
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-
 from spillgate.errors import GatewayError, bad_request
 from spillgate.protocol import Endpoint
+from starlette.requests import Request
 
 # The field each endpoint cannot do without, and the JSON types it may have.
 _REQUIRED: dict[Endpoint, tuple[str, tuple[type, ...]]] = {
