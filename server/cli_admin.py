@@ -39,6 +39,8 @@ def add_commands(sub: Any) -> None:
     )
     revoke = keys_sub.add_parser("revoke", help="revoke a key for good")
     revoke.add_argument("key", help="key id or name")
+    for leaf in (create, listing, update, revoke):
+        _connection(leaf, argparse.SUPPRESS)  # also after the subcommand; keeps the outer value
 
     usage = sub.add_parser("usage", help="print usage: requests, tokens, spend, local share")
     _connection(usage)
@@ -50,9 +52,11 @@ def add_commands(sub: Any) -> None:
     usage.add_argument("--until", help="before this date or ISO time")
 
 
-def _connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("SPILLGATE_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--admin-token", default=os.environ.get("SPILLGATE_ADMIN_TOKEN"))
+def _connection(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    url = os.environ.get("SPILLGATE_URL", "http://127.0.0.1:8000")
+    parser.add_argument("--url", default=url if default is None else default)
+    token = os.environ.get("SPILLGATE_ADMIN_TOKEN")
+    parser.add_argument("--admin-token", default=token if default is None else default)
 
 
 def _key_options(parser: argparse.ArgumentParser) -> None:
