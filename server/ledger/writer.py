@@ -40,7 +40,7 @@ class Ledger:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         metrics.ledger_db_up.set(1)
-        self._export_backlog()
+        metrics.ledger_backlog.set_function(lambda: self.backlog)  # read at each scrape
 
     # -- the request path -------------------------------------------------------------------
 
@@ -64,6 +64,8 @@ class Ledger:
     # -- the writer -------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.spool.recovered_records:
+            self._wake.set()  # an earlier run's records go in first, without waiting
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -100,10 +102,6 @@ class Ledger:
         self._pos = pos
         self.committed += count
         self.spool.release(pos)
-        self._export_backlog()
-
-    def _export_backlog(self) -> None:
-        self.metrics.ledger_backlog.set(self.backlog)
 
     def _mark_down(self, err: StoreUnavailable) -> None:
         self.metrics.ledger_write_failures.inc()
