@@ -63,15 +63,18 @@ class Metrics:
         self.engine_restarts = Gauge(
             "spillgate_engine_restarts", "Restarts of a supervised engine.", ["engine"], registry=r
         )
+        self.cost = Counter(
+            "spillgate_cost_usd",
+            "What cloud requests cost in USD at list prices, by route (target).",
+            ["route"],
+            registry=r,
+        )
         # -- keys, limits, budgets, ledger (issue 5) -----------------------------------------
         self.served = Counter(
             "spillgate_served_requests",
             "Requests a target answered, by kind (local or cloud): the spill ratio's parts.",
             ["kind"],
             registry=r,
-        )
-        self.cost = Counter(
-            "spillgate_cost_usd", "Cloud cost in USD, by route.", ["route"], registry=r
         )
         self.auth_failures = Counter(
             "spillgate_auth_failures", "Requests refused for a missing or bad API key.", registry=r

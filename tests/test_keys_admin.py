@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from harness import GatewayProcess, standin_engine_config
+from harness import STANDIN, GatewayProcess, free_port, standin_engine_config, wait_http
 from services import ADMIN, ADMIN_TOKEN, create_key, metric, wait_for
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -285,3 +285,37 @@ def test_without_a_config_file_auth_is_off_and_loopback_only(tmp_path: Path) -> 
     )
     assert refused.returncode == 2
     assert "loopback only" in refused.stderr and "write a config file" in refused.stderr
+
+
+def test_without_a_config_file_requests_need_no_key(tmp_path: Path) -> None:
+    """The `make serve` path: flags only, a single-user box on loopback."""
+    engine_port, port = free_port(), free_port()
+    engine = subprocess.Popen(
+        [*STANDIN, "--port", str(engine_port), "--served-model-name", "standin-model"]
+    )
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spillgate.server.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--local-url",
+            f"http://127.0.0.1:{engine_port}/v1",
+        ],
+        env={**os.environ, "SPILLGATE_HOME": str(tmp_path)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz")
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
+        reply = client.chat.completions.create(model="standin-model", messages=MESSAGES)
+        assert reply.choices[0].message.content
+    finally:
+        for proc in (gateway, engine):
+            proc.terminate()
+            proc.wait(30)
+    assert gateway.stderr is not None
+    assert "auth is off" in gateway.stderr.read()
