@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,8 @@ log = logging.getLogger("spillgate.engine.tokens")
 
 #: Extra tokens allowed per message for where its content meets the template's text.
 SLACK_PER_MESSAGE = 2
+#: How long to wait before measuring again an engine that could not be measured.
+CALIBRATE_RETRY_S = 30.0
 #: Roles whose template cost `calibrate` measures; other roles always get an exact count.
 MEASURED_ROLES = ("system", "user", "assistant")
 #: Text that breaks the byte bound under an expanding normalizer: U+FDFA is 3 bytes and
@@ -187,6 +190,7 @@ class TokenCounter:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._cache: OrderedDict[bytes, int] = OrderedDict()
         self._cache_size = cache_size
+        self._calibrate_after = 0.0
 
     async def calibrate(self) -> TemplateCost | None:
         """Measure the template's cost and probe the byte bound; None if the engine can't."""
@@ -197,6 +201,8 @@ class TokenCounter:
         completion = await self._tokenize({"prompt": ""})
         probe = await self._tokenize({"prompt": BOUND_PROBE})
         if base is None or completion is None or probe is None:
+            # An engine without /tokenize (or not up yet) is asked again later, not per request.
+            self._calibrate_after = time.monotonic() + CALIBRATE_RETRY_S
             return None
         for role in MEASURED_ROLES:
             alone = await self._tokenize({"messages": [{"role": role, "content": ""}]})
@@ -244,7 +250,7 @@ class TokenCounter:
         self, endpoint: Endpoint, payload: dict[str, Any], max_model_len: int
     ) -> FitResult:
         """Whether the request fits `max_model_len`; counts only where the bound can't tell."""
-        if self.cost is None:
+        if self.cost is None and time.monotonic() >= self._calibrate_after:
             await self.calibrate()
         output = requested_output_tokens(payload, endpoint)
         upper = self.upper_bound(endpoint, payload)

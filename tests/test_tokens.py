@@ -207,6 +207,10 @@ async def test_when_the_engine_cannot_count_it_stays_the_judge(
     # An engine that does not know the model answers 404; an empty conversation, 400.
     wrong = TokenCounter(standin, "not-served", session)
     assert not (await wrong.fits(Endpoint.CHAT, _chat(text, max_tokens=90), 100)).counted
+    # A failed calibration is not repeated on every request: the next one asks once, to count.
+    before = await _tokenize_calls(session, standin)
+    assert not (await wrong.fits(Endpoint.CHAT, _chat(text, max_tokens=90), 100)).counted
+    assert await _tokenize_calls(session, standin) == before + 1
     counter = TokenCounter(standin, "m", session)
     empty = await counter.fits(Endpoint.CHAT, {"model": "m", "messages": []}, 100)
     assert not empty.counted and empty.fits
