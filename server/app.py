@@ -81,6 +81,11 @@ class Handler:
                 raise self._unknown_model(parsed.model)
             decide_span = self.gw.tracing.child(st.span, "spillgate.decide", {})
             features = self.features.of(parsed, request.headers, candidates, st.key)
+            if self.gw.monitor is not None:
+                local = [c for c in candidates if isinstance(c, LocalEngine)]
+                features = await self.gw.monitor.exact_prompt_tokens(
+                    features, parsed.payload, local
+                )
             decision = self._decide(features, candidates)
             if not decision.targets:
                 decision = await self._wait_for_ready(features, candidates, decision)

@@ -29,6 +29,7 @@ from spillgate.server.config import Config, EngineConfig, ProviderConfig
 from spillgate.server.ledger.store import Store
 from spillgate.server.ledger.writer import Ledger
 from spillgate.server.limits import Limiter
+from spillgate.server.monitor import EngineMonitor
 from spillgate.server.observe import Metrics
 from spillgate.server.scheduler import Capabilities
 from spillgate.server.snapshot import Snapshot
@@ -84,6 +85,8 @@ class Gateway:
         self._routes: dict[str, list[Backend]] = {}
         #: The live state the scheduler reads (queues, measured rates, latency EWMAs).
         self.snapshot = Snapshot(config)
+        #: Keeps the snapshot fresh; made in start(), with the HTTP session it uses.
+        self.monitor: EngineMonitor | None = None
         #: What each cloud target can do, from its provider's `capabilities`.
         self.cloud_caps: dict[str, Capabilities] = {}
         #: (route id, engine name) -> the model id that engine serves for the route.
@@ -217,6 +220,10 @@ class Gateway:
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
         )
+        self.monitor = EngineMonitor(
+            self.snapshot, self.session, self.metrics, self.config.scheduler.scrape_interval_s
+        )
+        self.monitor.start()
         for cfg in self.config.engines:
             self._add_engine(cfg)
         self._add_cloud_targets()
@@ -239,6 +246,8 @@ class Gateway:
             first_byte_timeout_s=server.first_byte_timeout_s,
         )
         self.engines.append(engine)
+        assert self.monitor is not None
+        self.monitor.watch(engine, cfg.args)
         if cfg.url is not None:
             discover = None if cfg.served_model_names else self._discovered(engine)
             watch = HealthWatch(engine, self.session, cfg.health_interval_s, discover)
@@ -275,6 +284,11 @@ class Gateway:
 
     def _engines_changed(self, added: list[LocalEngine], removed: list[LocalEngine]) -> None:
         self.engines = [e for e in self.engines if e not in removed] + added
+        assert self.monitor is not None
+        for engine in added:
+            self.monitor.watch(engine)
+        for engine in removed:
+            self.monitor.unwatch(engine)
         for engine in removed:
             # A gone pod's series disappear instead of reading "down" forever.
             for gauge in (self.metrics.engine_up, self.metrics.engine_in_flight):
@@ -336,11 +350,15 @@ class Gateway:
             for engine in self.engines:
                 self.metrics.engine_up.labels(engine.name).set(1 if engine.ready else 0)
                 self.metrics.engine_in_flight.labels(engine.name).set(engine.in_flight)
+                queued = self.snapshot.engine(engine).queue.waiting
+                self.metrics.local_queue.labels(engine.name).set(queued)
             for process in self.processes:
                 self.metrics.engine_restarts.labels(process.engine.name).set(process.restarts)
             await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)

@@ -125,6 +125,24 @@ class Metrics:
             "Records that could not be written to the spool (disk full): lost.",
             registry=r,
         )
+        self.gpu_memory_used = Gauge(
+            "spillgate_gpu_memory_used_bytes", "GPU memory in use (pynvml).", ["gpu"], registry=r
+        )
+        self.gpu_memory_total = Gauge(
+            "spillgate_gpu_memory_total_bytes", "GPU memory in all (pynvml).", ["gpu"], registry=r
+        )
+        self.gpu_utilization = Gauge(
+            "spillgate_gpu_utilization_percent",
+            "GPU utilisation (pynvml): context only, a busy GPU may still have batch room.",
+            ["gpu"],
+            registry=r,
+        )
+        self.local_queue = Gauge(
+            "spillgate_local_queue_depth",
+            "Requests waiting in Spillgate's queue for a local engine.",
+            ["engine"],
+            registry=r,
+        )
         self.upstream_errors = Counter(
             "spillgate_upstream_errors",
             "Upstream failures before the first byte, by target and status.",
