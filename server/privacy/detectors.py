@@ -79,6 +79,10 @@ def _phone_ok(value: str) -> int:
         if value.isdigit():  # 0012345678 is a zero-padded number, not a dialled one
             return 0
         digits = digits[2:]
+    elif value.lstrip("(").startswith("0"):
+        # National numbers after a trunk 0 have ten digits or more in the countries whose
+        # formats the pattern knows (UK, Germany, France...); fewer is more often an id.
+        return len(value) if 10 <= len(digits) <= 13 else 0
     # E.164 numbers have at most 15 digits; none in use has fewer than 8 with its prefix.
     return len(value) if 8 <= len(digits) <= 15 else 0
 
@@ -97,14 +101,13 @@ def _iban_check(value: str) -> int:
     return 0
 
 
+def _mixed_case(value: str) -> bool:
+    """Real keys are random, so mixed case: `sk-my-long-kebab-case-name` is not a key."""
+    return any(c.isupper() for c in value) and any(c.islower() for c in value)
+
+
 def _mixed_key_ok(value: str) -> bool:
-    """Real keys are random: digits, upper and lower case. Kebab-case names are not keys."""
-    body = value.split("-", 1)[1] if value.startswith("sk-") else value
-    return (
-        any(c.isdigit() for c in body)
-        and any(c.isupper() for c in body)
-        and any(c.islower() for c in body)
-    )
+    return _mixed_case(value) and any(c.isdigit() for c in value[3:])
 
 
 def _jwt_ok(value: str) -> bool:
@@ -186,7 +189,7 @@ BUILTIN: tuple[Detector, ...] = (
     Detector(
         "huggingface_token",
         re.compile(r"hf_(?<![A-Za-z0-9_]hf_)[A-Za-z0-9]{34,}(?![A-Za-z0-9_])"),
-        _whole(_mixed_key_ok),
+        _whole(_mixed_case),
     ),
     Detector(
         "iban",
@@ -201,7 +204,7 @@ BUILTIN: tuple[Detector, ...] = (
     Detector(
         "payment_card",
         re.compile(
-            r"[0-9](?<![0-9]{2})(?:[0-9]{12,18}"
+            r"[0-9](?<![0-9+][0-9])(?:[0-9]{12,18}"
             r"|[0-9]{3}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{1,3})?"
             r"|[0-9]{3}([ -])[0-9]{6}\2[0-9]{4,5})(?![0-9])"
         ),
@@ -265,12 +268,13 @@ BUILTIN: tuple[Detector, ...] = (
         _whole(_email_ok),
         Around(("@",), before=64, after=1),
     ),
-    # Phone numbers, international: + or 00, a country code, groups (E.164: 15 digits).
+    # Phone numbers, international: + or 00, a country code, groups (E.164: 15 digits);
+    # a 0 or 00 that continues groups of digits (an IBAN, an account) dials nothing.
     Detector(
         "phone",
         re.compile(
-            r"(?:\+(?<![\w+]\+)|00(?<![\w+]00))[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){1,6}"
-            r"(?![0-9])"
+            r"(?:\+(?<![\w+]\+)|00(?<![\w+]00)(?<![0-9][ .-]00))"
+            r"[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){1,6}(?![0-9])"
         ),
         _phone_ok,
         NUMBERS,
@@ -284,7 +288,8 @@ BUILTIN: tuple[Detector, ...] = (
             r"(?:(?:\((?<![\w.+-]\()[2-9][0-9]{2}\) ?[2-9][0-9]{2}[-. ]"
             r"|[2-9](?<![\w.+-][2-9])[0-9]{2}([-. ])[2-9][0-9]{2}\1)[0-9]{4}"
             r"|\((?<![\w.+/-]\()0[1-9][0-9]{0,4}\) ?[0-9]{2,8}(?:[ -][0-9]{2,4}){0,3}"
-            r"|0(?<![\w.+/-]0)[1-9](?:[0-9]{0,4}[ /-][0-9]{2,8}(?:[ -][0-9]{2,4}){0,3}"
+            r"|0(?<![\w.+/-]0)(?<![0-9][ .-]0)[1-9]"
+            r"(?:[0-9]{0,4}[ /-][0-9]{2,8}(?:[ -][0-9]{2,4}){0,3}"
             r"|(?:\.[0-9]{2}){4}))" + _NUMBER_END
         ),
         _phone_ok,
