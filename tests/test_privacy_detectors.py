@@ -253,11 +253,13 @@ def test_every_builtin_kind_is_exercised() -> None:
 def _whole_text_spans(text: str) -> list[Span]:
     found = []
     for rank, det in enumerate(BUILTIN):
-        for match in det.pattern.finditer(text):
+        pos = 0
+        while (match := det.pattern.search(text, pos)) is not None:
             start, end = match.span(det.group)
             length = det.check(text[start:end])
             if length:
                 found.append(Span(start, start + length, det.kind, rank))
+            pos = start + length if length else match.start() + 1
     return _without_overlaps(found)
 
 

@@ -74,17 +74,29 @@ def _email_ok(value: str) -> bool:
 
 
 def _phone_ok(value: str) -> int:
-    digits = checksums.digits_of(value)
+    """The length of the phone number `value` starts with; 0 if it is none.
+
+    The pattern runs on over every group of digits that follows, so a number followed by
+    another number is cut back, group by group, until its digits fit.
+    """
+    if value.startswith("00") and value.isdigit():
+        return 0  # 0012345678 is a zero-padded number, not a dialled one
     if value.startswith("00"):
-        if value.isdigit():  # 0012345678 is a zero-padded number, not a dialled one
-            return 0
-        digits = digits[2:]
+        low, high, skip = 8, 15, 2
     elif value.lstrip("(").startswith("0"):
         # National numbers after a trunk 0 have ten digits or more in the countries whose
         # formats the pattern knows (UK, Germany, France...); fewer is more often an id.
-        return len(value) if 10 <= len(digits) <= 13 else 0
-    # E.164 numbers have at most 15 digits; none in use has fewer than 8 with its prefix.
-    return len(value) if 8 <= len(digits) <= 15 else 0
+        low, high, skip = 10, 13, 0
+    else:  # E.164: at most 15 digits; none in use has fewer than 8 with its prefix.
+        low, high, skip = 8, 15, 0
+    while True:
+        digits = len(checksums.digits_of(value)) - skip
+        if digits <= high:
+            return len(value) if digits >= low else 0
+        cut = max(value.rfind(" "), value.rfind("-"), value.rfind("."))
+        if cut <= 0:
+            return 0
+        value = value[:cut].rstrip(" .-(")
 
 
 def _iban_check(value: str) -> int:
@@ -205,7 +217,7 @@ BUILTIN: tuple[Detector, ...] = (
         "payment_card",
         re.compile(
             r"[0-9](?<![0-9+][0-9])(?:[0-9]{12,18}"
-            r"|[0-9]{3}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{1,3})?"
+            r"|[0-9]{3}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}"
             r"|[0-9]{3}([ -])[0-9]{6}\2[0-9]{4,5})(?![0-9])"
         ),
         _whole(checksums.payment_card_ok),

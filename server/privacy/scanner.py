@@ -89,11 +89,17 @@ class Scanner:
             for lo, hi, run in regions:
                 if run < det.min_run:
                     continue
-                for match in det.pattern.finditer(text, lo, hi):
+                search, pos = det.pattern.search, lo
+                while (match := search(text, pos, hi)) is not None:
                     start, end = match.span(det.group)
                     length = det.check(text[start:end])
                     if length:
                         found.append(Span(start, start + length, det.kind, rank))
+                        pos = start + length
+                    else:
+                        # A rejected candidate may hide a real value inside it: a card
+                        # after the digits of a phone number. Look again one further on.
+                        pos = match.start() + 1
         if self._extra is not None:
             found += self._extra.spans(text)
         if not found:
@@ -105,48 +111,51 @@ class Scanner:
 
 
 _WHITESPACE = re.compile(r"\s")
-# An anchor's window runs on to the next whitespace, but at most this far.
-_TOKEN_MAX = 320
 
 
 def _windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
     """The windows a detector of `scope` reads: (start, end, longest digit run), merged.
 
-    A window reaches far enough past a value for a pattern's lookahead to see what it
-    would in the whole text (anchors' windows run on to whitespace: a domain can be long);
-    a lookbehind reads before a window's start anyway.
+    Each window ends at whitespace (or the text's end), where no pattern can go on, so a
+    pattern's lookahead sees what it would see in the whole text; a lookbehind reads
+    before a window's start anyway.
     """
     before, after, end_of_text = scope.before, scope.after, len(text)
     merged: list[tuple[int, int, int]] = []
     if scope.digits:
-        for run in DIGIT_RUN.finditer(text):
-            start, end = run.span()
-            if merged and start - before <= merged[-1][1]:
-                lo, hi, longest = merged[-1]
-                merged[-1] = (lo, min(end + after, end_of_text), max(longest, end - start))
+        lo, hi, longest = 0, -end_of_text, 0  # the window being grown; none yet
+        for start, end in map(re.Match.span, DIGIT_RUN.finditer(text)):
+            if start - before <= hi:
+                hi = end + after
+                longest = max(longest, end - start)
             else:
-                merged.append((max(start - before, 0), min(end + after, end_of_text), end - start))
-        return merged
-    anchors: list[int] = []
-    for anchor in scope.anchors:
-        at = text.find(anchor)
-        while at >= 0:
-            end = at + len(anchor)
-            # Anchors sit inside the values (`a@b.io`, `aws_secret_access_key`): one with
-            # whitespace or the text's edge beside it anchors nothing.
-            inside = at > 0 and end < end_of_text
-            if inside and not (text[at - 1].isspace() or text[end].isspace()):
-                anchors.append(at)
-            at = text.find(anchor, end)
-    for at in sorted(anchors):
-        lo = max(at - before, 0)
-        space = _WHITESPACE.search(text, at + after, at + after + _TOKEN_MAX)
-        hi = space.start() if space else min(at + after + _TOKEN_MAX, end_of_text)
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]), 0)
-        else:
-            merged.append((lo, hi, 0))
-    return merged
+                if hi > 0:
+                    merged.append((lo, hi, longest))
+                lo, hi, longest = max(start - before, 0), end + after, end - start
+        if hi > 0:
+            merged.append((lo, hi, longest))
+    else:
+        anchors: list[int] = []
+        for anchor in scope.anchors:
+            at = text.find(anchor)
+            while at >= 0:
+                end = at + len(anchor)
+                # Anchors sit inside the values (`a@b.io`, `aws_secret_access_key`): one
+                # with whitespace or the text's edge beside it anchors nothing.
+                inside = at > 0 and end < end_of_text
+                if inside and not (text[at - 1].isspace() or text[end].isspace()):
+                    anchors.append(at)
+                at = text.find(anchor, end)
+        for at in sorted(anchors):
+            if merged and at - before <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], at + after, 0)
+            else:
+                merged.append((max(at - before, 0), at + after, 0))
+    windows = []
+    for lo, hi, longest in merged:
+        space = _WHITESPACE.search(text, hi) if hi < end_of_text else None
+        windows.append((lo, space.start() if space else end_of_text, longest))
+    return windows
 
 
 def _without_overlaps(spans: Iterable[Span]) -> list[Span]:
