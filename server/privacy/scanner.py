@@ -1,8 +1,9 @@
 """The scanner: finds personal data and secrets in a request's text, counts them by kind.
 
 `Scanner.scan` is on the hot path of every request a key may spill, so it joins the texts
-and runs each detector once over the whole, behind its gate. `Scanner.redact` needs the
-places, so it scans text by text; it runs only for requests about to spill.
+and runs each detector once over the whole (or over its windows of it, see detectors.py).
+`Scanner.redact` needs the places, so it scans text by text; it runs only for requests
+about to spill.
 """
 
 from __future__ import annotations
