@@ -119,11 +119,16 @@ def _serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
     from spillgate.server.ledger.spool import SpoolLocked
     from spillgate.server.ledger.store import StoreUnavailable
     from spillgate.server.observe import setup_logging
+    from spillgate.server.privacy.presidio import PresidioUnavailable
 
     setup_logging("info")
     config = build_config(args, vllm_args)
     setup_logging(config.server.log_level)
-    gateway = Gateway(config)
+    try:
+        gateway = Gateway(config)
+    except PresidioUnavailable as err:
+        print(f"spillgate: privacy.presidio: {err}", file=sys.stderr)
+        return 2
     try:
         gateway.open_ledger()  # a database that cannot be reached stops us here, clearly
     except (StoreUnavailable, SpoolLocked) as err:

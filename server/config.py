@@ -28,6 +28,7 @@ from spillgate.models.cpu_model import spillgate_home
 from spillgate.server.config_routing import (
     CloudCapabilitiesConfig,
     EngineRoutingConfig,
+    PrivacyConfig,
     SchedulerConfig,
 )
 
@@ -284,6 +285,7 @@ class Config(_Strict):
     #: serve, and `provider/model` at a configured provider.
     routes: dict[str, list[str]] = Field(default_factory=dict)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from spillgate.server.privacy.config import PrivacyConfig as DetectorConfig
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -25,7 +27,9 @@ class CloudCapabilitiesConfig(CapabilitiesConfig):
     images: bool = True
 
 
-class PrivacyConfig(_Strict):
+class PrivacyConfig(DetectorConfig):
+    """The top-level `privacy:` section: what counts as personal data, and what happens."""
+
     #: Look for personal data and secrets in every request that could spill.
     detect: bool = True
     #: `keep-local`: such requests never leave the box. `redact-then-spill`: placeholders
@@ -45,7 +49,6 @@ class SchedulerConfig(_Strict):
     max_queue_len: int = Field(1000, ge=0)
     #: How often each engine's /metrics is read for the snapshot.
     scrape_interval_s: float = Field(1.0, gt=0)
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
 
 class EngineRoutingConfig(_Strict):

@@ -8,9 +8,13 @@ only before a target has answered.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
+import orjson
 
 from spillgate.errors import GatewayError, UpstreamError
 from spillgate.fallback.adapter import CloudTarget
@@ -23,6 +27,7 @@ from spillgate.server.admission import (
     QueueTimeout,
 )
 from spillgate.server.gateway import Gateway
+from spillgate.server.privacy import StreamRestorer
 from spillgate.server.scheduler import Decision, Privacy, Reason, RequestFeatures
 
 log = logging.getLogger("spillgate.executor")
@@ -86,7 +91,10 @@ class Executor:
             if features.privacy is Privacy.LOCAL_ONLY:
                 continue  # never: the decision does not list one, and this holds the line
             try:
-                reply = await backend.open(upstream)
+                if decision.redact:
+                    reply = await self._open_redacted(backend, upstream)
+                else:
+                    reply = await backend.open(upstream)
             except UpstreamError as err:
                 last = err
                 self._note_failure(upstream, backend, err)
@@ -148,6 +156,20 @@ class Executor:
             reply.close = release
         return Outcome(engine, reply, Reason.LOCAL, waited)
 
+    async def _open_redacted(
+        self, backend: CloudTarget, upstream: UpstreamRequest
+    ) -> UpstreamReply:
+        """Placeholders out, originals back in the answer where they reappear."""
+        assert self.gw.scanner is not None
+        payload, vault = self.gw.scanner.redact(upstream.payload)
+        redacted = dataclasses.replace(upstream, payload=payload, body=orjson.dumps(payload))
+        reply = await backend.open(redacted)
+        if reply.body is not None:
+            reply.body = vault.restore_json(reply.body)
+        if reply.chunks is not None:
+            reply.chunks = _restored(reply.chunks, vault.stream_restorer())
+        return reply
+
     def _queue_error(
         self, features: RequestFeatures, why: str, retry_after_s: float | None = None
     ) -> GatewayError:
@@ -174,3 +196,13 @@ class Executor:
                 "error": err.message,
             },
         )
+
+
+async def _restored(chunks: AsyncIterator[bytes], restorer: StreamRestorer) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        out = restorer.feed(chunk)
+        if out:
+            yield out
+    tail = restorer.finish()
+    if tail:
+        yield tail

@@ -8,7 +8,6 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 
@@ -31,6 +30,7 @@ from spillgate.server.ledger.writer import Ledger
 from spillgate.server.limits import Limiter
 from spillgate.server.monitor import EngineMonitor
 from spillgate.server.observe import Metrics
+from spillgate.server.privacy import Scanner, build_scanner
 from spillgate.server.scheduler import Capabilities
 from spillgate.server.snapshot import Snapshot
 from spillgate.server.tracing import Tracing
@@ -85,6 +85,10 @@ class Gateway:
         self._routes: dict[str, list[Backend]] = {}
         #: The live state the scheduler reads (queues, measured rates, latency EWMAs).
         self.snapshot = Snapshot(config)
+        #: Finds personal data in requests that could spill; None when detection is off.
+        self.scanner: Scanner | None = (
+            build_scanner(config.privacy) if config.privacy.detect else None
+        )
         #: Keeps the snapshot fresh; made in start(), with the HTTP session it uses.
         self.monitor: EngineMonitor | None = None
         #: What each cloud target can do, from its provider's `capabilities`.
@@ -149,10 +153,6 @@ class Gateway:
         if routed is not None:
             return routed
         return self.config.aliases.get(model, model)
-
-    def privacy_scan(self, payload: dict[str, Any]) -> object:
-        """Personal data found in a request that could spill (empty: none)."""
-        return ()
 
     @property
     def any_ready(self) -> bool:

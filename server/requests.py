@@ -107,10 +107,10 @@ class FeatureReader:
     def __init__(self, gateway: Gateway, endpoint: Endpoint) -> None:
         self.gw = gateway
         self.endpoint = endpoint
-        scheduler = gateway.config.scheduler
-        self.default_budget_ms = scheduler.latency_budget_ms
-        self.on_prem_models = frozenset(scheduler.privacy.on_prem_models)
-        self.redact_policy = scheduler.privacy.policy == "redact-then-spill"
+        self.default_budget_ms = gateway.config.scheduler.latency_budget_ms
+        privacy = gateway.config.privacy
+        self.on_prem_models = frozenset(privacy.on_prem_models)
+        self.redact_policy = privacy.policy == "redact-then-spill"
 
     def of(
         self,
@@ -177,7 +177,9 @@ class FeatureReader:
             return Privacy.LOCAL_ONLY
         if not any(c.kind is TargetKind.CLOUD for c in candidates):
             return Privacy.MAY_SPILL  # nowhere to leak to: no need to look
-        findings = self.gw.privacy_scan(parsed.payload)
+        if self.gw.scanner is None:
+            return Privacy.MAY_SPILL  # detection turned off (privacy.detect: false)
+        findings = self.gw.scanner.scan(parsed.payload)
         if not findings:
             return Privacy.MAY_SPILL
         return Privacy.REDACT_TO_SPILL if self.redact_policy else Privacy.LOCAL_ONLY

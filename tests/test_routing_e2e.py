@@ -185,3 +185,19 @@ def test_explain_endpoint_and_cli(idle, tmp_path: Path) -> None:
     assert "decision   local  ->  local > oai/gpt-4o-mini" in out.stdout
     assert "predicted  local time to first token" in out.stdout
     assert fake.requests == [], "explaining sends nothing anywhere"
+
+
+def test_personal_data_keeps_a_request_local_under_load(idle) -> None:
+    gateway, fake, standin = idle
+    httpx.post(f"{standin}/_standin/mode", json={"first_byte_delay_s": 1.0})
+    jobs = [f"plain marker-q{i}" for i in range(4)]
+    jobs += [f"mail jane.doe{i}@example.org marker-e{i}" for i in range(2)]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(lambda text: _chat(gateway, text), jobs))
+    for r in results[4:]:
+        assert r.status_code in (200, 429)
+        if r.status_code == 200:
+            assert r.headers["x-spillgate-route"] == "local"
+            assert r.headers["x-spillgate-reason"] in ("local", "kept_local_private")
+    seen_by_cloud = orjson.dumps([req.body for req in fake.requests]).decode()
+    assert "example.org" not in seen_by_cloud and "marker-e" not in seen_by_cloud
