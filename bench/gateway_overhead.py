@@ -27,6 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_TOOLS = ROOT.parent / "shared" / "tools"
 GATEWAY_CORE, LOAD_CORE = "0", "1"
+ADMIN_TOKEN = "bench-admin-token-0123456789"
 
 
 def free_port() -> int:
@@ -54,11 +55,12 @@ def start(cmd: list[str], core: str, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(["taskset", "-c", core, *cmd], stdout=out, stderr=subprocess.STDOUT)
 
 
-def lua_script(path: Path, body: dict) -> Path:
+def lua_script(path: Path, body: dict, api_key: str) -> Path:
     payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
     path.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {api_key}"\n'
         f'wrk.body = "{payload}"\n'
     )
     return path
@@ -102,9 +104,10 @@ def wrk(url: str, script: Path, conns: int, duration: int) -> dict[str, float]:
     }
 
 
-def ttft(url: str, n: int) -> dict[str, float]:
+def ttft(url: str, n: int, api_key: str) -> dict[str, float]:
+    tool = str(SHARED_TOOLS / "ttft.py")
     out = subprocess.run(
-        ["taskset", "-c", LOAD_CORE, sys.executable, str(SHARED_TOOLS / "ttft.py"), url, str(n)],
+        ["taskset", "-c", LOAD_CORE, sys.executable, tool, url, str(n), api_key],
         capture_output=True,
         text=True,
         check=True,
@@ -161,6 +164,9 @@ def main() -> None:
                 {
                     "server": {"port": gw_port},
                     "home": str(work / "home"),
+                    # Realistic: API keys checked, every request in the ledger (SQLite).
+                    "auth": {"enabled": True},
+                    "admin": {"token": ADMIN_TOKEN},
                     "engines": [
                         {
                             "name": "fake",
@@ -195,6 +201,11 @@ def main() -> None:
         wait_up(f"{upstream}/health")
         wait_up(f"{gw}/readyz")
         wait_up(f"{base}/docs")
+        api_key = httpx.post(
+            f"{gw}/admin/keys",
+            json={"name": "bench"},
+            headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        ).json()["key"]
 
         small = lua_script(
             work / "chat.lua",
@@ -202,6 +213,7 @@ def main() -> None:
                 "model": "fake",
                 "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
             },
+            api_key,
         )
         # ~2,000 tokens of prose, streamed: the realistic case the guide asks for.
         words = "the gateway forwards each request to a local engine unless it is full " * 150
@@ -215,6 +227,7 @@ def main() -> None:
                     {"role": "user", "content": words},
                 ],
             },
+            api_key,
         )
 
         for url in (gw, base, upstream):  # warm-up
@@ -226,7 +239,7 @@ def main() -> None:
                 f"c{c}": wrk(f"{url}/v1/chat/completions", small, c, args.duration)
                 for c in (1, 16, 64)
             }
-            rows[name]["stream"] = ttft(f"{url}/v1/chat/completions", 500)
+            rows[name]["stream"] = ttft(f"{url}/v1/chat/completions", 500, api_key)
         # taskset execs its command, so these pids are the servers themselves.
         gw_pid, base_pid = gateway.pid, procs[-1].pid
         cpu = {
