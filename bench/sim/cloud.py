@@ -1,0 +1,112 @@
+"""Cloud providers as the simulator sees them: latency, speed, price, rate limits.
+
+Time to first token is lognormal: `median` and `p99` fix it (sigma = ln(p99 / median) / z99),
+plus a prompt-reading term per prompt token. Each request draws its luck once per provider
+from the seed, so every policy that sends request 17 to a provider meets the same latency.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Z99 = 2.3263  # the standard normal's 99th percentile
+
+
+@dataclass(frozen=True, slots=True)
+class CloudProfile:
+    name: str
+    model: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    ttft_median_s: float
+    ttft_p99_s: float
+    prompt_s_per_token: float
+    output_tokens_per_s: float
+    requests_per_minute: int | None = None  # None: no rate limit modelled
+
+    @property
+    def sigma(self) -> float:
+        return math.log(self.ttft_p99_s / self.ttft_median_s) / Z99
+
+    def cost_usd(self, prompt_tokens: int, output_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok
+        ) / 1e6
+
+    def ttft_s(self, prompt_tokens: int, z: float) -> float:
+        return self.ttft_median_s * math.exp(self.sigma * z) + prompt_tokens * (
+            self.prompt_s_per_token
+        )
+
+
+# List prices per 1M tokens, read from the providers' public pricing pages (2025):
+# openai.com/api/pricing, ai.google.dev/gemini-api/docs/pricing, anthropic.com/pricing.
+# Latency medians and output speeds are of the order public trackers (Artificial Analysis)
+# show for these models; the p99s are our assumption of a heavy tail (about 4x the median).
+DEFAULT_PROVIDERS: tuple[CloudProfile, ...] = (
+    CloudProfile("gemini", "gemini-2.0-flash", 0.10, 0.40, 0.45, 2.0, 0.00005, 180.0),
+    CloudProfile("openai", "gpt-4o-mini", 0.15, 0.60, 0.40, 1.6, 0.00005, 75.0),
+    CloudProfile("anthropic", "claude-3-5-haiku", 0.80, 4.00, 0.65, 2.5, 0.00008, 60.0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CloudAnswer:
+    provider: str
+    ttft_s: float
+    cost_usd: float
+
+
+class Cloud:
+    """The providers during one run: draws, rate-limit windows, the latency EWMA a gateway
+    would have measured from answers it has already seen (never from answers still to come)."""
+
+    EWMA_WEIGHT = 0.2
+
+    def __init__(self, providers: Sequence[CloudProfile], seed: int, n_requests: int) -> None:
+        self.providers = {p.name: p for p in providers}
+        rng = random.Random(seed)
+        self._luck = [[rng.gauss(0.0, 1.0) for _ in providers] for _ in range(n_requests)]
+        self._index = {p.name: i for i, p in enumerate(providers)}
+        self._sent: dict[str, deque[float]] = {p.name: deque() for p in providers}
+        self._pending: list[tuple[float, str, float]] = []
+        self.ttft_ewma_s = {p.name: p.ttft_median_s for p in providers}
+
+    def by_price(self) -> list[CloudProfile]:
+        """Cheapest first, for a typical request (output priced at a quarter of the tokens)."""
+        return sorted(
+            self.providers.values(), key=lambda p: 3 * p.input_usd_per_mtok + p.output_usd_per_mtok
+        )
+
+    def observe_until(self, t: float) -> None:
+        while self._pending and self._pending[0][0] <= t:
+            _, name, ttft = heapq.heappop(self._pending)
+            self.ttft_ewma_s[name] += self.EWMA_WEIGHT * (ttft - self.ttft_ewma_s[name])
+
+    def headroom(self, name: str, t: float) -> int | None:
+        """Requests still allowed in the current minute; None when unlimited."""
+        limit = self.providers[name].requests_per_minute
+        if limit is None:
+            return None
+        sent = self._sent[name]
+        while sent and sent[0] <= t - 60.0:
+            sent.popleft()
+        return limit - len(sent)
+
+    def send(
+        self, name: str, request_id: int, prompt_tokens: int, output_tokens: int, t: float
+    ) -> CloudAnswer | None:
+        """One request sent at `t`; None when the provider's rate limit answers 429."""
+        headroom = self.headroom(name, t)
+        if headroom is not None and headroom <= 0:
+            return None
+        self._sent[name].append(t)
+        profile = self.providers[name]
+        ttft = profile.ttft_s(prompt_tokens, self._luck[request_id][self._index[name]])
+        heapq.heappush(self._pending, (t + ttft, name, ttft))
+        return CloudAnswer(name, ttft, profile.cost_usd(prompt_tokens, output_tokens))

@@ -1,0 +1,154 @@
+"""Write the "Simulation" section of docs/routing.md, leaving the other sections alone."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.sim.cloud import DEFAULT_PROVIDERS
+from bench.sim.profiles import PROFILES
+from bench.sim.report import Row, Verdict, markdown_table, verdict_lines
+
+HEADING = "## Simulation"
+
+METHOD = """\
+`python -m bench.sim --write-docs` regenerates this section and the plots (about a minute on
+one core; deterministic for a seed). Code: `bench/sim/` (engine model, cloud model, trace
+loader, policies, runner, report).
+
+**Load.** The Azure LLM inference trace 2023, conversation service, one hour on 2023-11-16,
+19,366 requests with their prompt and output token counts (Azure Public Dataset, CC-BY 4.0;
+Patel et al., "Splitwise: Efficient generative LLM inference using phase splitting", ISCA
+2024). Arrival times keep the trace's bursts and are stretched or squeezed to each load.
+A share of the requests, chosen by the seed, is marked sensitive (may never leave the box).
+
+**Engine.** A discrete-event model of a continuous-batching engine (`bench/sim/engine.py`):
+each step admits waiting requests first come first served while a batch slot and KV space
+are free, prefills up to `max_num_batched_tokens` prompt tokens (chunked prefill) and gives
+every decoding sequence one token; a step costs `base + prefill_tokens / prefill_rate +
+per_seq x decoding_sequences`. KV space for prompt + output is reserved at admission, so
+there is no preemption (vLLM allocates as it goes and preempts; a simplification).
+
+**Capacity.** The highest request rate at which the engine alone answers 99% of the
+requests it could answer in budget when idle, found by bisection; loads are multiples of it.
+
+**Policies.** local-only; cloud-only (sensitive requests refused, never sent); reactive
+fall-back (a proxy with a bounded vLLM queue that spills only after the engine refuses);
+a static threshold on vLLM's waiting queue; and Spillgate, which calls the server's own
+`spillgate.server.scheduler.decide` through `bench/sim/spillgate_policy.py`. Requests too
+long for the engine go to the cloud in every spilling policy.
+
+**Measures.** "in budget": share of the answerable requests whose first token came within
+the budget (a sensitive request the engine cannot take, or cannot prefill in time even
+idle, is answerable by no policy and left out). TTFT percentiles count a failed request
+as never answered. Cloud cost at the providers' list prices.
+"""
+
+
+def _profiles_table() -> str:
+    lines = [
+        "| profile | source | prefill tok/s | step base ms | per seq ms | max seqs | KV tokens "
+        "| max len | chunk |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in PROFILES.values():
+        lines.append(
+            f"| {p.name} | {p.source} | {p.prefill_tokens_per_s:,.0f} | "
+            f"{1000 * p.step_base_s:.2f} | {1000 * p.step_per_seq_s:.3f} | {p.max_num_seqs} | "
+            f"{p.kv_capacity_tokens:,} | {p.max_model_len} | {p.chunked_prefill_tokens} |"
+        )
+    return "\n".join(lines)
+
+
+def _cloud_table() -> str:
+    lines = [
+        "| provider | model | $ in / 1M | $ out / 1M | TTFT median s | TTFT p99 s | tok/s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in DEFAULT_PROVIDERS:
+        lines.append(
+            f"| {c.name} | {c.model} | {c.input_usd_per_mtok:.2f} | {c.output_usd_per_mtok:.2f} "
+            f"| {c.ttft_median_s:.2f} | {c.ttft_p99_s:.2f} | {c.output_tokens_per_s:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def render(
+    args: argparse.Namespace,
+    rows: Sequence[Row],
+    verdicts: Sequence[Verdict],
+    capacities: dict[str, float],
+) -> str:
+    parts = [
+        HEADING,
+        "",
+        METHOD,
+        "Engine profiles (the sources of every number are in `bench/sim/profiles.py`; `cpu` "
+        "is measured on this machine, `h100` is taken from published vLLM figures):",
+        "",
+        _profiles_table(),
+        "",
+        "Cloud providers (list prices; latencies lognormal, medians of the order public "
+        "trackers report, p99s assumed; `bench/sim/cloud.py`):",
+        "",
+        _cloud_table(),
+        "",
+        f"Run: TTFT budget {args.ttft_budget:g} s, {args.sensitive_share:.0%} sensitive, "
+        f"reactive queue bound {args.reactive_queue}, queue threshold {args.queue_threshold}, "
+        f"seed {args.seed}.",
+    ]
+    for name, capacity in capacities.items():
+        parts += [
+            "",
+            f"### {name}: local capacity {capacity:.4g} req/s",
+            "",
+            f"![{name}](img/sim_{name}.png)",
+            "",
+            markdown_table([r for r in rows if r.profile == name]),
+        ]
+        errors = [
+            f"{r.load:.1f}x: median {r.prediction_error_p50_s:.3f} s, "
+            f"p90 {r.prediction_error_p90_s:.3f} s"
+            for r in rows
+            if r.profile == name
+            and r.policy == "spillgate"
+            and r.prediction_error_p50_s is not None
+            and r.prediction_error_p90_s is not None
+        ]
+        parts += [
+            "",
+            "Spillgate's local TTFT prediction against the simulated TTFT, absolute error: "
+            + ("; ".join(errors) if errors else "the decision made no prediction."),
+        ]
+    parts += [
+        "",
+        "### Target check",
+        "",
+        "At every load where a policy answers 99% in budget, Spillgate must too, at no more "
+        "than 1.1x the cloud cost of the cheapest such policy, spilling no sensitive request:",
+        "",
+        *[f"- {line}" for line in verdict_lines(verdicts)],
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write_simulation_section(
+    path: Path,
+    args: argparse.Namespace,
+    rows: Sequence[Row],
+    verdicts: Sequence[Verdict],
+    capacities: dict[str, float],
+) -> None:
+    """Replace the Simulation section (up to the next `## ` heading) or append it."""
+    section = render(args, rows, verdicts, capacities)
+    text = path.read_text() if path.exists() else "# Routing\n"
+    start = text.find(HEADING + "\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(HEADING))
+        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
