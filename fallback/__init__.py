@@ -1,1 +1,2 @@
-"""Cloud providers: OpenAI ⇄ provider translation, streaming included, as backends."""
+"""Cloud providers: OpenAI ⇄ provider translation, streaming included, behind the backend
+protocol."""

@@ -2,20 +2,27 @@
 
 A provider module (`fallback/openai.py`, `fallback/anthropic.py`, ...) implements
 `ProviderAdapter` as pure translation, no I/O. `CloudTarget` does the HTTP around it, so
-every provider gets the same timeouts, error mapping and stream handling.
+every provider gets the same timeouts, retries, circuit breaker, pricing and stream handling.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
 
-from spillgate.errors import UpstreamError
+from spillgate.errors import GatewayError, UpstreamError
+from spillgate.fallback.breaker import CircuitBreaker
+from spillgate.fallback.prices import Price, cost_usd
+from spillgate.fallback.resilience import RetryPolicy, Timeouts
 from spillgate.protocol import TargetKind, UpstreamReply, UpstreamRequest, Usage
 from spillgate.sse import error_event
+
+log = logging.getLogger("spillgate.fallback")
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class ProviderSettings:
     headers: dict[str, str] = field(default_factory=dict)
     #: Provider-specific options (Azure's api_version, ...).
     options: dict[str, Any] = field(default_factory=dict)
+    #: Request parameters to remove silently instead of refusing them with a 400.
+    drop_params: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -77,61 +86,171 @@ class ProviderAdapter(Protocol):
     def stream(self, request: UpstreamRequest) -> StreamTranslator: ...
 
     def error(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
-        """Map a provider error answer to an OpenAI-style error (retryable where it should be)."""
+        """Map a provider error answer to an OpenAI-style error (retryable where it should be).
+
+        `headers` has lower-case names. Set `retry_after_s` from the provider's Retry-After.
+        """
         ...
 
 
 class CloudTarget:
-    """A provider model as a backend: one adapter, one HTTP session."""
+    """One model at one provider as a backend: `name` is `provider/model`, as routes write it.
+
+    Around the adapter's translation it owns the call's resilience: timeouts, retries at
+    this target with backoff, and the circuit breaker that takes the target out of the
+    scheduler's choices while it keeps failing. Nothing is retried once `open` has
+    returned, because from then on the client may have bytes.
+    """
 
     kind = TargetKind.CLOUD
 
     def __init__(
         self,
-        name: str,
+        provider_model: str,
         adapter: ProviderAdapter,
         session: aiohttp.ClientSession,
         *,
-        first_byte_timeout_s: float = 60.0,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        price: Price | None = None,
     ) -> None:
-        self.name = name
+        self.name = f"{adapter.settings.name}/{provider_model}"
+        self.provider_model = provider_model
         self.adapter = adapter
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker()
+        self.price = price
         self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_read=first_byte_timeout_s)
         self.in_flight = 0
 
     @property
     def ready(self) -> bool:
-        return True
+        return self.breaker.allows_request()
+
+    @property
+    def retry_in_s(self) -> float:
+        return self.breaker.seconds_until_retry()
+
+    def cost_of(self, usage: Usage | None) -> float | None:
+        if usage is None or self.price is None:
+            return None
+        return cost_usd(self.price, usage)
 
     async def open(self, request: UpstreamRequest) -> UpstreamReply:
-        call = self.adapter.build(request)
+        try:
+            call = self.adapter.build(request)
+        except UpstreamError:
+            raise
+        except GatewayError as err:
+            raise _not_here(err) from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeouts.total_s
+        attempt = 0
+        while True:
+            self.breaker.on_attempt()
+            try:
+                reply = await self._attempt(request, call, deadline)
+            except UpstreamError as err:
+                self._record(err)
+                wait = self.retry.delay(attempt, err, deadline - loop.time())
+                if wait is None:
+                    if err.retry_after_s:
+                        self.breaker.hold(err.retry_after_s)
+                    raise
+                log.info(
+                    "retrying cloud target",
+                    extra={"request_id": request.request_id, "route": self.name,
+                           "status": err.status, "code": err.code, "wait_s": round(wait, 3)},
+                )  # fmt: skip
+                await asyncio.sleep(wait)
+                attempt += 1
+                continue
+            self.breaker.record_success()
+            return reply
+
+    def _record(self, err: UpstreamError) -> None:
+        # A provider that answers 4xx is up; only its failures count against it.
+        if err.status >= 500:
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()
+
+    async def _attempt(
+        self, request: UpstreamRequest, call: ProviderCall, deadline: float
+    ) -> UpstreamReply:
+        t = self.timeouts
+        remaining = max(0.001, deadline - asyncio.get_running_loop().time())
+        timeout = aiohttp.ClientTimeout(
+            total=remaining, sock_connect=t.connect_s, sock_read=t.first_byte_s
+        )
         try:
             resp = await self._session.post(
-                call.url, data=call.body, headers=call.headers, timeout=self._timeout
+                call.url, data=call.body, headers=call.headers, timeout=timeout
             )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except TimeoutError as exc:
+            raise self._timeout("did not start answering") from exc
+        except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamError(
                 503,
                 f"{self.name} is unreachable ({type(exc).__name__})",
                 code="provider_unreachable",
             ) from exc
         if resp.status >= 400:
-            try:
-                body = await resp.read()
-            except (TimeoutError, aiohttp.ClientError):
-                body = b""
+            body = await _read_quietly(resp)
             resp.release()
-            raise self.adapter.error(resp.status, body, dict(resp.headers))
+            headers = {k.lower(): v for k, v in resp.headers.items()}
+            raise self.adapter.error(resp.status, body, headers)
         if not request.stream:
-            try:
-                body = await resp.read()
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                resp.close()
-                raise UpstreamError(502, f"{self.name} broke off its answer") from exc
-            resp.release()
-            translated = self.adapter.translate(request, body)
-            return UpstreamReply(status=200, body=translated.body, usage=translated.usage)
+            return await self._whole(request, resp)
+        return await self._start_stream(request, resp)
+
+    async def _whole(self, request: UpstreamRequest, resp: aiohttp.ClientResponse) -> UpstreamReply:
+        try:
+            body = await resp.read()
+        except TimeoutError as exc:
+            resp.close()
+            raise self._timeout("did not finish its answer") from exc
+        except aiohttp.ClientError as exc:
+            resp.close()
+            raise UpstreamError(
+                502, f"{self.name} broke off its answer", code="provider_stream_cut"
+            ) from exc
+        resp.release()
+        translated = self.adapter.translate(request, body)
+        reply = UpstreamReply(status=200, body=translated.body, usage=translated.usage)
+        reply.cost_usd = self.cost_of(reply.usage)
+        if reply.cost_usd is not None:
+            reply.headers["x-spillgate-cost-usd"] = f"{reply.cost_usd:.8f}"
+        return reply
+
+    async def _start_stream(
+        self, request: UpstreamRequest, resp: aiohttp.ClientResponse
+    ) -> UpstreamReply:
+        """Read until the translator has bytes for the client: until then a failure is still
+        a failure before the first byte, which the executor may retry elsewhere."""
+        translator = self.adapter.stream(request)
+        first = b""
+        ended = False
+        try:
+            while not first:
+                data = await resp.content.readany()
+                if not data:
+                    first, ended = translator.finish(), True
+                    break
+                first = translator.feed(data)
+        except TimeoutError as exc:
+            resp.close()
+            raise self._timeout("sent no stream event") from exc
+        except aiohttp.ClientError as exc:
+            resp.close()
+            raise UpstreamError(
+                502, f"{self.name} broke off before its first event", code="provider_stream_cut"
+            ) from exc
+        except UpstreamError:
+            resp.close()
+            raise
         self.in_flight += 1
         reply = UpstreamReply(status=200, content_type="text/event-stream")
 
@@ -143,22 +262,66 @@ class CloudTarget:
                 resp.close()  # cancels the provider call
 
         reply.close = close
-        reply.chunks = self._relay(resp, self.adapter.stream(request), reply)
+        reply.chunks = self._relay(resp, translator, reply, first, ended)
         return reply
 
     async def _relay(
-        self, resp: aiohttp.ClientResponse, translator: StreamTranslator, reply: UpstreamReply
+        self,
+        resp: aiohttp.ClientResponse,
+        translator: StreamTranslator,
+        reply: UpstreamReply,
+        first: bytes,
+        ended: bool,
     ) -> AsyncIterator[bytes]:
+        provider_failed = False  # a client that leaves early is not the provider's fault
         try:
-            async for data in resp.content.iter_any():
-                out = translator.feed(data)
-                if out:
-                    yield out
-            yield translator.finish()
-        except (TimeoutError, aiohttp.ClientError):
+            yield first
+            if not ended:
+                async for data in resp.content.iter_any():
+                    out = translator.feed(data)
+                    if out:
+                        yield out
+                yield translator.finish()
+        except TimeoutError:
+            provider_failed = True
+            yield error_event(
+                f"{self.name} went silent mid-stream (timeouts.first_byte_s, timeouts.total_s)",
+                code="provider_timeout",
+            )
+        except aiohttp.ClientError:
+            provider_failed = True
             yield error_event(f"{self.name} stopped mid-stream", code="provider_stream_cut")
-        except UpstreamError as err:  # a provider `error` event mid-stream
+        except UpstreamError as err:  # a malformed event, or a provider `error` event
+            provider_failed = True
             yield error_event(err.message, type=err.type, code=err.code)
         finally:
+            if provider_failed:
+                self.breaker.record_failure()
             reply.usage = translator.usage
+            reply.cost_usd = self.cost_of(reply.usage)
             await reply.aclose()
+
+    def _timeout(self, what: str) -> UpstreamError:
+        t = self.timeouts
+        return UpstreamError(
+            504,
+            f"{self.name} {what} in time (timeouts: connect_s {t.connect_s}, "
+            f"first_byte_s {t.first_byte_s}, total_s {t.total_s})",
+            code="provider_timeout",
+        )
+
+
+def _not_here(err: GatewayError) -> UpstreamError:
+    """A request this provider cannot take: the route's next target may, so it is retryable."""
+    moved = UpstreamError(
+        err.status, err.message, type=err.type, code=err.code or "unsupported_parameter"
+    )
+    moved.param = err.param
+    return moved
+
+
+async def _read_quietly(resp: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await resp.read()
+    except (TimeoutError, aiohttp.ClientError):
+        return b""

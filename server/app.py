@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from spillgate import __version__
 from spillgate.errors import GatewayError, UpstreamError
+from spillgate.fallback.adapter import CloudTarget
 from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
 from spillgate.server.gateway import Gateway
 from spillgate.server.observe import access_log
@@ -170,6 +171,16 @@ class Handler:
             decision = decide(features, candidates)
             if decision.targets:
                 return decision
+        cloud_waits = [c.retry_in_s for c in candidates if isinstance(c, CloudTarget)]
+        if cloud_waits and len(cloud_waits) == len(candidates):
+            raise GatewayError(
+                503,
+                f"every provider target of {features.model!r} is failing and paused "
+                "(circuit open); retry later",
+                type="server_error",
+                code=Reason.NO_TARGET_READY.value,
+                retry_after_s=max(1.0, min(cloud_waits)),
+            )
         raise GatewayError(
             503,
             f"no engine serving {features.model!r} is ready yet; retry shortly",
@@ -205,6 +216,8 @@ class Handler:
             if reply.usage is not None:
                 m.tokens.labels(route, "prompt").inc(reply.usage.prompt_tokens)
                 m.tokens.labels(route, "completion").inc(reply.usage.completion_tokens)
+            if reply.cost_usd is not None:
+                m.cost.labels(route).inc(reply.cost_usd)
         if self.gw.config.server.access_log:
             usage = reply.usage if reply is not None else None
             access_log.info(
@@ -219,6 +232,8 @@ class Handler:
                     "duration_ms": round(elapsed * 1000, 2),
                     "prompt_tokens": usage.prompt_tokens if usage else None,
                     "completion_tokens": usage.completion_tokens if usage else None,
+                    # A stream's cost is known only at its end: here, not in a header.
+                    "cost_usd": round(reply.cost_usd, 10) if reply and reply.cost_usd else None,
                 },
             )
 
@@ -285,8 +300,9 @@ def create_app(gateway: Gateway) -> FastPath:
     @app.get("/readyz")
     async def readyz() -> Response:
         engines = {e.name: e.ready for e in gateway.engines}
+        cloud = {name: t.ready for name, t in gateway.cloud_targets.items()}
         ready = gateway.any_ready
-        body = orjson.dumps({"ready": ready, "engines": engines})
+        body = orjson.dumps({"ready": ready, "engines": engines, "cloud_targets": cloud})
         headers = {} if ready else {"retry-after": "5"}
         return Response(body, 200 if ready else 503, headers=headers, media_type="application/json")
 

@@ -71,7 +71,7 @@ def build_config(args: argparse.Namespace, vllm_args: list[str]) -> Config:
         )
     for i, url in enumerate(args.local_url):
         engines.append({"name": f"attached{i}", "url": url})
-    if not engines:
+    if not engines and not base.get("routes"):
         engines.append(_embedded_cpu_engine(vllm_args))
     return from_dict(base)
 
@@ -133,8 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"spillgate: {err}", file=sys.stderr)
         return 2
-    names = sorted({n for e in config.engines for n in e.model_names} | set(config.aliases))
-    print(f"{args.file}: valid; {len(config.engines)} engine(s); models: {', '.join(names)}")
+    names = sorted(
+        {n for e in config.engines for n in e.model_names}
+        | set(config.aliases)
+        | set(config.routes)
+    )
+    print(
+        f"{args.file}: valid; {len(config.engines)} engine(s), {len(config.providers)} "
+        f"provider(s); models: {', '.join(names)}"
+    )
     return 0
 
 

@@ -12,8 +12,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from spillgate.fallback import registry
 from spillgate.models.cpu_model import spillgate_home
 
 
@@ -39,12 +49,40 @@ class ServerConfig(_Strict):
     access_log: bool = True
 
 
+# -- engine discovery (issue 6: deploy) ---------------------------------------------------
+
+
+class DiscoverConfig(_Strict):
+    """Engines found by resolving a DNS name, e.g. a Kubernetes headless Service."""
+
+    #: The name to resolve; each address it resolves to is one engine.
+    dns: str = Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\.?$")
+    #: The port every engine listens on.
+    port: int = Field(8000, ge=1, le=65535)
+    #: How often to resolve the name again.
+    interval_s: float = Field(10.0, gt=0)
+
+    @field_validator("dns", mode="before")
+    @classmethod
+    def _not_a_url(cls, value: object) -> object:
+        if isinstance(value, str) and "://" in value:
+            raise ValueError(
+                f"`dns` takes a DNS name like vllm-engines.NAMESPACE.svc.cluster.local, "
+                f"not a URL ({value!r}); the port goes in `port`"
+            )
+        return value
+
+
+# -- end engine discovery -------------------------------------------------------------------
+
+
 class EngineConfig(_Strict):
-    """A local engine: launched (`model`) or attached to (`url`)."""
+    """A local engine: launched (`model`), attached to (`url`) or discovered (`discover`)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     model: str | None = None
     url: str | None = None
+    discover: DiscoverConfig | None = None
     #: The model ids this engine answers to; the first is its own name. Default: `model`.
     served_model_names: list[str] = Field(default_factory=list)
     #: Extra vLLM arguments, passed through untouched.
@@ -58,13 +96,16 @@ class EngineConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> EngineConfig:
-        if (self.model is None) == (self.url is None):
-            raise ValueError("set exactly one of `model` (launch vLLM) or `url` (attach)")
-        if self.url is not None:
-            if not re.match(r"^https?://", self.url):
-                raise ValueError(f"`url` must start with http:// or https://, got {self.url!r}")
-            if self.args or self.launcher or self.port:
-                raise ValueError("`args`, `launcher` and `port` apply to launched engines only")
+        sources = [s for s in (self.model, self.url, self.discover) if s is not None]
+        if len(sources) != 1:
+            raise ValueError(
+                "set exactly one of `model` (launch vLLM), `url` (attach) "
+                "or `discover` (attach to every address a DNS name resolves to)"
+            )
+        if self.url is not None and not re.match(r"^https?://", self.url):
+            raise ValueError(f"`url` must start with http:// or https://, got {self.url!r}")
+        if self.model is None and (self.args or self.launcher or self.port):
+            raise ValueError("`args`, `launcher` and `port` apply to launched engines only")
         return self
 
     @property
@@ -75,12 +116,110 @@ class EngineConfig(_Strict):
         return [self.model] if self.model else []
 
 
+class TimeoutsConfig(_Strict):
+    connect_s: float = Field(10.0, gt=0)
+    #: Until the first byte of the answer, and the longest silence inside a stream.
+    first_byte_s: float = Field(60.0, gt=0)
+    #: The whole call, retries and streamed answer included.
+    total_s: float = Field(600.0, gt=0)
+
+
+class RetriesConfig(_Strict):
+    #: Tries in all at one target before the route moves on (1 = no retry).
+    max_attempts: int = Field(2, ge=1, le=10)
+    backoff_base_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(8.0, ge=0)
+    #: A longer Retry-After is not waited out: the request moves to the route's next target.
+    max_retry_after_s: float = Field(10.0, ge=0)
+
+
+class BreakerConfig(_Strict):
+    failure_threshold: int = Field(5, ge=1)
+    cooldown_s: float = Field(30.0, gt=0)
+
+
+class PriceConfig(_Strict):
+    """USD per 1M tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+
+
+class ProviderConfig(_Strict):
+    """A cloud provider account: where it is, how to authenticate, how to treat it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    kind: str
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    #: The models routes may name at this provider; empty: any.
+    models: list[str] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    drop_params: list[str] = Field(default_factory=list)
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    retries: RetriesConfig = Field(default_factory=RetriesConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    #: Per-model prices replacing (or adding to) the shipped list prices.
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+
+    _key: str | None = PrivateAttr(default=None)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in registry.KINDS:
+            known = ", ".join(sorted(registry.KINDS))
+            raise ValueError(f"unknown provider kind {kind!r}; known kinds: {known}")
+        if not registry.available(kind):
+            raise ValueError(f"provider kind {kind!r} is not part of this Spillgate build")
+        return kind
+
+    @model_validator(mode="after")
+    def _complete(self) -> ProviderConfig:
+        spec = registry.KINDS[self.kind]
+        if self.base_url is None:
+            if spec.default_base_url is None:
+                raise ValueError(f"`base_url` is required for kind {self.kind!r}")
+            self.base_url = spec.default_base_url
+        if not re.match(r"^https?://", self.base_url):
+            raise ValueError(
+                f"`base_url` must start with http:// or https://, got {self.base_url!r}"
+            )
+        for option in spec.required_options:
+            if option not in self.options:
+                raise ValueError(f"`options.{option}` is required for kind {self.kind!r}")
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("set one of `api_key` and `api_key_file`, not both")
+        if self.api_key_file is not None:
+            try:
+                self._key = self.api_key_file.read_text().strip()
+            except OSError as err:
+                raise ValueError(f"`api_key_file` cannot be read: {err.strerror}") from None
+            if not self._key:
+                raise ValueError("`api_key_file` is empty")
+        elif self.api_key is not None:
+            self._key = self.api_key.get_secret_value()
+        return self
+
+    @property
+    def secret(self) -> str | None:
+        """The API key (from `api_key` or `api_key_file`); never log it."""
+        return self._key
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     engines: list[EngineConfig] = Field(default_factory=list)
     #: Extra model ids clients may ask for, each mapped to a model id an engine serves.
     aliases: dict[str, str] = Field(default_factory=dict)
     home: Path = Field(default_factory=spillgate_home)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    #: Model ids clients may ask for, each an ordered list of targets: models local engines
+    #: serve, and `provider/model` at a configured provider.
+    routes: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("engines")
     @classmethod
@@ -90,6 +229,61 @@ class Config(_Strict):
         if dupes:
             raise ValueError(f"engine names must be unique; repeated: {', '.join(dupes)}")
         return engines
+
+    @field_validator("providers")
+    @classmethod
+    def _unique_providers(cls, providers: list[ProviderConfig]) -> list[ProviderConfig]:
+        names = [p.name for p in providers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"provider names must be unique; repeated: {', '.join(dupes)}")
+        return providers
+
+    def cloud_target(self, entry: str) -> tuple[ProviderConfig, str] | None:
+        """The provider and model of a `provider/model` route entry; None for a local model."""
+        prefix, slash, model = entry.partition("/")
+        if not slash:
+            return None
+        for provider in self.providers:
+            if provider.name == prefix:
+                return provider, model
+        return None
+
+    @model_validator(mode="after")
+    def _routes_resolve(self) -> Config:
+        served = {name for e in self.engines for name in e.model_names} | set(self.aliases)
+        names_known = all(e.model_names for e in self.engines)
+        providers = ", ".join(p.name for p in self.providers) or "none"
+        for route, entries in self.routes.items():
+            where = f"routes.{route}"
+            if route in served:
+                raise ValueError(
+                    f"{where}: {route!r} is already a model id of a local engine or alias"
+                )
+            if not entries:
+                raise ValueError(f"{where}: list at least one target")
+            for i, entry in enumerate(entries):
+                cloud = self.cloud_target(entry)
+                if cloud is not None:
+                    provider, model = cloud
+                    if not model:
+                        raise ValueError(f"{where}[{i}]: {entry!r} names no model after the `/`")
+                    if entry in served:
+                        raise ValueError(
+                            f"{where}[{i}]: {entry!r} is both a local model id and "
+                            f"`provider/model`; rename the provider {provider.name!r}"
+                        )
+                    if provider.models and model not in provider.models:
+                        raise ValueError(
+                            f"{where}[{i}]: provider {provider.name!r} lists no model {model!r} "
+                            f"(its models: {', '.join(provider.models)})"
+                        )
+                elif names_known and entry not in served:
+                    raise ValueError(
+                        f"{where}[{i}]: {entry!r} is neither `provider/model` at a configured "
+                        f"provider ({providers}) nor a model a local engine serves"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _aliases_resolve(self) -> Config:
@@ -110,7 +304,10 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def interpolate(text: str, env: dict[str, str] | None = None) -> str:
-    """Replace `${NAME}` and `${NAME:-default}`; an unset variable without default is an error."""
+    """Replace `${NAME}` and `${NAME:-default}`; an unset variable without default is an error.
+
+    Whole-line comments are left as they are.
+    """
     env = dict(os.environ) if env is None else env
     missing: list[str] = []
 
@@ -123,7 +320,12 @@ def interpolate(text: str, env: dict[str, str] | None = None) -> str:
         missing.append(name)
         return ""
 
-    result = _ENV_REF.sub(sub, text)
+    # A commented-out line is not configuration: its `${NAME}` needs no variable (issue 6:
+    # the shipped configs carry commented examples of settings that take secrets).
+    result = "".join(
+        line if line.lstrip().startswith("#") else _ENV_REF.sub(sub, line)
+        for line in text.splitlines(keepends=True)
+    )
     if missing:
         raise ConfigError(
             "environment variables referenced but not set: " + ", ".join(sorted(set(missing)))
@@ -140,7 +342,8 @@ def _format_errors(err: ValidationError) -> str:
         msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             msg = "unknown key (see docs/configuration.md for the keys)"
-        lines.append(f"  {path or '(top level)'}: {msg}")
+        # A cross-key check names its own key path at the start of the message.
+        lines.append(f"  {path}: {msg}" if path else f"  {msg}")
     return "invalid configuration:\n" + "\n".join(lines)
 
 

@@ -11,10 +11,17 @@ from collections.abc import Callable
 
 import aiohttp
 
+from spillgate import __version__
+from spillgate.fallback.adapter import CloudTarget, ProviderAdapter, ProviderSettings
+from spillgate.fallback.breaker import CircuitBreaker
+from spillgate.fallback.prices import Price, PriceBook
+from spillgate.fallback.registry import KINDS, create_adapter
+from spillgate.fallback.resilience import RetryPolicy, Timeouts
+from spillgate.models.discovery import DiscoveredEngines, DiscoverySpec, Resolver, resolve_dns
 from spillgate.models.engine import LocalEngine
 from spillgate.models.supervisor import EngineProcess, HealthWatch, LaunchSpec
 from spillgate.protocol import Backend
-from spillgate.server.config import Config, EngineConfig
+from spillgate.server.config import Config, EngineConfig, ProviderConfig
 from spillgate.server.observe import Metrics
 
 log = logging.getLogger("spillgate.gateway")
@@ -47,14 +54,21 @@ def vllm_argv(engine: EngineConfig, port: int) -> list[str]:
 
 
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, resolve: Resolver = resolve_dns) -> None:
         self.config = config
+        self._resolve = resolve  # engine discovery's DNS lookup; tests hand in a fake answer
         self.metrics = Metrics()
         self.engines: list[LocalEngine] = []
         self.processes: list[EngineProcess] = []
         self.session: aiohttp.ClientSession | None = None
+        #: Provider calls: TLS, decompression and a user agent, unlike the local-engine session.
+        self.cloud_session: aiohttp.ClientSession | None = None
+        #: One per `provider/model` named in any route, shared by the routes naming it.
+        self.cloud_targets: dict[str, CloudTarget] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._routes: dict[str, list[Backend]] = {}
+        #: (route id, engine name) -> the model id that engine serves for the route.
+        self._route_models: dict[tuple[str, str], str] = {}
 
     # -- registry ---------------------------------------------------------------------------
 
@@ -69,19 +83,47 @@ class Gateway:
         for engine in self.engines:
             for name in engine.served_models:
                 routes.setdefault(name, []).append(engine)
+        # A discovered group's configured names stay routable while it has no engine, so a
+        # request meanwhile gets "not ready" (503), not "no such model" (404).
+        for cfg in self.config.engines:
+            if cfg.discover is not None:
+                for name in cfg.served_model_names:
+                    routes.setdefault(name, [])
         for alias, target in self.config.aliases.items():
             routes.setdefault(alias, []).extend(routes.get(target, []))
+        route_models: dict[tuple[str, str], str] = {}
+        for route, entries in self.config.routes.items():
+            targets: list[Backend] = []
+            for entry in entries:
+                cloud = self.cloud_targets.get(entry)
+                if cloud is not None:
+                    targets.append(cloud)
+                    continue
+                local_model = self.config.aliases.get(entry, entry)
+                for engine in self.engines:
+                    if local_model in engine.served_models:
+                        targets.append(engine)
+                        route_models[(route, engine.name)] = local_model
+            routes[route] = targets
+        self._route_models = route_models
         self._routes = routes
 
-    def target_model(self, model: str, backend: Backend) -> str:
-        """The name `backend` knows `model` by (aliases resolve to the engine's own name)."""
-        if model in getattr(backend, "served_models", ()):
+    def target_model(self, model: str, backend: LocalEngine | CloudTarget) -> str:
+        """The name `backend` knows `model` by (aliases and routes resolve to its own name)."""
+        if isinstance(backend, CloudTarget):
+            return backend.provider_model
+        if model in backend.served_models:
             return model
+        routed = self._route_models.get((model, backend.name))
+        if routed is not None:
+            return routed
         return self.config.aliases.get(model, model)
 
     @property
     def any_ready(self) -> bool:
-        return any(e.ready for e in self.engines)
+        return any(e.ready for e in self.engines) or any(
+            t.ready for t in self.cloud_targets.values()
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -96,12 +138,16 @@ class Gateway:
         )
         for cfg in self.config.engines:
             self._add_engine(cfg)
+        self._add_cloud_targets()
         self._build_routes()
         self._tasks.append(asyncio.create_task(self._export_engine_gauges()))
 
     def _add_engine(self, cfg: EngineConfig) -> None:
         assert self.session is not None
         server = self.config.server
+        if cfg.discover is not None:
+            self._add_discovered_group(cfg)
+            return
         port = cfg.port or free_port()
         url = cfg.url or f"http://127.0.0.1:{port}/v1"
         engine = LocalEngine(
@@ -128,6 +174,71 @@ class Gateway:
         self.processes.append(process)
         self._tasks.append(asyncio.create_task(process.run()))
 
+    # -- engine discovery (issue 6: deploy) -------------------------------------------------
+
+    def _add_discovered_group(self, cfg: EngineConfig) -> None:
+        assert self.session is not None and cfg.discover is not None
+        spec = DiscoverySpec(
+            group=cfg.name,
+            dns=cfg.discover.dns,
+            port=cfg.discover.port,
+            interval_s=cfg.discover.interval_s,
+            health_interval_s=cfg.health_interval_s,
+            served_models=frozenset(cfg.served_model_names),
+            first_byte_timeout_s=self.config.server.first_byte_timeout_s,
+        )
+        group = DiscoveredEngines(
+            spec, self.session, self._engines_changed, self._resolve, self._discovered
+        )
+        self._tasks.append(asyncio.create_task(group.run()))
+
+    def _engines_changed(self, added: list[LocalEngine], removed: list[LocalEngine]) -> None:
+        self.engines = [e for e in self.engines if e not in removed] + added
+        for engine in removed:
+            # A gone pod's series disappear instead of reading "down" forever.
+            for gauge in (self.metrics.engine_up, self.metrics.engine_in_flight):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(engine.name)
+        self._build_routes()
+
+    # -- end engine discovery ---------------------------------------------------------------
+
+    def _add_cloud_targets(self) -> None:
+        if not self.config.routes:
+            return
+        self.cloud_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
+            headers={"user-agent": f"spillgate/{__version__}"},
+        )
+        prices = PriceBook.shipped()
+        adapters: dict[str, ProviderAdapter] = {}
+        for entries in self.config.routes.values():
+            for entry in entries:
+                cloud = self.config.cloud_target(entry)
+                if cloud is None or entry in self.cloud_targets:
+                    continue
+                provider, model = cloud
+                if provider.name not in adapters:
+                    adapters[provider.name] = create_adapter(provider_settings(provider))
+                target = CloudTarget(
+                    model,
+                    adapters[provider.name],
+                    self.cloud_session,
+                    timeouts=Timeouts(**provider.timeouts.model_dump()),
+                    retry=RetryPolicy(**provider.retries.model_dump()),
+                    breaker=CircuitBreaker(**provider.breaker.model_dump()),
+                    price=price_for(provider, model, prices),
+                )
+                if target.price is None:
+                    log.warning(
+                        "no price known for %s: its requests are not costed; set "
+                        "providers[].prices in the configuration",
+                        target.name,
+                    )
+                self.cloud_targets[entry] = target
+                state = self.metrics.circuit_state.labels(target.name)
+                state.set_function(lambda t=target: float(t.breaker.state))
+
     def _discovered(self, engine: LocalEngine) -> Callable[[frozenset[str]], None]:
         def register(names: frozenset[str]) -> None:
             engine.served_models = names
@@ -153,3 +264,25 @@ class Gateway:
                 await task
         if self.session is not None:
             await self.session.close()
+        if self.cloud_session is not None:
+            await self.cloud_session.close()
+
+
+def provider_settings(provider: ProviderConfig) -> ProviderSettings:
+    assert provider.base_url is not None  # the config fills in the kind's default
+    return ProviderSettings(
+        name=provider.name,
+        kind=provider.kind,
+        base_url=provider.base_url,
+        api_key=provider.secret,
+        headers=dict(provider.headers),
+        options=dict(provider.options),
+        drop_params=frozenset(provider.drop_params),
+    )
+
+
+def price_for(provider: ProviderConfig, model: str, prices: PriceBook) -> Price | None:
+    configured = provider.prices.get(model)
+    if configured is not None:
+        return Price(configured.input, configured.output, configured.cached_input)
+    return prices.lookup(KINDS[provider.kind].price_family, model)

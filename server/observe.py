@@ -63,6 +63,18 @@ class Metrics:
         self.engine_restarts = Gauge(
             "spillgate_engine_restarts", "Restarts of a supervised engine.", ["engine"], registry=r
         )
+        self.cost = Counter(
+            "spillgate_cost_usd",
+            "What cloud requests cost in USD at list prices, by route (target).",
+            ["route"],
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "spillgate_circuit_state",
+            "Circuit breaker of a cloud target: 0 closed, 1 half-open, 2 open.",
+            ["target"],
+            registry=r,
+        )
         self.upstream_errors = Counter(
             "spillgate_upstream_errors",
             "Upstream failures before the first byte, by target and status.",

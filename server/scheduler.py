@@ -18,6 +18,8 @@ class Reason(StrEnum):
     """Why a request went where it went (sent as `x-spillgate-reason`)."""
 
     LOCAL = "local"
+    #: The model is a route whose local targets (if any) are not ready: its cloud targets serve.
+    CLOUD_ROUTE = "cloud_route"
     NO_TARGET_READY = "no_target_ready"
 
 
@@ -46,9 +48,11 @@ class Decision:
 
 
 def decide(features: RequestFeatures, candidates: Sequence[TargetView]) -> Decision:
-    """Local first: ready local engines that serve the model, least busy first."""
-    ready = [t for t in candidates if t.ready and t.kind is TargetKind.LOCAL]
-    if not ready:
+    """Local first: ready local engines that serve the model, least busy first; then the
+    route's ready cloud targets in their configured order."""
+    local = [t for t in candidates if t.ready and t.kind is TargetKind.LOCAL]
+    local.sort(key=lambda t: t.in_flight)
+    cloud = [t for t in candidates if t.ready and t.kind is TargetKind.CLOUD]
+    if not local and not cloud:
         return Decision((), Reason.NO_TARGET_READY)
-    ready.sort(key=lambda t: t.in_flight)
-    return Decision(tuple(ready), Reason.LOCAL)
+    return Decision((*local, *cloud), Reason.LOCAL if local else Reason.CLOUD_ROUTE)

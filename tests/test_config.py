@@ -46,7 +46,7 @@ aliases: {gpt-4o-mini: llama-8b}
     [
         ("server: {port: 99999}", "server.port: Input should be less than or equal to 65535"),
         ("server: {prot: 1}", "server.prot: unknown key"),
-        ("engines: [{name: a}]", "engines[0]: set exactly one of `model` (launch vLLM) or `url`"),
+        ("engines: [{name: a}]", "engines[0]: set exactly one of `model` (launch vLLM), `url`"),
         ("engines: [{name: a, url: 'ftp://x'}]", "engines[0]: `url` must start with http://"),
         (
             "engines: [{name: a, model: m}, {name: a, model: n}]",
@@ -74,7 +74,7 @@ def test_config_check_command(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert ok.returncode == 0 and "valid; 1 engine(s); models: m" in ok.stdout
+    assert ok.returncode == 0 and "valid; 1 engine(s), 0 provider(s); models: m" in ok.stdout
     bad = _write(tmp_path, "server: {port: nope}")
     failed = subprocess.run(
         [sys.executable, "-m", "spillgate.server.cli", "config", "check", str(bad)],
