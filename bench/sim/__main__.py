@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.sim.cloud import DEFAULT_PROVIDERS
+from bench.sim.cloud import default_providers
 from bench.sim.docs import write_simulation_section
 from bench.sim.policies import CloudOnly, LocalOnly, Policy, QueueThreshold, ReactiveFallback
 from bench.sim.profiles import PROFILES
@@ -30,8 +30,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reactive-queue", type=int, default=4, help="the reactive proxy's bound")
     p.add_argument("--queue-threshold", type=int, default=2, help="waiting requests to spill at")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--write-docs", action="store_true", help="write docs/img/*.png and the "
-                   "Simulation section of docs/routing.md")
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="write docs/img/*.png and the Simulation section of docs/routing.md",
+    )
     return p.parse_args()
 
 
@@ -51,6 +54,7 @@ def main() -> None:
     requests = mark_sensitive(
         load_trace(args.trace, args.requests), args.sensitive_share, args.seed
     )
+    providers = default_providers()
     rows: list[Row] = []
     capacities: dict[str, float] = {}
     for name in args.profiles:
@@ -61,11 +65,11 @@ def main() -> None:
         for load in args.loads:
             scaled = scale_to_rate(requests, load * capacity)
             for policy in policies(args):
-                outcomes = replay(
-                    scaled, policy, profile, DEFAULT_PROVIDERS, args.ttft_budget, args.seed
-                )
+                outcomes = replay(scaled, policy, profile, providers, args.ttft_budget, args.seed)
                 rows.append(
-                    summarise(outcomes, profile, load, load * capacity, policy.name, args.ttft_budget)
+                    summarise(
+                        outcomes, profile, load, load * capacity, policy.name, args.ttft_budget
+                    )
                 )
     for name in args.profiles:
         print(f"\n## {name}\n")

@@ -96,9 +96,7 @@ def measure(base: str) -> dict[str, Any]:
             runs = list(pool.map(lambda _: stream_completion(base, FILLER, 32), range(concurrency)))
         elapsed = time.perf_counter() - start
         batched[concurrency] = sum(r["completion_tokens"] for r in runs) / elapsed
-    decode_single = [
-        (r["completion_tokens"] - 1) / (r["total_s"] - r["ttft_s"]) for r in single
-    ]
+    decode_single = [(r["completion_tokens"] - 1) / (r["total_s"] - r["ttft_s"]) for r in single]
     return {
         "prefill": prefill,
         "decode_tokens_per_s_single": statistics.median(decode_single),

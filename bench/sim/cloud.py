@@ -14,15 +14,17 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from spillgate.fallback.prices import Price, PriceBook, cost_usd
+from spillgate.protocol import Usage
+
 Z99 = 2.3263  # the standard normal's 99th percentile
 
 
 @dataclass(frozen=True, slots=True)
 class CloudProfile:
-    name: str
+    name: str  # the provider family, as fallback/prices.json names it
     model: str
-    input_usd_per_mtok: float
-    output_usd_per_mtok: float
+    price: Price
     ttft_median_s: float
     ttft_p99_s: float
     prompt_s_per_token: float
@@ -34,9 +36,7 @@ class CloudProfile:
         return math.log(self.ttft_p99_s / self.ttft_median_s) / Z99
 
     def cost_usd(self, prompt_tokens: int, output_tokens: int) -> float:
-        return (
-            prompt_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok
-        ) / 1e6
+        return cost_usd(self.price, Usage(prompt_tokens, output_tokens))
 
     def ttft_s(self, prompt_tokens: int, z: float) -> float:
         return self.ttft_median_s * math.exp(self.sigma * z) + prompt_tokens * (
@@ -44,15 +44,26 @@ class CloudProfile:
         )
 
 
-# List prices per 1M tokens, read from the providers' public pricing pages (2025):
-# openai.com/api/pricing, ai.google.dev/gemini-api/docs/pricing, anthropic.com/pricing.
 # Latency medians and output speeds are of the order public trackers (Artificial Analysis)
 # show for these models; the p99s are our assumption of a heavy tail (about 4x the median).
-DEFAULT_PROVIDERS: tuple[CloudProfile, ...] = (
-    CloudProfile("gemini", "gemini-2.0-flash", 0.10, 0.40, 0.45, 2.0, 0.00005, 180.0),
-    CloudProfile("openai", "gpt-4o-mini", 0.15, 0.60, 0.40, 1.6, 0.00005, 75.0),
-    CloudProfile("anthropic", "claude-3-5-haiku", 0.80, 4.00, 0.65, 2.5, 0.00008, 60.0),
+# (family, model, TTFT median s, TTFT p99 s, s per prompt token, output tokens/s)
+_LATENCY = (
+    ("gemini", "gemini-2.0-flash", 0.45, 2.0, 0.00005, 180.0),
+    ("openai", "gpt-4o-mini", 0.40, 1.6, 0.00005, 75.0),
+    ("anthropic", "claude-3-5-haiku", 0.65, 2.5, 0.00008, 60.0),
 )
+
+
+def default_providers() -> tuple[CloudProfile, ...]:
+    """The simulated providers, priced from the gateway's own list (fallback/prices.json)."""
+    book = PriceBook.shipped()
+    providers = []
+    for family, model, median, p99, per_prompt_token, speed in _LATENCY:
+        price = book.lookup(family, model)
+        if price is None:
+            raise LookupError(f"fallback/prices.json has no price for {family}/{model}")
+        providers.append(CloudProfile(family, model, price, median, p99, per_prompt_token, speed))
+    return tuple(providers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +90,7 @@ class Cloud:
 
     def by_price(self) -> list[CloudProfile]:
         """Cheapest first, for a typical request (output priced at a quarter of the tokens)."""
-        return sorted(
-            self.providers.values(), key=lambda p: 3 * p.input_usd_per_mtok + p.output_usd_per_mtok
-        )
+        return sorted(self.providers.values(), key=lambda p: 3 * p.price.input + p.price.output)
 
     def observe_until(self, t: float) -> None:
         while self._pending and self._pending[0][0] <= t:

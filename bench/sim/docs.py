@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.sim.cloud import DEFAULT_PROVIDERS
+from bench.sim.cloud import default_providers
 from bench.sim.profiles import PROFILES
 from bench.sim.report import Row, Verdict, markdown_table, verdict_lines
 
@@ -66,9 +66,9 @@ def _cloud_table() -> str:
         "| provider | model | $ in / 1M | $ out / 1M | TTFT median s | TTFT p99 s | tok/s |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for c in DEFAULT_PROVIDERS:
+    for c in default_providers():
         lines.append(
-            f"| {c.name} | {c.model} | {c.input_usd_per_mtok:.2f} | {c.output_usd_per_mtok:.2f} "
+            f"| {c.name} | {c.model} | {c.price.input:.2f} | {c.price.output:.2f} "
             f"| {c.ttft_median_s:.2f} | {c.ttft_p99_s:.2f} | {c.output_tokens_per_s:.0f} |"
         )
     return "\n".join(lines)
@@ -89,8 +89,8 @@ def render(
         "",
         _profiles_table(),
         "",
-        "Cloud providers (list prices; latencies lognormal, medians of the order public "
-        "trackers report, p99s assumed; `bench/sim/cloud.py`):",
+        "Cloud providers (list prices from `fallback/prices.json`; latencies lognormal, "
+        "medians of the order public trackers report, p99s assumed; `bench/sim/cloud.py`):",
         "",
         _cloud_table(),
         "",
@@ -126,7 +126,8 @@ def render(
         "### Target check",
         "",
         "At every load where a policy answers 99% in budget, Spillgate must too, at no more "
-        "than 1.1x the cloud cost of the cheapest such policy, spilling no sensitive request:",
+        "than 1.1x the cloud cost of the cheapest such policy (or one cent over it, where that "
+        "is more), spilling no sensitive request:",
         "",
         *[f"- {line}" for line in verdict_lines(verdicts)],
         "",

@@ -48,7 +48,7 @@ def _cheapest(world: World) -> str:
 
 class LocalOnly:
     name = "local-only"
-    engine_queue_bound = None
+    engine_queue_bound: int | None = None
 
     def route(self, request: Request, world: World) -> Routing:
         return Routing((LOCAL,), "local")
@@ -58,7 +58,7 @@ class CloudOnly:
     """Everything to the cheapest provider; sensitive requests are refused, never sent."""
 
     name = "cloud-only"
-    engine_queue_bound = None
+    engine_queue_bound: int | None = None
 
     def route(self, request: Request, world: World) -> Routing:
         if request.sensitive:
@@ -73,7 +73,7 @@ class ReactiveFallback:
     name = "reactive"
 
     def __init__(self, queue_bound: int) -> None:
-        self.engine_queue_bound = queue_bound
+        self.engine_queue_bound: int | None = queue_bound
 
     def route(self, request: Request, world: World) -> Routing:
         if request.sensitive:
@@ -84,7 +84,7 @@ class ReactiveFallback:
 class QueueThreshold:
     """Spill when vLLM's waiting queue (`vllm:num_requests_waiting`) reaches a fixed length."""
 
-    engine_queue_bound = None
+    engine_queue_bound: int | None = None
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold

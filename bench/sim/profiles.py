@@ -29,10 +29,14 @@ VLLM_CPU_SMOLLM2 = EngineProfile(
 )
 
 # DOCUMENTED, not measured here: Llama-3.1-8B-Instruct (bf16) on one H100-80GB with vLLM.
-# - decode: time per output token 6.48 ms at 1 concurrent and 10.94 ms at 16 (InferenceBench
-#   concurrency sweep, vLLM 0.21.0, one H100-80GB-HBM3, 2026-05-16:
-#   https://yobitelcomm.github.io/bench/recipes/concurrency-sweep/), fitted as 6.18 ms +
-#   0.297 ms per sequence per step. Same order as vLLM's own report of Llama-3 8B on 1xH100
+# - decode: 6.48 ms per output token for one request (InferenceBench concurrency sweep,
+#   vLLM 0.21.0, one H100-80GB-HBM3, 2026-05-16:
+#   https://yobitelcomm.github.io/bench/recipes/concurrency-sweep/) gives the step cost,
+#   6.4 ms; the ~12,500 output tokens/s peak reported for Llama 3.1 8B bf16 on one H100
+#   (https://www.morphllm.com/vllm-benchmarks) is the ceiling b / (base + per_seq x b)
+#   approaches, so per_seq = 1 / 12,500 s = 0.08 ms. That is also about what reading one
+#   sequence's KV cache (~1,400 tokens x 128 KiB) costs at ~60% of 3.35 TB/s. vLLM's own
+#   report of Llama-3 8B on 1xH100 is of the same order
 #   (https://blog.vllm.ai/2024/09/05/perf-update.html).
 # - prefill: 20,000 tokens/s, an estimate: 2 x 8.0e9 FLOP per token at ~40% of the H100's
 #   989 dense bf16 TFLOPS (that sweep's 14 ms TTFT for short chat prompts agrees).
@@ -44,8 +48,8 @@ VLLM_H100_LLAMA8B = EngineProfile(
     name="h100",
     source="documented: vLLM, Llama-3.1-8B bf16, 1x H100-80GB",
     prefill_tokens_per_s=20_000.0,
-    step_base_s=0.00618,
-    step_per_seq_s=0.000297,
+    step_base_s=0.0064,
+    step_per_seq_s=0.00008,
     max_num_seqs=1024,
     kv_capacity_tokens=450_000,
     max_model_len=8192,

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.sim.engine import EngineProfile
-from bench.sim.runner import FAILED, Outcome
 from bench.sim.policies import LOCAL
+from bench.sim.runner import FAILED, Outcome
 
 TARGET_SHARE = 0.99
 COST_SLACK = 1.1
+# Below a cent the comparison is noise (one capability-gap spill costs ~$0.0005).
+COST_FLOOR_USD = 0.01
 SPILLGATE = "spillgate"
 
 
@@ -98,7 +100,8 @@ class Verdict:
 
 def check_target(rows: Sequence[Row]) -> list[Verdict]:
     """At every load where some policy answers 99% in budget, Spillgate must too, at no more
-    than 1.1x the cloud cost of the cheapest policy that does, and spill nothing sensitive."""
+    than 1.1x (or one cent over) the cloud cost of the cheapest policy that does, and spill
+    nothing sensitive."""
     verdicts = []
     for key in dict.fromkeys((r.profile, r.load) for r in rows):
         here = [r for r in rows if (r.profile, r.load) == key]
@@ -116,11 +119,11 @@ def check_target(rows: Sequence[Row]) -> list[Verdict]:
             verdicts.append(Verdict(*key, False, why))
         else:
             cheapest = min(winners, key=lambda r: r.cost_usd)
-            limit = COST_SLACK * cheapest.cost_usd
-            passed = ours.cost_usd <= limit + 1e-9
+            limit = max(COST_SLACK * cheapest.cost_usd, cheapest.cost_usd + COST_FLOOR_USD)
+            passed = ours.cost_usd <= limit
             why = (
                 f"spillgate ${ours.cost_usd:.2f} vs cheapest in budget {cheapest.policy} "
-                f"${cheapest.cost_usd:.2f} (limit ${limit:.2f})"
+                f"${cheapest.cost_usd:.2f} (limit ${limit:.2f}), {ours.in_budget:.2%} in budget"
             )
             verdicts.append(Verdict(*key, passed, why))
     return verdicts

@@ -44,7 +44,9 @@ def replay(
         engine.advance_to(t)
         cloud.observe_until(t)
         routing = policy.route(request, World(t, engine, cloud, ttft_budget_s))
-        outcome = Outcome(request, FAILED, routing.reason, None, 0.0, routing.predicted_local_ttft_s)
+        outcome = Outcome(
+            request, FAILED, routing.reason, None, 0.0, routing.predicted_local_ttft_s
+        )
         delay = 0.0
         for target in routing.targets:
             if target == LOCAL:

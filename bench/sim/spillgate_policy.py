@@ -33,7 +33,7 @@ class SimTarget:
 
 class SpillgatePolicy:
     name = "spillgate"
-    engine_queue_bound = None
+    engine_queue_bound: int | None = None
 
     def route(self, request: Request, world: World) -> Routing:
         engine = world.engine

@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-DEFAULT_TRACE = Path(__file__).resolve().parents[3] / "shared" / "traces" / "azure_llm_2023_conv.csv"
+DEFAULT_TRACE = (
+    Path(__file__).resolve().parents[3] / "shared" / "traces" / "azure_llm_2023_conv.csv"
+)
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 
@@ -44,7 +46,7 @@ def load_trace(path: Path = DEFAULT_TRACE, limit: int | None = None) -> list[Req
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise TraceError(f"{path}: missing column(s) {', '.join(missing)}; expected {COLUMNS}")
-        rows = []
+        rows: list[tuple[datetime, int, int]] = []
         for line, row in enumerate(reader, start=2):
             if limit is not None and len(rows) >= limit:
                 break
