@@ -84,6 +84,21 @@ class EngineState:
     kv_capacity_tokens: int
 
 
+@dataclass(slots=True)
+class EngineCounters:
+    """Monotonic totals, as vLLM exports them on /metrics (counters and histogram sums), so
+    a scheduler can measure rates over a window the way the gateway's scraper does."""
+
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    ttft_sum_s: float = 0.0
+    ttft_count: int = 0
+    queue_time_sum_s: float = 0.0
+    queue_time_count: int = 0
+    inter_token_sum_s: float = 0.0
+    inter_token_count: int = 0
+
+
 @dataclass
 class Engine:
     profile: EngineProfile
@@ -97,6 +112,7 @@ class Engine:
     kv_used: int = 0
     waiting_prompt_tokens: int = 0
     finished: list[Job] = field(default_factory=list)
+    counters: EngineCounters = field(default_factory=EngineCounters)
 
     @property
     def busy(self) -> bool:
@@ -145,6 +161,8 @@ class Engine:
                 return  # FCFS: the head blocks the queue until a sequence frees its KV space
             self.waiting.popleft()
             self.waiting_prompt_tokens -= head.prompt_tokens
+            self.counters.queue_time_sum_s += self.now - head.arrival_s
+            self.counters.queue_time_count += 1
             self.kv_used += head.kv_tokens
             self.prefilling.append(head)
 
@@ -174,16 +192,25 @@ class Engine:
             tokens += int(take)
             if job.prefilled == job.prompt_tokens:
                 done.append(job)
-        self.now += (
+        dt = (
             profile.step_base_s
             + tokens / profile.prefill_tokens_per_s
             + profile.step_per_seq_s * decoders
         )
+        self.now += dt
+        counters = self.counters
+        counters.prompt_tokens += tokens
         if chunked:
             self.steps += 1  # the decoding sequences got their token in this step too
+            counters.generation_tokens += decoders
+            counters.inter_token_sum_s += decoders * dt
+            counters.inter_token_count += decoders
         for job in done:
             self.prefilling.remove(job)
             job.first_token_s = self.now
+            counters.generation_tokens += 1
+            counters.ttft_sum_s += self.now - job.arrival_s
+            counters.ttft_count += 1
             # The prefill step samples the first token; the rest take one decode step each.
             heapq.heappush(self.decoding, (self.steps + job.output_tokens - 1, job.request_id, job))
         self._retire()
@@ -197,6 +224,10 @@ class Engine:
         k = max(1, min(to_finish, to_until))
         self.now += k * dt
         self.steps += k
+        tokens = k * len(self.decoding)
+        self.counters.generation_tokens += tokens
+        self.counters.inter_token_sum_s += tokens * dt
+        self.counters.inter_token_count += tokens
         self._retire()
 
     def _retire(self) -> None:
