@@ -19,14 +19,16 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from spillgate import __version__
-from spillgate.errors import GatewayError, UpstreamError
+from spillgate.errors import GatewayError
 from spillgate.fallback.adapter import CloudTarget
-from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
+from spillgate.models.engine import LocalEngine
+from spillgate.protocol import Backend, Endpoint, TargetKind, UpstreamReply, UpstreamRequest
+from spillgate.server.executor import Executor
 from spillgate.server.gateway import Gateway
 from spillgate.server.observe import access_log
 from spillgate.server.relay import StreamRelay
-from spillgate.server.requests import parse, read_body
-from spillgate.server.scheduler import Decision, Reason, RequestFeatures, decide
+from spillgate.server.requests import FeatureReader, parse, read_body
+from spillgate.server.scheduler import GAP_REASONS, Decision, Reason, RequestFeatures, decide
 
 log = logging.getLogger("spillgate.server")
 
@@ -50,6 +52,8 @@ class Handler:
         self.gw = gateway
         self.endpoint = endpoint
         self.limit = gateway.config.server.max_body_bytes
+        self.features = FeatureReader(gateway, endpoint)
+        self.executor = Executor(gateway)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -71,10 +75,10 @@ class Handler:
             candidates = self.gw.targets_for(parsed.model)
             if candidates is None:
                 raise self._unknown_model(parsed.model)
-            features = RequestFeatures(parsed.model, self.endpoint, parsed.stream)
-            decision = decide(features, candidates)
+            features = self.features.of(parsed, request.headers, candidates)
+            decision = self._decide(features, candidates)
             if not decision.targets:
-                decision = await self._wait_for_ready(features, candidates)
+                decision = await self._wait_for_ready(features, candidates, decision)
             self.gw.metrics.decisions.labels(decision.reason.value).inc()
             upstream = UpstreamRequest(
                 endpoint=self.endpoint,
@@ -86,33 +90,40 @@ class Handler:
                 request_id=request_id,
             )
             self.gw.metrics.overhead.observe(time.perf_counter() - started)
-            backend, reply = await self._execute(upstream, decision)
+            key = request.headers.get("authorization", "")
+            outcome = await self.executor.run(upstream, decision, features, key, started)
         except GatewayError as err:
             self._account(request_id, "none", "none", err.status, started, None, False)
             return _error_response(err, request_id)
 
+        backend, reply = outcome.backend, outcome.reply
+        reason = outcome.reason
+        if backend.kind is TargetKind.CLOUD:
+            self.gw.snapshot.cloud(backend.name).observe(time.perf_counter() - started)
         headers = {
             "x-request-id": request_id,
             "x-spillgate-route": backend.name,
-            "x-spillgate-reason": decision.reason.value,
+            "x-spillgate-reason": reason.value,
             **reply.headers,
         }
         if reply.chunks is None:
-            self._account(
-                request_id, backend.name, decision.reason, reply.status, started, reply, False
-            )
+            self._account(request_id, backend.name, reason, reply.status, started, reply, False)
             return Response(
                 reply.body, reply.status, headers=headers, media_type=reply.content_type
             )
-        return await self._stream(reply, headers, request_id, backend, decision, started)
+        return self._stream(reply, headers, request_id, backend, reason, started)
 
-    async def _stream(
+    def _decide(self, features: RequestFeatures, candidates: list[Backend]) -> Decision:
+        local, cloud = self.gw.snapshot.views(candidates, self.gw.cloud_caps)
+        return decide(features, local, cloud)
+
+    def _stream(
         self,
         reply: UpstreamReply,
         headers: dict[str, str],
         request_id: str,
         backend: Backend,
-        decision: Decision,
+        reason: Reason,
         started: float,
     ) -> StreamRelay:
         assert reply.chunks is not None
@@ -125,42 +136,18 @@ class Handler:
 
         def on_done(completed: bool) -> None:
             status = 200 if completed else 499  # 499: the client closed the connection
-            self._account(request_id, backend.name, decision.reason, status, started, reply, True)
+            self._account(request_id, backend.name, reason, status, started, reply, True)
 
         return StreamRelay(b"", reply.chunks, raw, on_done, reply.aclose)
 
-    async def _execute(
-        self, upstream: UpstreamRequest, decision: Decision
-    ) -> tuple[Backend, UpstreamReply]:
-        """Try the decision's targets in order until one starts answering."""
-        last: UpstreamError | None = None
-        for target in decision.targets:
-            backend: Backend = target
-            upstream.target_model = self.gw.target_model(upstream.model, backend)
-            try:
-                return backend, await backend.open(upstream)
-            except UpstreamError as err:
-                last = err
-                self.gw.metrics.upstream_errors.labels(backend.name, str(err.status)).inc()
-                log.warning(
-                    "target failed before answering",
-                    extra={
-                        "request_id": upstream.request_id,
-                        "route": backend.name,
-                        "status": err.status,
-                        "error": err.message,
-                    },
-                )
-                if not err.retryable:
-                    break
-        raise last or GatewayError(503, "no target could serve the request", type="server_error")
-
     async def _wait_for_ready(
-        self, features: RequestFeatures, candidates: list[Backend]
+        self, features: RequestFeatures, candidates: list[Backend], decision: Decision
     ) -> Decision:
-        """Nothing ready yet (an engine starting or restarting): wait a bounded time, then 503."""
+        """Nothing may serve it now: a capability the box lacks, or engines still starting."""
+        if decision.reason in GAP_REASONS:
+            raise self._gap_error(features, decision)
         wait_s = self.gw.config.server.ready_wait_s
-        events = [c.ready_event.wait() for c in candidates if hasattr(c, "ready_event")]
+        events = [c.ready_event.wait() for c in candidates if isinstance(c, LocalEngine)]
         if events and wait_s > 0:
             waiters = [asyncio.ensure_future(e) for e in events]
             try:
@@ -168,7 +155,7 @@ class Handler:
             finally:
                 for w in waiters:
                     w.cancel()
-            decision = decide(features, candidates)
+            decision = self._decide(features, candidates)
             if decision.targets:
                 return decision
         cloud_waits = [c.retry_in_s for c in candidates if isinstance(c, CloudTarget)]
@@ -178,15 +165,41 @@ class Handler:
                 f"every provider target of {features.model!r} is failing and paused "
                 "(circuit open); retry later",
                 type="server_error",
-                code=Reason.NO_TARGET_READY.value,
+                code=Reason.NO_TARGET.value,
                 retry_after_s=max(1.0, min(cloud_waits)),
             )
         raise GatewayError(
             503,
             f"no engine serving {features.model!r} is ready yet; retry shortly",
             type="server_error",
-            code=Reason.NO_TARGET_READY.value,
+            code=Reason.NO_TARGET.value,
             retry_after_s=5,
+        )
+
+    def _gap_error(self, features: RequestFeatures, decision: Decision) -> GatewayError:
+        """The local model cannot do it, and the request may not (or cannot) go elsewhere."""
+        what = {
+            Reason.MODEL_NOT_LOCAL: f"model {features.model!r} is not served on this box",
+            Reason.CONTEXT_TOO_LONG: (
+                f"the prompt (up to {features.prompt_tokens_max} tokens) plus max_tokens "
+                f"({features.max_tokens}) exceeds the local model's context window"
+            ),
+            Reason.TOOLS_UNSUPPORTED: "the local model does not support tools",
+            Reason.IMAGES_UNSUPPORTED: "the local model does not accept images",
+            Reason.JSON_SCHEMA_UNSUPPORTED: "the local model does not support json_schema",
+        }[decision.reason]
+        if decision.explain.get("blocked") == "budget":
+            return GatewayError(
+                429,
+                f"{what}, and this key's cloud budget is spent",
+                type="insufficient_quota",
+                code="cloud_budget_exhausted",
+            )
+        if decision.explain.get("blocked") == "private":
+            why = "this request may not leave the box (marked on-prem or carries personal data)"
+            return GatewayError(400, f"{what}, and {why}", code=decision.reason.value)
+        return GatewayError(
+            400, f"{what}, and no cloud target can take it", code=decision.reason.value
         )
 
     def _unknown_model(self, model: str) -> GatewayError:

@@ -25,6 +25,11 @@ from pydantic import (
 
 from spillgate.fallback import registry
 from spillgate.models.cpu_model import spillgate_home
+from spillgate.server.config_routing import (
+    CloudCapabilitiesConfig,
+    EngineRoutingConfig,
+    SchedulerConfig,
+)
 
 
 class ConfigError(Exception):
@@ -93,6 +98,7 @@ class EngineConfig(_Strict):
     launcher: list[str] | None = None
     startup_timeout_s: float = Field(900.0, gt=0)
     health_interval_s: float = Field(2.0, gt=0)
+    scheduling: EngineRoutingConfig = Field(default_factory=EngineRoutingConfig)
 
     @model_validator(mode="after")
     def _one_source(self) -> EngineConfig:
@@ -164,6 +170,7 @@ class ProviderConfig(_Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     #: Per-model prices replacing (or adding to) the shipped list prices.
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    capabilities: CloudCapabilitiesConfig = Field(default_factory=CloudCapabilitiesConfig)
 
     _key: str | None = PrivateAttr(default=None)
 
@@ -220,6 +227,7 @@ class Config(_Strict):
     #: Model ids clients may ask for, each an ordered list of targets: models local engines
     #: serve, and `provider/model` at a configured provider.
     routes: dict[str, list[str]] = Field(default_factory=dict)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 
     @field_validator("engines")
     @classmethod

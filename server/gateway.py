@@ -8,6 +8,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -23,6 +24,8 @@ from spillgate.models.supervisor import EngineProcess, HealthWatch, LaunchSpec
 from spillgate.protocol import Backend
 from spillgate.server.config import Config, EngineConfig, ProviderConfig
 from spillgate.server.observe import Metrics
+from spillgate.server.scheduler import Capabilities
+from spillgate.server.snapshot import Snapshot
 
 log = logging.getLogger("spillgate.gateway")
 
@@ -67,6 +70,10 @@ class Gateway:
         self.cloud_targets: dict[str, CloudTarget] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._routes: dict[str, list[Backend]] = {}
+        #: The live state the scheduler reads (queues, measured rates, latency EWMAs).
+        self.snapshot = Snapshot(config)
+        #: What each cloud target can do, from its provider's `capabilities`.
+        self.cloud_caps: dict[str, Capabilities] = {}
         #: (route id, engine name) -> the model id that engine serves for the route.
         self._route_models: dict[tuple[str, str], str] = {}
 
@@ -118,6 +125,10 @@ class Gateway:
         if routed is not None:
             return routed
         return self.config.aliases.get(model, model)
+
+    def privacy_scan(self, payload: dict[str, Any]) -> object:
+        """Personal data found in a request that could spill (empty: none)."""
+        return ()
 
     @property
     def any_ready(self) -> bool:
@@ -236,6 +247,10 @@ class Gateway:
                         target.name,
                     )
                 self.cloud_targets[entry] = target
+                caps = provider.capabilities
+                self.cloud_caps[target.name] = Capabilities(
+                    caps.tools, caps.images, caps.json_schema, caps.max_context
+                )
                 state = self.metrics.circuit_state.labels(target.name)
                 state.set_function(lambda t=target: float(t.breaker.state))
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from spillgate.errors import GatewayError, bad_request
-from spillgate.protocol import Endpoint
+from spillgate.protocol import Backend, Endpoint, TargetKind
+from spillgate.server.features import (
+    needs_json_schema,
+    prompt_token_bounds,
+    requested_max_tokens,
+    text_bytes,
+)
+from spillgate.server.scheduler import Privacy, RequestFeatures
+
+if TYPE_CHECKING:
+    from spillgate.server.gateway import Gateway
 
 # The field each endpoint cannot do without, and the JSON types it may have.
 _REQUIRED: dict[Endpoint, tuple[str, tuple[type, ...]]] = {
@@ -84,3 +96,67 @@ def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
             raise bad_request(f"`{name}` must be a number", param=name)
     return ParsedRequest(body=body, payload=payload, model=model, stream=stream)
+
+
+class FeatureReader:
+    """Builds the decision's `RequestFeatures` from a parsed request and its headers."""
+
+    def __init__(self, gateway: Gateway, endpoint: Endpoint) -> None:
+        self.gw = gateway
+        self.endpoint = endpoint
+        scheduler = gateway.config.scheduler
+        self.default_budget_ms = scheduler.latency_budget_ms
+        self.on_prem_models = frozenset(scheduler.privacy.on_prem_models)
+        self.redact_policy = scheduler.privacy.policy == "redact-then-spill"
+
+    def of(
+        self, parsed: ParsedRequest, headers: Headers, candidates: list[Backend]
+    ) -> RequestFeatures:
+        payload = parsed.payload
+        size, messages, images, _files = text_bytes(payload, self.endpoint)
+        estimate, upper = prompt_token_bounds(size, messages)
+        return RequestFeatures(
+            model=parsed.model,
+            endpoint=self.endpoint,
+            stream=parsed.stream,
+            prompt_tokens=estimate,
+            prompt_tokens_max=upper,
+            max_tokens=requested_max_tokens(payload),
+            needs_tools=bool(payload.get("tools")),
+            needs_images=images,
+            needs_json_schema=needs_json_schema(payload),
+            privacy=self._privacy(parsed, headers, candidates),
+            latency_budget_ms=self._budget_ms(headers),
+            tiebreak=random.getrandbits(16),
+        )
+
+    def _budget_ms(self, headers: Headers) -> float:
+        asked = headers.get("x-spillgate-max-ttft-ms")
+        if asked is None:
+            return self.default_budget_ms
+        try:
+            value = float(asked)
+        except ValueError:
+            raise bad_request(
+                "header x-spillgate-max-ttft-ms must be a number of milliseconds"
+            ) from None
+        if not 0 < value < 86_400_000:
+            raise bad_request("header x-spillgate-max-ttft-ms must be between 0 and 86400000")
+        return value
+
+    def _privacy(
+        self, parsed: ParsedRequest, headers: Headers, candidates: list[Backend]
+    ) -> Privacy:
+        marked = headers.get("x-spillgate-data")
+        if marked is not None:
+            if marked.strip().lower() != "on-prem":
+                raise bad_request("header x-spillgate-data accepts one value: on-prem")
+            return Privacy.LOCAL_ONLY
+        if parsed.model in self.on_prem_models:
+            return Privacy.LOCAL_ONLY
+        if not any(c.kind is TargetKind.CLOUD for c in candidates):
+            return Privacy.MAY_SPILL  # nowhere to leak to: no need to look
+        findings = self.gw.privacy_scan(parsed.payload)
+        if not findings:
+            return Privacy.MAY_SPILL
+        return Privacy.REDACT_TO_SPILL if self.redact_policy else Privacy.LOCAL_ONLY

@@ -1,58 +1,274 @@
 """The decision: which targets may serve a request, in which order, and why.
 
-`decide` is a pure function over the request's features and the live view of the targets:
-no I/O, no clock, no globals, so the simulator in bench/ can run the same code.
+`decide` is a pure function over the request's features and a snapshot of the targets:
+no I/O, no clock, no globals. The server and the simulator in bench/sim run the same code,
+so what the simulator shows is what ships. docs/routing.md explains the policy in words.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
-from spillgate.protocol import Endpoint, TargetKind
+from spillgate.protocol import Endpoint
 
 
 class Reason(StrEnum):
     """Why a request went where it went (sent as `x-spillgate-reason`)."""
 
     LOCAL = "local"
-    #: The model is a route whose local targets (if any) are not ready: its cloud targets serve.
-    CLOUD_ROUTE = "cloud_route"
-    NO_TARGET_READY = "no_target_ready"
+    #: The local engine was predicted too slow for the latency budget: spilled.
+    OVERLOAD = "overload"
+    #: Capability gaps: the local model cannot do this request.
+    MODEL_NOT_LOCAL = "model_not_local"
+    CONTEXT_TOO_LONG = "context_too_long"
+    TOOLS_UNSUPPORTED = "tools_unsupported"
+    IMAGES_UNSUPPORTED = "images_unsupported"
+    JSON_SCHEMA_UNSUPPORTED = "json_schema_unsupported"
+    #: No local engine for the model is healthy: spilled at once.
+    LOCAL_DOWN = "local_down"
+    #: Would have spilled, but the request may not leave the box: kept local (queued).
+    KEPT_LOCAL_PRIVATE = "kept_local_private"
+    #: Would have spilled, but the key's cloud budget is spent: kept local.
+    KEPT_LOCAL_BUDGET = "kept_local_budget"
+    #: Personal data replaced by placeholders before spilling (redact-then-spill policy).
+    SPILLED_REDACTED = "spilled_redacted"
+    #: Nothing may serve it: no ready target, or only cloud targets for a private request.
+    NO_TARGET = "no_target_ready"
 
 
-class TargetView(Protocol):
-    """What the decision reads of a target: a snapshot field, never fetched in a request."""
+#: Capability-gap reasons, in the order they are checked.
+GAP_REASONS = (
+    Reason.MODEL_NOT_LOCAL,
+    Reason.CONTEXT_TOO_LONG,
+    Reason.TOOLS_UNSUPPORTED,
+    Reason.IMAGES_UNSUPPORTED,
+    Reason.JSON_SCHEMA_UNSUPPORTED,
+)
 
-    name: str
-    kind: TargetKind
-    in_flight: int
 
-    @property
-    def ready(self) -> bool: ...
+class Privacy(StrEnum):
+    """What may leave the box."""
+
+    MAY_SPILL = "may_spill"
+    #: Marked on-prem (key, route, header) or personal data under `keep-local`.
+    LOCAL_ONLY = "local_only"
+    #: Personal data found under `redact-then-spill`: may spill once redacted.
+    REDACT_TO_SPILL = "redact_to_spill"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    tools: bool = True
+    images: bool = False
+    json_schema: bool = True
+    #: Context window in tokens; None when unknown (then never a gap).
+    max_context: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RequestFeatures:
     model: str
-    endpoint: Endpoint
-    stream: bool
+    endpoint: Endpoint = Endpoint.CHAT
+    stream: bool = False
+    #: Prompt tokens: an estimate for predictions (exact when counted).
+    prompt_tokens: int = 0
+    #: An upper bound for the context-length check (equal to prompt_tokens when counted).
+    prompt_tokens_max: int = 0
+    max_tokens: int = 256
+    needs_tools: bool = False
+    needs_images: bool = False
+    needs_json_schema: bool = False
+    privacy: Privacy = Privacy.MAY_SPILL
+    latency_budget_ms: float = 2000.0
+    #: False when the key's cloud budget is spent (the ledger's check).
+    cloud_budget_ok: bool = True
+    #: A per-request random number: the power-of-two-choices pick among replicas.
+    tiebreak: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LocalState:
+    """One local engine as the snapshot sees it."""
+
+    name: str
+    ready: bool
+    capabilities: Capabilities
+    #: Requests Spillgate has at the engine (authoritative between scrapes).
+    in_flight: int = 0
+    #: vLLM's own counts from its last /metrics scrape (other clients included).
+    running: int = 0
+    waiting: int = 0
+    #: Requests waiting in Spillgate's own queue for this engine.
+    queued: int = 0
+    #: How many requests the engine runs at once (vLLM's max-num-seqs, or our cap).
+    max_concurrency: int = 256
+    #: Measured rates (calibrated defaults until the first measurements arrive).
+    prefill_tokens_per_s: float = 2000.0
+    decode_tokens_per_s: float = 30.0
+    #: Mean completion length seen on this engine, for how long a slot stays busy.
+    mean_output_tokens: float = 200.0
+
+
+@dataclass(frozen=True, slots=True)
+class CloudState:
+    name: str
+    ready: bool
+    capabilities: Capabilities
+    #: Latency EWMA of time to first token, ms.
+    ttft_ms: float = 800.0
+    #: USD per 1M tokens; None when unknown (sorted last).
+    input_price: float | None = None
+    output_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    targets: tuple[TargetView, ...]
+    #: Target names in the order the executor tries them.
+    targets: tuple[str, ...]
     reason: Reason
+    #: The local time to first token predicted for the chosen local engine, ms.
+    predicted_local_ttft_ms: float | None = None
+    #: True when the request must wait for local capacity (it may not spill).
+    must_queue: bool = False
+    #: True when personal data must be replaced by placeholders before a cloud target.
+    redact: bool = False
+    #: The numbers behind the decision, for `route --explain` and debugging.
+    explain: dict[str, object] = field(default_factory=dict)
 
 
-def decide(features: RequestFeatures, candidates: Sequence[TargetView]) -> Decision:
-    """Local first: ready local engines that serve the model, least busy first; then the
-    route's ready cloud targets in their configured order."""
-    local = [t for t in candidates if t.ready and t.kind is TargetKind.LOCAL]
-    local.sort(key=lambda t: t.in_flight)
-    cloud = [t for t in candidates if t.ready and t.kind is TargetKind.CLOUD]
-    if not local and not cloud:
-        return Decision((), Reason.NO_TARGET_READY)
-    return Decision((*local, *cloud), Reason.LOCAL if local else Reason.CLOUD_ROUTE)
+def predict_ttft_ms(engine: LocalState, prompt_tokens: int) -> float:
+    """Predicted time to first token on `engine` for a new request of `prompt_tokens`.
+
+    Continuous batching admits a request as soon as a slot is free; its prefill then runs
+    at the engine's prefill rate, slowed by the decode steps sharing the batch. When all
+    slots are busy, it waits for (position in line / slots) mean request lifetimes.
+    """
+    outstanding = max(engine.in_flight, engine.running + engine.waiting) + engine.queued
+    prefill_s = prompt_tokens / max(engine.prefill_tokens_per_s, 1e-6)
+    step_s = 1.0 / max(engine.decode_tokens_per_s, 1e-6)  # one decode step of the batch
+    slots = max(engine.max_concurrency, 1)
+    if outstanding < slots:
+        return 1000.0 * (prefill_s + step_s)
+    lifetime_s = engine.mean_output_tokens * step_s
+    ahead = outstanding - slots + 1
+    return 1000.0 * (ahead * lifetime_s / slots + prefill_s + step_s)
+
+
+def _gap(features: RequestFeatures, caps: Capabilities) -> Reason | None:
+    prompt = max(features.prompt_tokens, features.prompt_tokens_max)
+    if caps.max_context is not None and prompt + features.max_tokens > caps.max_context:
+        return Reason.CONTEXT_TOO_LONG
+    if features.needs_tools and not caps.tools:
+        return Reason.TOOLS_UNSUPPORTED
+    if features.needs_images and not caps.images:
+        return Reason.IMAGES_UNSUPPORTED
+    if features.needs_json_schema and not caps.json_schema:
+        return Reason.JSON_SCHEMA_UNSUPPORTED
+    return None
+
+
+def _cloud_cost(features: RequestFeatures, cloud: CloudState) -> float:
+    if cloud.input_price is None or cloud.output_price is None:
+        return float("inf")
+    return (
+        features.prompt_tokens * cloud.input_price + features.max_tokens * cloud.output_price
+    ) / 1e6
+
+
+def _pick_local(features: RequestFeatures, engines: list[LocalState]) -> tuple[LocalState, float]:
+    """The engine with the least predicted wait; power of two choices among many replicas."""
+    if len(engines) > 2:
+        n = len(engines)
+        first = features.tiebreak % n
+        second = (first + 1 + (features.tiebreak // n) % (n - 1)) % n  # never `first`
+        engines = [engines[first], engines[second]]
+    scored = [(predict_ttft_ms(e, features.prompt_tokens), e.in_flight, e.name, e) for e in engines]
+    best = min(scored, key=lambda s: (s[0], s[1], s[2]))
+    return best[3], best[0]
+
+
+def decide(
+    features: RequestFeatures,
+    local: Sequence[LocalState],
+    cloud: Sequence[CloudState],
+) -> Decision:
+    """Local first; spill on overload or a capability gap; private requests never spill."""
+    may_spill = features.privacy is not Privacy.LOCAL_ONLY and features.cloud_budget_ok
+    redact = features.privacy is Privacy.REDACT_TO_SPILL
+    capable_local = [e for e in local if _gap(features, e.capabilities) is None]
+    capable_cloud = [c for c in cloud if c.ready and _gap(features, c.capabilities) is None]
+    explain: dict[str, object] = {
+        "prompt_tokens": features.prompt_tokens,
+        "prompt_tokens_max": features.prompt_tokens_max,
+        "max_tokens": features.max_tokens,
+        "latency_budget_ms": features.latency_budget_ms,
+        "privacy": features.privacy.value,
+        "cloud_budget_ok": features.cloud_budget_ok,
+    }
+
+    def spill(reason: Reason, clouds: list[CloudState]) -> Decision:
+        names = tuple(c.name for c in clouds)
+        return Decision(
+            names, Reason.SPILLED_REDACTED if redact else reason, redact=redact, explain=explain
+        )
+
+    def kept_local_reason() -> Reason:
+        if features.privacy is Privacy.LOCAL_ONLY:
+            return Reason.KEPT_LOCAL_PRIVATE
+        return Reason.KEPT_LOCAL_BUDGET
+
+    # 1. A capability gap: only a cloud target that has the capability can serve.
+    if not capable_local:
+        gap = Reason.MODEL_NOT_LOCAL
+        for engine in local:
+            gap = _gap(features, engine.capabilities) or gap
+            break
+        explain["gap"] = gap.value
+        if may_spill and capable_cloud:
+            return spill(gap, capable_cloud)
+        explain["blocked"] = "private" if features.privacy is Privacy.LOCAL_ONLY else "budget"
+        return Decision((), gap if capable_cloud else Reason.NO_TARGET, explain=explain)
+
+    # 2. No capable local engine is up: spill at once where allowed, else wait for one.
+    ready_local = [e for e in capable_local if e.ready]
+    if not ready_local:
+        explain["local"] = "down"
+        if may_spill and capable_cloud:
+            return spill(Reason.LOCAL_DOWN, capable_cloud)
+        return Decision((), Reason.NO_TARGET, must_queue=True, explain=explain)
+
+    # 3. Overload: is the best local engine predicted to answer within the budget?
+    engine, predicted = _pick_local(features, ready_local)
+    explain.update(
+        engine=engine.name,
+        predicted_local_ttft_ms=round(predicted, 1),
+        engine_outstanding=max(engine.in_flight, engine.running + engine.waiting),
+        engine_queued=engine.queued,
+        engine_max_concurrency=engine.max_concurrency,
+    )
+    fallbacks = sorted(capable_cloud, key=lambda c: (_cloud_cost(features, c), c.ttft_ms))
+    if predicted <= features.latency_budget_ms:
+        # Cloud targets stay behind the engine, should it fail or its queue overrun.
+        spare = tuple(c.name for c in fallbacks) if may_spill else ()
+        return Decision(
+            (engine.name, *spare), Reason.LOCAL, predicted, redact=redact, explain=explain
+        )
+    in_time = [c for c in fallbacks if c.ttft_ms <= features.latency_budget_ms]
+    if not may_spill or not in_time:
+        reason = Reason.LOCAL if may_spill else kept_local_reason()
+        explain["cloud_in_time"] = len(in_time)
+        return Decision(
+            (engine.name,), reason, predicted, must_queue=not may_spill, explain=explain
+        )
+    explain["cloud_costs_usd"] = {c.name: round(_cloud_cost(features, c), 6) for c in in_time}
+    spilled = spill(Reason.OVERLOAD, in_time)
+    # The local engine stays as a last resort should every cloud target fail.
+    return Decision(
+        (*spilled.targets, engine.name),
+        spilled.reason,
+        predicted,
+        redact=redact,
+        explain=explain,
+    )

@@ -52,7 +52,7 @@ def test_local_first_then_cloud_when_the_engine_is_not_ready(
     _wait_until(gateway, local_ready=False)
     raw = client.chat.completions.with_raw_response.create(model="hybrid", messages=messages)
     assert raw.headers["x-spillgate-route"] == "oai/gpt-4o-mini"
-    assert raw.headers["x-spillgate-reason"] == "cloud_route"
+    assert raw.headers["x-spillgate-reason"] == "local_down"
     assert fake.requests[-1].body["model"] == "gpt-4o-mini"
     httpx.post(f"{standin}/_standin/mode", json={"healthy": True})
 

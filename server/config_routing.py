@@ -1,0 +1,60 @@
+"""Configuration of the scheduler: capabilities, latency budgets, the queue, privacy."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CapabilitiesConfig(_Strict):
+    """What a model can do; a request needing more is a capability gap."""
+
+    tools: bool = True
+    images: bool = False
+    json_schema: bool = True
+    #: Context window in tokens. For a local engine, None reads vLLM's max_model_len.
+    max_context: int | None = Field(None, gt=0)
+
+
+class CloudCapabilitiesConfig(CapabilitiesConfig):
+    images: bool = True
+
+
+class PrivacyConfig(_Strict):
+    #: Look for personal data and secrets in every request that could spill.
+    detect: bool = True
+    #: `keep-local`: such requests never leave the box. `redact-then-spill`: placeholders
+    #: replace the findings before a cloud target, originals come back in the answer.
+    policy: Literal["keep-local", "redact-then-spill"] = "keep-local"
+    #: Model ids (client-facing) whose requests never leave the box.
+    on_prem_models: list[str] = Field(default_factory=list)
+
+
+class SchedulerConfig(_Strict):
+    #: Time to first token a request may wait for locally before it spills (ms); a request
+    #: can ask for its own with the `x-spillgate-max-ttft-ms` header.
+    latency_budget_ms: float = Field(5000.0, gt=0)
+    #: How long a request that may not spill waits for local capacity before a 429.
+    max_queue_wait_s: float = Field(60.0, gt=0)
+    #: Requests waiting in Spillgate's queue per engine, at most.
+    max_queue_len: int = Field(1000, ge=0)
+    #: How often each engine's /metrics is read for the snapshot.
+    scrape_interval_s: float = Field(1.0, gt=0)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+
+
+class EngineRoutingConfig(_Strict):
+    """Per-engine scheduling knobs (under `engines[].scheduling`)."""
+
+    capabilities: CapabilitiesConfig = Field(default_factory=CapabilitiesConfig)
+    #: Requests Spillgate lets run at the engine at once; more wait in its queue.
+    #: Default: vLLM's --max-num-seqs when given in `args`, else 256.
+    max_concurrency: int | None = Field(None, gt=0)
+    #: Starting rates for the TTFT prediction until measurements replace them.
+    prefill_tokens_per_s: float = Field(2000.0, gt=0)
+    decode_tokens_per_s: float = Field(30.0, gt=0)

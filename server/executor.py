@@ -1,0 +1,176 @@
+"""Carry out a decision: try its targets in order until one starts answering.
+
+A local target first takes a slot in the engine's gateway queue; a request that may still
+spill waits there only as long as its latency budget allows, then moves on to the next
+target. Nothing is retried once the first byte has reached the client: fail-over happens
+only before a target has answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from spillgate.errors import GatewayError, UpstreamError
+from spillgate.fallback.adapter import CloudTarget
+from spillgate.models.engine import LocalEngine
+from spillgate.protocol import Backend, UpstreamReply, UpstreamRequest
+from spillgate.server.admission import (
+    PRIORITY_LOCAL_ONLY,
+    PRIORITY_SPILLABLE,
+    QueueFull,
+    QueueTimeout,
+)
+from spillgate.server.gateway import Gateway
+from spillgate.server.scheduler import Decision, Privacy, Reason, RequestFeatures
+
+log = logging.getLogger("spillgate.executor")
+
+
+@dataclass
+class Outcome:
+    backend: Backend
+    reply: UpstreamReply
+    #: The decision's reason, or why the request moved on from the first target.
+    reason: Reason
+    queue_wait_s: float = 0.0
+
+
+class Executor:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    async def run(
+        self,
+        upstream: UpstreamRequest,
+        decision: Decision,
+        features: RequestFeatures,
+        key: str,
+        started: float,
+    ) -> Outcome:
+        backends = {b.name: b for b in self.gw.targets_for(upstream.model) or ()}
+        reason = decision.reason
+        last: GatewayError | None = None
+        for position, name in enumerate(decision.targets):
+            backend = backends.get(name)
+            if backend is None:
+                continue
+            more_targets = position + 1 < len(decision.targets)
+            upstream.target_model = self.gw.target_model(upstream.model, backend)
+            if isinstance(backend, LocalEngine):
+                try:
+                    outcome = await self._run_local(
+                        backend, upstream, features, key, started, more_targets
+                    )
+                except QueueTimeout:
+                    last = self._queue_error(features, "waited too long for local capacity")
+                    reason = Reason.OVERLOAD
+                    continue
+                except QueueFull as full:
+                    last = self._queue_error(
+                        features, "the local queue is full", full.retry_after_s
+                    )
+                    reason = Reason.OVERLOAD
+                    continue
+                except UpstreamError as err:
+                    last = err
+                    self._note_failure(upstream, backend, err)
+                    reason = Reason.LOCAL_DOWN
+                    if not err.retryable:
+                        break
+                    continue
+                outcome.reason = reason
+                return outcome
+            assert isinstance(backend, CloudTarget)
+            if features.privacy is Privacy.LOCAL_ONLY:
+                continue  # never: the decision does not list one, and this holds the line
+            try:
+                reply = await backend.open(upstream)
+            except UpstreamError as err:
+                last = err
+                self._note_failure(upstream, backend, err)
+                if not err.retryable:
+                    break
+                continue
+            return Outcome(backend, reply, reason)
+        raise last or GatewayError(
+            503, "no target could serve the request", type="server_error", retry_after_s=5
+        )
+
+    async def _run_local(
+        self,
+        engine: LocalEngine,
+        upstream: UpstreamRequest,
+        features: RequestFeatures,
+        key: str,
+        started: float,
+        more_targets: bool,
+    ) -> Outcome:
+        runtime = self.gw.snapshot.engine(engine)
+        queue = runtime.queue
+        waited = 0.0
+        if not queue.try_acquire():
+            scheduler = self.gw.config.scheduler
+            if more_targets:  # it may still spill: wait only what the budget leaves
+                elapsed_s = time.perf_counter() - started
+                timeout_s = max(0.0, features.latency_budget_ms / 1000.0 - elapsed_s)
+            else:
+                timeout_s = scheduler.max_queue_wait_s
+            priority = (
+                PRIORITY_LOCAL_ONLY
+                if features.privacy is Privacy.LOCAL_ONLY
+                else PRIORITY_SPILLABLE
+            )
+            waited = await queue.acquire(key, priority, timeout_s)
+        try:
+            reply = await engine.open(upstream)
+        except BaseException:
+            queue.release()
+            raise
+        opened = time.perf_counter()
+        close = reply.close
+
+        async def release() -> None:
+            try:
+                if close is not None:
+                    await close()
+            finally:
+                queue.release()
+                usage = reply.usage
+                if usage is not None:
+                    total_s = time.perf_counter() - opened
+                    runtime.observe(None, usage.prompt_tokens, usage.completion_tokens, total_s)
+
+        if reply.chunks is None:
+            await release()
+        else:
+            reply.close = release
+        return Outcome(engine, reply, Reason.LOCAL, waited)
+
+    def _queue_error(
+        self, features: RequestFeatures, why: str, retry_after_s: float | None = None
+    ) -> GatewayError:
+        wait_s = retry_after_s or self.gw.config.scheduler.max_queue_wait_s
+        private = features.privacy is Privacy.LOCAL_ONLY
+        message = (
+            f"{why}; this request may not leave the box, so it was not sent to a cloud "
+            "provider. Retry after the time in Retry-After."
+            if private
+            else f"{why}, and no cloud target could take it. Retry after the time in Retry-After."
+        )
+        return GatewayError(
+            429, message, type="rate_limit_error", code="local_capacity", retry_after_s=wait_s
+        )
+
+    def _note_failure(self, upstream: UpstreamRequest, backend: Backend, err: UpstreamError):
+        self.gw.metrics.upstream_errors.labels(backend.name, str(err.status)).inc()
+        log.warning(
+            "target failed before answering",
+            extra={
+                "request_id": upstream.request_id,
+                "route": backend.name,
+                "status": err.status,
+                "error": err.message,
+            },
+        )

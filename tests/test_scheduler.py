@@ -1,0 +1,199 @@
+"""The pure decision: every reason code, and private requests never reaching a cloud target."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spillgate.server.scheduler import (
+    Capabilities,
+    CloudState,
+    LocalState,
+    Privacy,
+    Reason,
+    RequestFeatures,
+    decide,
+    predict_ttft_ms,
+)
+
+ENGINE = LocalState(
+    "gpu0",
+    ready=True,
+    capabilities=Capabilities(tools=True, images=False, json_schema=True, max_context=4096),
+    max_concurrency=4,
+    prefill_tokens_per_s=1000.0,
+    decode_tokens_per_s=20.0,
+    mean_output_tokens=100.0,
+)
+CHEAP = CloudState(
+    "mini", True, Capabilities(images=True), ttft_ms=500, input_price=0.15, output_price=0.6
+)
+PRICEY = CloudState(
+    "big", True, Capabilities(images=True), ttft_ms=400, input_price=2.5, output_price=10.0
+)
+SLOW = CloudState(
+    "slow", True, Capabilities(images=True), ttft_ms=9000, input_price=0.01, output_price=0.01
+)
+
+
+def busy(engine: LocalState, outstanding: int) -> LocalState:
+    return LocalState(
+        **{**{f: getattr(engine, f) for f in engine.__slots__}, "in_flight": outstanding}
+    )
+
+
+def features(**kw) -> RequestFeatures:
+    base = {"prompt_tokens": 100, "prompt_tokens_max": 400, "max_tokens": 100}
+    return RequestFeatures(model="m", **{**base, "latency_budget_ms": 2000, **kw})
+
+
+def test_idle_engine_serves_locally_with_clouds_behind_it() -> None:
+    d = decide(features(), [ENGINE], [PRICEY, CHEAP])
+    assert d.reason is Reason.LOCAL
+    assert d.targets == ("gpu0", "mini", "big")  # fallbacks cheapest first
+    assert d.predicted_local_ttft_ms == pytest.approx(1000 * (100 / 1000 + 1 / 20))
+
+
+def test_prediction_grows_with_the_queue() -> None:
+    idle = predict_ttft_ms(ENGINE, 100)
+    full = predict_ttft_ms(busy(ENGINE, 4), 100)
+    deeper = predict_ttft_ms(busy(ENGINE, 12), 100)
+    assert idle < full < deeper
+    # 9 ahead of us on 4 slots, each slot busy 100 tokens x 50 ms = 5 s.
+    assert deeper == pytest.approx(1000 * (9 * 5.0 / 4 + 0.1 + 0.05))
+
+
+def test_overload_spills_to_the_cheapest_cloud_in_time_keeping_local_last() -> None:
+    d = decide(features(), [busy(ENGINE, 8)], [PRICEY, SLOW, CHEAP])
+    assert d.reason is Reason.OVERLOAD
+    assert d.targets == ("mini", "big", "gpu0")  # `slow` cannot answer in time
+    assert d.predicted_local_ttft_ms > 2000
+
+
+def test_overload_with_no_cloud_in_time_stays_local() -> None:
+    d = decide(features(), [busy(ENGINE, 8)], [SLOW])
+    assert d.reason is Reason.LOCAL and d.targets[0] == "gpu0"
+
+
+@pytest.mark.parametrize(
+    ("kw", "reason"),
+    [
+        ({"prompt_tokens_max": 4000}, Reason.CONTEXT_TOO_LONG),
+        ({"needs_tools": True}, None),
+        ({"needs_images": True}, Reason.IMAGES_UNSUPPORTED),
+    ],
+)
+def test_capability_gaps_go_to_a_capable_cloud(kw: dict, reason: Reason | None) -> None:
+    d = decide(features(**kw), [ENGINE], [CHEAP])
+    if reason is None:
+        assert d.reason is Reason.LOCAL
+    else:
+        assert d.reason is reason and d.targets == ("mini",)
+
+
+def test_tools_and_json_schema_gaps() -> None:
+    plain = LocalState("cpu", True, Capabilities(tools=False, json_schema=False, max_context=2048))
+    assert decide(features(needs_tools=True), [plain], [CHEAP]).reason is Reason.TOOLS_UNSUPPORTED
+    d = decide(features(needs_json_schema=True), [plain], [CHEAP])
+    assert d.reason is Reason.JSON_SCHEMA_UNSUPPORTED
+
+
+def test_model_not_hosted_locally_spills() -> None:
+    d = decide(features(), [], [CHEAP])
+    assert d.reason is Reason.MODEL_NOT_LOCAL and d.targets == ("mini",)
+
+
+def test_local_down_spills_at_once() -> None:
+    down = LocalState("gpu0", False, ENGINE.capabilities)
+    d = decide(features(), [down], [CHEAP])
+    assert d.reason is Reason.LOCAL_DOWN and d.targets == ("mini",)
+
+
+def test_private_request_overloaded_is_kept_local_and_queued() -> None:
+    d = decide(features(privacy=Privacy.LOCAL_ONLY), [busy(ENGINE, 8)], [CHEAP, PRICEY])
+    assert d.reason is Reason.KEPT_LOCAL_PRIVATE
+    assert d.targets == ("gpu0",) and d.must_queue
+
+
+def test_private_request_with_a_gap_gets_no_target() -> None:
+    d = decide(features(privacy=Privacy.LOCAL_ONLY, needs_images=True), [ENGINE], [CHEAP])
+    assert d.targets == () and d.reason is Reason.IMAGES_UNSUPPORTED
+    assert d.explain["blocked"] == "private"
+
+
+def test_private_request_with_local_down_waits_for_local() -> None:
+    down = LocalState("gpu0", False, ENGINE.capabilities)
+    d = decide(features(privacy=Privacy.LOCAL_ONLY), [down], [CHEAP])
+    assert d.targets == () and d.must_queue
+
+
+def test_spent_budget_keeps_it_local() -> None:
+    d = decide(features(cloud_budget_ok=False), [busy(ENGINE, 8)], [CHEAP])
+    assert d.reason is Reason.KEPT_LOCAL_BUDGET and d.targets == ("gpu0",)
+
+
+def test_redact_then_spill_marks_the_spill() -> None:
+    d = decide(features(privacy=Privacy.REDACT_TO_SPILL), [busy(ENGINE, 8)], [CHEAP])
+    assert d.reason is Reason.SPILLED_REDACTED and d.redact and d.targets[0] == "mini"
+
+
+def test_open_breaker_target_is_skipped() -> None:
+    broken = CloudState("mini", False, Capabilities(images=True), input_price=0.1, output_price=0.1)
+    d = decide(features(), [busy(ENGINE, 8)], [broken, PRICEY])
+    assert d.targets[0] == "big"
+
+
+def test_least_loaded_replica_wins() -> None:
+    a, b = (
+        busy(ENGINE, 3),
+        LocalState(
+            **{**{f: getattr(ENGINE, f) for f in ENGINE.__slots__}, "name": "gpu1", "in_flight": 0}
+        ),
+    )
+    assert decide(features(), [a, b], []).targets == ("gpu1",)
+
+
+def test_power_of_two_choices_among_many_replicas_never_picks_the_worst() -> None:
+    replicas = [busy(ENGINE, n) for n in (20, 0, 5)]
+    replicas = [
+        LocalState(**{**{f: getattr(r, f) for f in r.__slots__}, "name": f"r{i}"})
+        for i, r in enumerate(replicas)
+    ]
+    picked = {decide(features(tiebreak=t), replicas, []).targets[0] for t in range(50)}
+    assert "r0" not in picked  # the most loaded of three never wins a pair
+    assert picked == {"r1", "r2"}
+
+
+@given(
+    privacy=st.sampled_from(list(Privacy)),
+    outstanding=st.integers(0, 50),
+    ready=st.booleans(),
+    prompt=st.integers(0, 10_000),
+    images=st.booleans(),
+    tools=st.booleans(),
+    budget_ok=st.booleans(),
+)
+def test_a_local_only_request_never_lists_a_cloud_target(
+    privacy: Privacy,
+    outstanding: int,
+    ready: bool,
+    prompt: int,
+    images: bool,
+    tools: bool,
+    budget_ok: bool,
+) -> None:
+    engine = busy(LocalState("gpu0", ready, ENGINE.capabilities, max_concurrency=4), outstanding)
+    f = RequestFeatures(
+        model="m",
+        prompt_tokens=prompt,
+        prompt_tokens_max=prompt,
+        needs_images=images,
+        needs_tools=tools,
+        privacy=privacy,
+        cloud_budget_ok=budget_ok,
+    )
+    d = decide(f, [engine], [CHEAP, PRICEY, SLOW])
+    clouds = {"mini", "big", "slow"}
+    if privacy is Privacy.LOCAL_ONLY or not budget_ok:
+        assert not clouds & set(d.targets)
