@@ -30,7 +30,12 @@ def overload(n: int = 400, sensitive_share: float = 0.5) -> list[Request]:
 def test_spillgate_never_sends_a_sensitive_request_to_a_cloud() -> None:
     requests = overload()
     outcomes = replay(
-        requests, SpillgatePolicy(), VLLM_CPU_SMOLLM2, default_providers(), 2.0, seed=1
+        requests,
+        SpillgatePolicy(VLLM_CPU_SMOLLM2, 2.0),
+        VLLM_CPU_SMOLLM2,
+        default_providers(),
+        2.0,
+        seed=1,
     )
     sensitive = [o for o in outcomes if o.request.sensitive]
     assert sensitive, "the load must contain sensitive requests"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.sim.cloud import default_providers
 from bench.sim.docs import write_simulation_section
+from bench.sim.engine import EngineProfile
 from bench.sim.policies import CloudOnly, LocalOnly, Policy, QueueThreshold, ReactiveFallback
 from bench.sim.profiles import PROFILES
 from bench.sim.report import Row, check_target, markdown_table, plot, summarise, verdict_lines
@@ -31,6 +32,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--queue-threshold", type=int, default=2, help="waiting requests to spill at")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
+        "--what-if-observe-ttft",
+        action="store_true",
+        help="also run Spillgate learning the decode rate from each local request's TTFT "
+        "(the server's executor does not report it today)",
+    )
+    p.add_argument(
         "--write-docs",
         action="store_true",
         help="write docs/img/*.png and the Simulation section of docs/routing.md",
@@ -38,13 +45,14 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def policies(args: argparse.Namespace) -> list[Policy]:
+def policies(args: argparse.Namespace, profile: EngineProfile) -> list[Policy]:
     return [
         LocalOnly(),
         CloudOnly(),
         ReactiveFallback(args.reactive_queue),
         QueueThreshold(args.queue_threshold),
-        SpillgatePolicy(),
+        SpillgatePolicy(profile, args.ttft_budget),
+        *([SpillgatePolicy(profile, args.ttft_budget, True)] if args.what_if_observe_ttft else []),
     ]
 
 
@@ -64,7 +72,7 @@ def main() -> None:
         print(f"{name}: {profile.source}; local capacity {capacity:.4g} req/s")
         for load in args.loads:
             scaled = scale_to_rate(requests, load * capacity)
-            for policy in policies(args):
+            for policy in policies(args, profile):
                 outcomes = replay(scaled, policy, profile, providers, args.ttft_budget, args.seed)
                 rows.append(
                     summarise(
@@ -77,10 +85,10 @@ def main() -> None:
     verdicts = check_target(rows)
     print("\n" + "\n".join(verdict_lines(verdicts)))
     for r in rows:
-        if r.policy == "spillgate":
+        if r.policy.startswith("spillgate"):
             p50, p90 = r.prediction_error_p50_s, r.prediction_error_p90_s
             error = "no prediction" if p50 is None else f"median {p50:.3f} s, p90 {p90:.3f} s"
-            print(f"TTFT prediction error {r.profile} {r.load:.1f}x: {error}")
+            print(f"TTFT prediction error {r.policy} {r.profile} {r.load:.1f}x: {error}")
     if args.write_docs:
         for name in args.profiles:
             plot(rows, name, ROOT / "docs" / "img" / f"sim_{name}.png", args.ttft_budget)

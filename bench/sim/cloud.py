@@ -28,7 +28,6 @@ class CloudProfile:
     ttft_median_s: float
     ttft_p99_s: float
     prompt_s_per_token: float
-    output_tokens_per_s: float
     requests_per_minute: int | None = None  # None: no rate limit modelled
 
     @property
@@ -44,13 +43,15 @@ class CloudProfile:
         )
 
 
-# Latency medians and output speeds are of the order public trackers (Artificial Analysis)
-# show for these models; the p99s are our assumption of a heavy tail (about 4x the median).
-# (family, model, TTFT median s, TTFT p99 s, s per prompt token, output tokens/s)
+# TTFT medians are of the order public trackers (Artificial Analysis) show for these models;
+# the p99s are our assumption of a heavy tail (about 4x the median), and the prompt term
+# (20,000 prompt tokens/s) an assumption too. Output speed is not modelled: the benchmark
+# measures time to first token only.
+# (family, model, TTFT median s, TTFT p99 s, s per prompt token)
 _LATENCY = (
-    ("gemini", "gemini-2.0-flash", 0.45, 2.0, 0.00005, 180.0),
-    ("openai", "gpt-4o-mini", 0.40, 1.6, 0.00005, 75.0),
-    ("anthropic", "claude-3-5-haiku", 0.65, 2.5, 0.00008, 60.0),
+    ("gemini", "gemini-2.0-flash", 0.45, 2.0, 0.00005),
+    ("openai", "gpt-4o-mini", 0.40, 1.6, 0.00005),
+    ("anthropic", "claude-3-5-haiku", 0.65, 2.5, 0.00005),
 )
 
 
@@ -58,11 +59,11 @@ def default_providers() -> tuple[CloudProfile, ...]:
     """The simulated providers, priced from the gateway's own list (fallback/prices.json)."""
     book = PriceBook.shipped()
     providers = []
-    for family, model, median, p99, per_prompt_token, speed in _LATENCY:
+    for family, model, median, p99, per_prompt_token in _LATENCY:
         price = book.lookup(family, model)
         if price is None:
             raise LookupError(f"fallback/prices.json has no price for {family}/{model}")
-        providers.append(CloudProfile(family, model, price, median, p99, per_prompt_token, speed))
+        providers.append(CloudProfile(family, model, price, median, p99, per_prompt_token))
     return tuple(providers)
 
 
@@ -74,10 +75,8 @@ class CloudAnswer:
 
 
 class Cloud:
-    """The providers during one run: draws, rate-limit windows, the latency EWMA a gateway
-    would have measured from answers it has already seen (never from answers still to come)."""
-
-    EWMA_WEIGHT = 0.2
+    """The providers during one run: draws, rate-limit windows, and the first tokens a
+    gateway has seen so far (never those still to come), in the order they arrived."""
 
     def __init__(self, providers: Sequence[CloudProfile], seed: int, n_requests: int) -> None:
         self.providers = {p.name: p for p in providers}
@@ -86,7 +85,7 @@ class Cloud:
         self._index = {p.name: i for i, p in enumerate(providers)}
         self._sent: dict[str, deque[float]] = {p.name: deque() for p in providers}
         self._pending: list[tuple[float, str, float]] = []
-        self.ttft_ewma_s = {p.name: p.ttft_median_s for p in providers}
+        self.observed: list[tuple[str, float]] = []  # (provider, TTFT s)
 
     def by_price(self) -> list[CloudProfile]:
         """Cheapest first, for a typical request (output priced at a quarter of the tokens)."""
@@ -95,7 +94,7 @@ class Cloud:
     def observe_until(self, t: float) -> None:
         while self._pending and self._pending[0][0] <= t:
             _, name, ttft = heapq.heappop(self._pending)
-            self.ttft_ewma_s[name] += self.EWMA_WEIGHT * (ttft - self.ttft_ewma_s[name])
+            self.observed.append((name, ttft))
 
     def headroom(self, name: str, t: float) -> int | None:
         """Requests still allowed in the current minute; None when unlimited."""

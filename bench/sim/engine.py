@@ -38,6 +38,9 @@ class EngineProfile:
     # vLLM's max_num_batched_tokens; None = no chunking: a prefill step runs whole prompts and
     # the decoding sequences wait for it (vLLM V0 without chunked prefill).
     chunked_prefill_tokens: int | None
+    # The vLLM arguments a deployer gives in Spillgate's config (engines[].args): the
+    # gateway reads --max-num-seqs from them, as the server does.
+    vllm_args: tuple[str, ...] = ()
 
     def decode_step_s(self, batch: int) -> float:
         return self.step_base_s + self.step_per_seq_s * batch
@@ -138,15 +141,21 @@ class Engine:
             return Admission.TOO_LONG
         if self.max_waiting is not None and len(self.waiting) >= self.max_waiting:
             return Admission.QUEUE_FULL
+        if not self.busy:
+            self.now = max(self.now, job.arrival_s)  # a busy engine looks at it next step
         self.waiting.append(job)
         self.waiting_prompt_tokens += job.prompt_tokens
-        self.now = max(self.now, job.arrival_s)
         return Admission.QUEUED
 
-    def advance_to(self, t: float) -> None:
-        """Run every step that starts before `t`; afterwards `now` is the first free boundary."""
+    def advance_to(self, t: float, stop_on_finish: bool = False) -> None:
+        """Run every step that starts before `t`; afterwards `now` is the first free boundary.
+        With `stop_on_finish`, stop early after a step in which a request finished (a gateway
+        queue in front of the engine has a slot to hand on then)."""
         while self.busy and self.now < t:
+            done = len(self.finished)
             self._step(t)
+            if stop_on_finish and len(self.finished) > done:
+                return
         if not self.busy:
             self.now = max(self.now, t)
 

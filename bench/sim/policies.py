@@ -12,6 +12,7 @@ from typing import Protocol
 
 from bench.sim.cloud import Cloud
 from bench.sim.engine import Engine
+from bench.sim.gateway import GatewayQueue
 from bench.sim.trace import Request
 
 LOCAL = "local"
@@ -32,12 +33,24 @@ class World:
     engine: Engine
     cloud: Cloud
     ttft_budget_s: float
+    gateway: GatewayQueue | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """A queue in front of the engine that holds all but `capacity` requests (Spillgate's)."""
+
+    capacity: int
+    max_waiting: int
+    max_wait_s: float  # for a request that may not move on
 
 
 class Policy(Protocol):
     name: str
     # A bound on vLLM's waiting queue that the runner gives the engine (None: unbounded).
     engine_queue_bound: int | None
+    # A gateway-side queue in front of the engine (None: requests go straight to vLLM).
+    gateway_queue: GatewaySettings | None
 
     def route(self, request: Request, world: World) -> Routing: ...
 
@@ -49,6 +62,7 @@ def _cheapest(world: World) -> str:
 class LocalOnly:
     name = "local-only"
     engine_queue_bound: int | None = None
+    gateway_queue: GatewaySettings | None = None
 
     def route(self, request: Request, world: World) -> Routing:
         return Routing((LOCAL,), "local")
@@ -59,6 +73,7 @@ class CloudOnly:
 
     name = "cloud-only"
     engine_queue_bound: int | None = None
+    gateway_queue: GatewaySettings | None = None
 
     def route(self, request: Request, world: World) -> Routing:
         if request.sensitive:
@@ -74,6 +89,7 @@ class ReactiveFallback:
 
     def __init__(self, queue_bound: int) -> None:
         self.engine_queue_bound: int | None = queue_bound
+        self.gateway_queue: GatewaySettings | None = None
 
     def route(self, request: Request, world: World) -> Routing:
         if request.sensitive:
@@ -85,6 +101,7 @@ class QueueThreshold:
     """Spill when vLLM's waiting queue (`vllm:num_requests_waiting`) reaches a fixed length."""
 
     engine_queue_bound: int | None = None
+    gateway_queue: GatewaySettings | None = None
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold

@@ -26,6 +26,7 @@ VLLM_CPU_SMOLLM2 = EngineProfile(
     kv_capacity_tokens=2 * 1024**3 // 23_040,
     max_model_len=2048,
     chunked_prefill_tokens=2048,
+    vllm_args=("--max-num-seqs", "16", "--max-model-len", "2048", "--enforce-eager"),
 )
 
 # DOCUMENTED, not measured here: Llama-3.1-8B-Instruct (bf16) on one H100-80GB with vLLM.
@@ -54,6 +55,7 @@ VLLM_H100_LLAMA8B = EngineProfile(
     kv_capacity_tokens=450_000,
     max_model_len=8192,
     chunked_prefill_tokens=8192,
+    vllm_args=("--max-model-len", "8192"),  # vLLM's own max-num-seqs: Spillgate caps at 256
 )
 
 PROFILES = {p.name: p for p in (VLLM_CPU_SMOLLM2, VLLM_H100_LLAMA8B)}

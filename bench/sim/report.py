@@ -104,7 +104,10 @@ def check_target(rows: Sequence[Row]) -> list[Verdict]:
     nothing sensitive."""
     verdicts = []
     for key in dict.fromkeys((r.profile, r.load) for r in rows):
-        here = [r for r in rows if (r.profile, r.load) == key]
+        # What-if variants of Spillgate ("spillgate+...") are shown, never compared.
+        here = [
+            r for r in rows if (r.profile, r.load) == key and not r.policy.startswith("spillgate+")
+        ]
         ours = next(r for r in here if r.policy == SPILLGATE)
         winners = [r for r in here if r.in_budget >= TARGET_SHARE]
         if ours.sensitive_spilled > 0:
