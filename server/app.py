@@ -23,9 +23,10 @@ from spillgate.errors import GatewayError
 from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
 from spillgate.protocol import Backend, Endpoint, TargetKind, UpstreamReply, UpstreamRequest
+from spillgate.server.accounting import RequestState
+from spillgate.server.admin import admin_router
 from spillgate.server.executor import Executor
 from spillgate.server.gateway import Gateway
-from spillgate.server.observe import access_log
 from spillgate.server.relay import StreamRelay
 from spillgate.server.requests import FeatureReader, parse, read_body
 from spillgate.server.scheduler import GAP_REASONS, Decision, Reason, RequestFeatures, decide
@@ -68,17 +69,28 @@ class Handler:
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response | StreamRelay:
-        started = time.perf_counter()
-        request_id = _request_id(request)
+        st = self.gw.accounting.start(_request_id(request), self.endpoint)
+        request_id, started = st.request_id, st.started
         try:
+            st.key = self.gw.access.authenticate(request.headers.get("authorization"))
             parsed = parse(await read_body(request, self.limit), self.endpoint)
+            st.model, st.payload = parsed.model, parsed.payload
+            await self.gw.access.admit(st.key, parsed.model)
             candidates = self.gw.targets_for(parsed.model)
             if candidates is None:
                 raise self._unknown_model(parsed.model)
-            features = self.features.of(parsed, request.headers, candidates)
+            decide_span = self.gw.tracing.child(st.span, "spillgate.decide", {})
+            features = self.features.of(parsed, request.headers, candidates, st.key)
+            if self.gw.monitor is not None:
+                local = [c for c in candidates if isinstance(c, LocalEngine)]
+                features = await self.gw.monitor.exact_prompt_tokens(
+                    features, parsed.payload, local
+                )
             decision = self._decide(features, candidates)
             if not decision.targets:
                 decision = await self._wait_for_ready(features, candidates, decision)
+            st.reason = decision.reason.value
+            self.gw.tracing.end(decide_span, {"spillgate.reason": st.reason})
             self.gw.metrics.decisions.labels(decision.reason.value).inc()
             upstream = UpstreamRequest(
                 endpoint=self.endpoint,
@@ -90,14 +102,29 @@ class Handler:
                 request_id=request_id,
             )
             self.gw.metrics.overhead.observe(time.perf_counter() - started)
-            key = request.headers.get("authorization", "")
-            outcome = await self.executor.run(upstream, decision, features, key, started)
+            key = st.key.id if st.key is not None else "anonymous"
+            call = self.gw.tracing.child(st.span, "spillgate.upstream", {})
+            try:
+                outcome = await self.executor.run(upstream, decision, features, key, started)
+            except GatewayError as err:
+                self.gw.tracing.end(call, {"http.response.status_code": err.status}, err.message)
+                raise
+            self.gw.tracing.end(
+                call,
+                {
+                    "spillgate.target": outcome.backend.name,
+                    "http.response.status_code": outcome.reply.status,
+                },
+            )
         except GatewayError as err:
-            self._account(request_id, "none", "none", err.status, started, None, False)
+            if st.reason == "none" and err.code:
+                st.reason = err.code  # refused before a decision: the ledger says why
+            self._account(st, "none", "none", err.status, None, False)
             return _error_response(err, request_id)
 
         backend, reply = outcome.backend, outcome.reply
         reason = outcome.reason
+        st.reason = reason.value
         if backend.kind is TargetKind.CLOUD:
             self.gw.snapshot.cloud(backend.name).observe(time.perf_counter() - started)
         headers = {
@@ -107,11 +134,11 @@ class Handler:
             **reply.headers,
         }
         if reply.chunks is None:
-            self._account(request_id, backend.name, reason, reply.status, started, reply, False)
+            self._account(st, backend.name, backend.kind.value, reply.status, reply, False)
             return Response(
                 reply.body, reply.status, headers=headers, media_type=reply.content_type
             )
-        return self._stream(reply, headers, request_id, backend, reason, started)
+        return self._stream(reply, headers, st, backend)
 
     def _decide(self, features: RequestFeatures, candidates: list[Backend]) -> Decision:
         local, cloud = self.gw.snapshot.views(candidates, self.gw.cloud_caps)
@@ -121,10 +148,8 @@ class Handler:
         self,
         reply: UpstreamReply,
         headers: dict[str, str],
-        request_id: str,
+        st: RequestState,
         backend: Backend,
-        reason: Reason,
-        started: float,
     ) -> StreamRelay:
         assert reply.chunks is not None
         raw = [(k.encode(), v.encode()) for k, v in headers.items()]
@@ -134,11 +159,15 @@ class Handler:
             (b"x-accel-buffering", b"no"),
         ]
 
+        # Written ahead before the first byte: a stream cut by a crash still has its record.
+        self.gw.accounting.stream_opened(st, backend.name, backend.kind.value)
+
         def on_done(completed: bool) -> None:
             status = 200 if completed else 499  # 499: the client closed the connection
-            self._account(request_id, backend.name, reason, status, started, reply, True)
+            self._account(st, backend.name, backend.kind.value, status, reply, True)
 
-        return StreamRelay(b"", reply.chunks, raw, on_done, reply.aclose)
+        chunks = self.gw.accounting.relay(st, reply.chunks)
+        return StreamRelay(b"", chunks, raw, on_done, reply.aclose)
 
     async def _wait_for_ready(
         self, features: RequestFeatures, candidates: list[Backend], decision: Decision
@@ -213,42 +242,15 @@ class Handler:
 
     def _account(
         self,
-        request_id: str,
+        st: RequestState,
         route: str,
-        reason: str,
+        kind: str,
         status: int,
-        started: float,
         reply: UpstreamReply | None,
         streamed: bool,
     ) -> None:
-        elapsed = time.perf_counter() - started
-        m = self.gw.metrics
-        m.requests.labels(self.endpoint.value, route, str(status)).inc()
-        if reply is not None:
-            m.duration.labels(route).observe(elapsed)
-            if reply.usage is not None:
-                m.tokens.labels(route, "prompt").inc(reply.usage.prompt_tokens)
-                m.tokens.labels(route, "completion").inc(reply.usage.completion_tokens)
-            if reply.cost_usd is not None:
-                m.cost.labels(route).inc(reply.cost_usd)
-        if self.gw.config.server.access_log:
-            usage = reply.usage if reply is not None else None
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "endpoint": self.endpoint.value,
-                    "route": route,
-                    "reason": str(reason),
-                    "status": status,
-                    "streamed": streamed,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "prompt_tokens": usage.prompt_tokens if usage else None,
-                    "completion_tokens": usage.completion_tokens if usage else None,
-                    # A stream's cost is known only at its end: here, not in a header.
-                    "cost_usd": round(reply.cost_usd, 10) if reply and reply.cost_usd else None,
-                },
-            )
+        """The ledger record (written ahead, before the answer), metrics, access log."""
+        self.gw.accounting.finish(st, route, kind, status, reply, streamed)
 
 
 class FastPath:
@@ -281,6 +283,7 @@ def create_app(gateway: Gateway) -> FastPath:
             await gateway.stop()
 
     app = FastAPI(title="Spillgate", version=__version__, lifespan=lifespan)
+    app.include_router(admin_router(gateway))
     # The OpenAI endpoints are raw ASGI handlers: FastAPI's validation layer would parse
     # every body a second time on the hot path. The routes stay registered so that a wrong
     # method gets FastAPI's 405, answered in OpenAI's shape below.

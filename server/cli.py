@@ -1,4 +1,4 @@
-"""The `spillgate` command: `serve`, `config check`."""
+"""The `spillgate` command: `serve`, `config check`, `keys ...`, `usage`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from spillgate import __version__
+from spillgate.server import cli_admin
 from spillgate.server.config import Config, ConfigError, EngineConfig, from_dict, load
 
 log = logging.getLogger("spillgate")
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file", type=Path)
+    cli_admin.add_commands(sub)  # keys, usage
     return parser
 
 
@@ -59,6 +61,8 @@ def build_config(args: argparse.Namespace, vllm_args: list[str]) -> Config:
         server["host"] = args.host
     if args.port is not None:
         server["port"] = args.port
+    if not args.config:
+        _single_user_auth(base)
     engines = base.setdefault("engines", [])
     if args.model:
         engines.append(
@@ -74,6 +78,17 @@ def build_config(args: argparse.Namespace, vllm_args: list[str]) -> Config:
     if not engines and not base.get("routes"):
         engines.append(_embedded_cpu_engine(vllm_args))
     return from_dict(base)
+
+
+def _single_user_auth(base: dict[str, Any]) -> None:
+    """Without a config file, the gateway is a single-user box: no keys, loopback only."""
+    host = base.get("server", {}).get("host", "127.0.0.1")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(
+            f"without --config, API keys are off, so the gateway listens on loopback only; "
+            f"to listen on {host}, write a config file (auth is on there by default)"
+        )
+    base["auth"] = {"enabled": False}
 
 
 def _embedded_cpu_engine(vllm_args: list[str]) -> dict[str, Any]:
@@ -100,12 +115,20 @@ def _serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
 
     from spillgate.server.app import create_app
     from spillgate.server.gateway import Gateway
+    from spillgate.server.ledger.spool import SpoolLocked
+    from spillgate.server.ledger.store import StoreUnavailable
     from spillgate.server.observe import setup_logging
 
     setup_logging("info")
     config = build_config(args, vllm_args)
     setup_logging(config.server.log_level)
-    app = create_app(Gateway(config))
+    gateway = Gateway(config)
+    try:
+        gateway.open_ledger()  # a database that cannot be reached stops us here, clearly
+    except (StoreUnavailable, SpoolLocked) as err:
+        print(f"spillgate: {err}", file=sys.stderr)
+        return 2
+    app = create_app(gateway)
     uvicorn.run(
         app,
         host=config.server.host,
@@ -129,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args, vllm_args)
+        if args.command in ("keys", "usage"):
+            return cli_admin.run(args)
         config = load(args.file)
     except ConfigError as err:
         print(f"spillgate: {err}", file=sys.stderr)

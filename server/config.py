@@ -217,6 +217,62 @@ class ProviderConfig(_Strict):
         return self._key
 
 
+# -- keys, ledger, limits, budgets, admin, tracing (issue 5) -----------------------------------
+
+
+class AuthConfig(_Strict):
+    #: Require an API key (`Authorization: Bearer sk-sg-...`) on /v1. Off only when you say so.
+    enabled: bool = True
+    #: How often keys created or revoked through another replica are picked up.
+    key_refresh_s: float = Field(5.0, gt=0)
+
+
+class AdminConfig(_Strict):
+    #: Bearer token for /admin; the admin API answers 403 while it is unset.
+    token: str | None = Field(None, min_length=16)
+
+
+class LedgerConfig(_Strict):
+    #: `sqlite:///path` or `postgresql://user@host:5432/db`; default: SQLite under the home.
+    url: str | None = None
+    #: Where answered requests are written ahead before the database has them.
+    spool_dir: Path | None = None
+    #: The writer commits a batch at least this often (and fsyncs the spool as often).
+    flush_interval_s: float = Field(0.2, gt=0)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    connect_timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^(sqlite:///|postgres(ql)?://)", url):
+            raise ValueError(
+                "`url` must start with sqlite:/// or postgresql:// "
+                f"(got {url.split('://')[0]!r}://...)"
+            )
+        return url
+
+
+class LimitsConfig(_Strict):
+    #: Share RPM/TPM counters between gateways through Redis; in-process when unset.
+    redis_url: str | None = Field(None, pattern=r"^rediss?://")
+    #: A Redis call slower than this counts as Redis down (the limit falls back in-process).
+    redis_timeout_s: float = Field(0.25, gt=0)
+    #: How long to stay on in-process limits before trying Redis again.
+    redis_retry_s: float = Field(5.0, gt=0)
+
+
+class BudgetsConfig(_Strict):
+    #: How often spend is re-read from the ledger (to see other replicas' spend).
+    refresh_s: float = Field(10.0, gt=0)
+
+
+class TracingConfig(_Strict):
+    #: OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318); no spans are made while unset.
+    otlp_endpoint: str | None = Field(None, pattern=r"^https?://")
+    service_name: str = "spillgate"
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     engines: list[EngineConfig] = Field(default_factory=list)
@@ -228,6 +284,12 @@ class Config(_Strict):
     #: serve, and `provider/model` at a configured provider.
     routes: dict[str, list[str]] = Field(default_factory=dict)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @field_validator("engines")
     @classmethod

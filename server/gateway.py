@@ -22,10 +22,19 @@ from spillgate.models.discovery import DiscoveredEngines, DiscoverySpec, Resolve
 from spillgate.models.engine import LocalEngine
 from spillgate.models.supervisor import EngineProcess, HealthWatch, LaunchSpec
 from spillgate.protocol import Backend
+from spillgate.server.access import Access
+from spillgate.server.accounting import Accounting
+from spillgate.server.budgets import BudgetBook
 from spillgate.server.config import Config, EngineConfig, ProviderConfig
+from spillgate.server.ledger.store import Store
+from spillgate.server.ledger.writer import Ledger
+from spillgate.server.limits import Limiter
+from spillgate.server.monitor import EngineMonitor
 from spillgate.server.observe import Metrics
 from spillgate.server.scheduler import Capabilities
 from spillgate.server.snapshot import Snapshot
+from spillgate.server.tracing import Tracing
+from spillgate.server.usage import PriceLookup, no_cloud_prices
 
 log = logging.getLogger("spillgate.gateway")
 
@@ -57,6 +66,10 @@ def vllm_argv(engine: EngineConfig, port: int) -> list[str]:
 
 
 class Gateway:
+    # Set by open_ledger(), before the gateway serves.
+    ledger: Ledger
+    accounting: Accounting
+
     def __init__(self, config: Config, resolve: Resolver = resolve_dns) -> None:
         self.config = config
         self._resolve = resolve  # engine discovery's DNS lookup; tests hand in a fake answer
@@ -72,10 +85,21 @@ class Gateway:
         self._routes: dict[str, list[Backend]] = {}
         #: The live state the scheduler reads (queues, measured rates, latency EWMAs).
         self.snapshot = Snapshot(config)
+        #: Keeps the snapshot fresh; made in start(), with the HTTP session it uses.
+        self.monitor: EngineMonitor | None = None
         #: What each cloud target can do, from its provider's `capabilities`.
         self.cloud_caps: dict[str, Capabilities] = {}
         #: (route id, engine name) -> the model id that engine serves for the route.
         self._route_models: dict[tuple[str, str], str] = {}
+        # -- keys, limits, budgets, ledger, tracing (issue 5) -------------------------------
+        self.tracing = Tracing(config.tracing)
+        self.limiter = Limiter(config.limits, self.metrics)
+        self.access = Access(config.auth.enabled, self.limiter, self.metrics)
+        self.budgets = BudgetBook(self.metrics)
+        self.store = Store.for_home(config.ledger.url, config.home, config.ledger.connect_timeout_s)
+        #: USD per token at the cloud route for a model: what "saved" is priced at.
+        self.price_per_token: PriceLookup = no_cloud_prices
+        self._ledger_open = False
 
     # -- registry ---------------------------------------------------------------------------
 
@@ -138,7 +162,56 @@ class Gateway:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    def open_ledger(self) -> None:
+        """Connect to the ledger database and migrate it, before serving anything.
+
+        Raises StoreUnavailable (the database) or SpoolLocked (another gateway's spool).
+        """
+        if self._ledger_open:
+            return
+        cfg = self.config.ledger
+        self.store.open()
+        self.ledger = Ledger(
+            self.store,
+            cfg.spool_dir or self.config.home / "ledger-spool",
+            self.metrics,
+            flush_interval_s=cfg.flush_interval_s,
+            batch_size=cfg.batch_size,
+        )
+        self.accounting = Accounting(
+            self.ledger,
+            self.budgets,
+            self.limiter,
+            self.metrics,
+            self.tracing,
+            self.config.server.access_log,
+        )
+        self._ledger_open = True
+
+    async def _start_accounting(self) -> None:
+        self.open_ledger()
+        self.ledger.start()
+        await self.access.load(self.store)
+        recovered = self.ledger.spool.recovered_records
+
+        def seen_seq(rows_written: int) -> int:
+            return max(0, rows_written - recovered)
+
+        budgets = self.budgets.refresh_forever(
+            self.store, seen_seq, self.access.ring.live, self.config.budgets.refresh_s
+        )
+        keys = self.access.refresh_forever(self.store, self.config.auth.key_refresh_s)
+        self._tasks += [asyncio.create_task(budgets), asyncio.create_task(keys)]
+        if self.access.enabled and not self.access.ring.live() and not self.config.admin.token:
+            log.warning(
+                "auth is on but no API key exists and admin.token is unset: no request can "
+                "pass; set admin.token and create a key, or set auth.enabled: false"
+            )
+        elif not self.access.enabled:
+            log.warning("auth is off (auth.enabled: false): any caller may use this gateway")
+
     async def start(self) -> None:
+        await self._start_accounting()
         server = self.config.server
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
         self.session = aiohttp.ClientSession(
@@ -147,6 +220,10 @@ class Gateway:
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
         )
+        self.monitor = EngineMonitor(
+            self.snapshot, self.session, self.metrics, self.config.scheduler.scrape_interval_s
+        )
+        self.monitor.start()
         for cfg in self.config.engines:
             self._add_engine(cfg)
         self._add_cloud_targets()
@@ -169,6 +246,8 @@ class Gateway:
             first_byte_timeout_s=server.first_byte_timeout_s,
         )
         self.engines.append(engine)
+        assert self.monitor is not None
+        self.monitor.watch(engine, cfg.args)
         if cfg.url is not None:
             discover = None if cfg.served_model_names else self._discovered(engine)
             watch = HealthWatch(engine, self.session, cfg.health_interval_s, discover)
@@ -205,6 +284,11 @@ class Gateway:
 
     def _engines_changed(self, added: list[LocalEngine], removed: list[LocalEngine]) -> None:
         self.engines = [e for e in self.engines if e not in removed] + added
+        assert self.monitor is not None
+        for engine in added:
+            self.monitor.watch(engine)
+        for engine in removed:
+            self.monitor.unwatch(engine)
         for engine in removed:
             # A gone pod's series disappear instead of reading "down" forever.
             for gauge in (self.metrics.engine_up, self.metrics.engine_in_flight):
@@ -266,11 +350,15 @@ class Gateway:
             for engine in self.engines:
                 self.metrics.engine_up.labels(engine.name).set(1 if engine.ready else 0)
                 self.metrics.engine_in_flight.labels(engine.name).set(engine.in_flight)
+                queued = self.snapshot.engine(engine).queue.waiting
+                self.metrics.local_queue.labels(engine.name).set(queued)
             for process in self.processes:
                 self.metrics.engine_restarts.labels(process.engine.name).set(process.restarts)
             await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)
@@ -281,6 +369,12 @@ class Gateway:
             await self.session.close()
         if self.cloud_session is not None:
             await self.cloud_session.close()
+
+        if self._ledger_open:
+            await self.ledger.stop()
+        await self.limiter.close()
+        self.tracing.shutdown()
+        self.store.close()
 
 
 def provider_settings(provider: ProviderConfig) -> ProviderSettings:

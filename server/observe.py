@@ -21,8 +21,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "spillgate_requests",
-            "Requests answered, by endpoint, route (target) and HTTP status.",
-            ["endpoint", "route", "status"],
+            "Requests answered, by endpoint, route (target), reason and HTTP status.",
+            ["endpoint", "route", "reason", "status"],
             registry=r,
         )
         self.decisions = Counter(
@@ -73,6 +73,74 @@ class Metrics:
             "spillgate_circuit_state",
             "Circuit breaker of a cloud target: 0 closed, 1 half-open, 2 open.",
             ["target"],
+            registry=r,
+        )
+        # -- keys, limits, budgets, ledger (issue 5) -----------------------------------------
+        self.served = Counter(
+            "spillgate_served_requests",
+            "Requests a target answered, by kind (local or cloud): the spill ratio's parts.",
+            ["kind"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "spillgate_auth_failures", "Requests refused for a missing or bad API key.", registry=r
+        )
+        self.rate_limited = Counter(
+            "spillgate_rate_limited_requests",
+            "Requests refused with 429 for a key's limit, by limit (rpm or tpm).",
+            ["limit"],
+            registry=r,
+        )
+        self.limits_redis_up = Gauge(
+            "spillgate_limits_redis_up",
+            "1 while rate limits are shared through Redis; 0 while they fell back in-process.",
+            registry=r,
+        )
+        self.limits_fallbacks = Counter(
+            "spillgate_limits_redis_fallbacks",
+            "Redis calls that failed, so a rate limit was counted in-process instead.",
+            registry=r,
+        )
+        self.budget_remaining = Gauge(
+            "spillgate_key_budget_remaining_usd",
+            "Cloud budget left to a key, by period (day or month).",
+            ["key", "period"],
+            registry=r,
+        )
+        self.ledger_backlog = Gauge(
+            "spillgate_ledger_backlog_records",
+            "Ledger records written ahead to the spool that the database does not have yet.",
+            registry=r,
+        )
+        self.ledger_db_up = Gauge(
+            "spillgate_ledger_db_up", "1 while the ledger database takes writes.", registry=r
+        )
+        self.ledger_write_failures = Counter(
+            "spillgate_ledger_write_failures",
+            "Batches the ledger database did not take (retried from the spool).",
+            registry=r,
+        )
+        self.ledger_spool_errors = Counter(
+            "spillgate_ledger_spool_errors",
+            "Records that could not be written to the spool (disk full): lost.",
+            registry=r,
+        )
+        self.gpu_memory_used = Gauge(
+            "spillgate_gpu_memory_used_bytes", "GPU memory in use (pynvml).", ["gpu"], registry=r
+        )
+        self.gpu_memory_total = Gauge(
+            "spillgate_gpu_memory_total_bytes", "GPU memory in all (pynvml).", ["gpu"], registry=r
+        )
+        self.gpu_utilization = Gauge(
+            "spillgate_gpu_utilization_percent",
+            "GPU utilisation (pynvml): context only, a busy GPU may still have batch room.",
+            ["gpu"],
+            registry=r,
+        )
+        self.local_queue = Gauge(
+            "spillgate_local_queue_depth",
+            "Requests waiting in Spillgate's queue for a local engine.",
+            ["engine"],
             registry=r,
         )
         self.upstream_errors = Counter(

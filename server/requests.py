@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,12 +13,14 @@ from starlette.requests import Request
 
 from spillgate.errors import GatewayError, bad_request
 from spillgate.protocol import Backend, Endpoint, TargetKind
+from spillgate.server.budgets import may_spend
 from spillgate.server.features import (
     needs_json_schema,
     prompt_token_bounds,
     requested_max_tokens,
     text_bytes,
 )
+from spillgate.server.keys import ApiKey
 from spillgate.server.scheduler import Privacy, RequestFeatures
 
 if TYPE_CHECKING:
@@ -110,7 +113,11 @@ class FeatureReader:
         self.redact_policy = scheduler.privacy.policy == "redact-then-spill"
 
     def of(
-        self, parsed: ParsedRequest, headers: Headers, candidates: list[Backend]
+        self,
+        parsed: ParsedRequest,
+        headers: Headers,
+        candidates: list[Backend],
+        key: ApiKey | None = None,
     ) -> RequestFeatures:
         payload = parsed.payload
         size, messages, images, _files = text_bytes(payload, self.endpoint)
@@ -125,14 +132,24 @@ class FeatureReader:
             needs_tools=bool(payload.get("tools")),
             needs_images=images,
             needs_json_schema=needs_json_schema(payload),
-            privacy=self._privacy(parsed, headers, candidates),
-            latency_budget_ms=self._budget_ms(headers),
+            privacy=self._privacy(parsed, headers, candidates, key),
+            latency_budget_ms=self._budget_ms(headers, key),
+            cloud_budget_ok=self._cloud_budget_ok(key, candidates),
             tiebreak=random.getrandbits(16),
         )
 
-    def _budget_ms(self, headers: Headers) -> float:
+    def _cloud_budget_ok(self, key: ApiKey | None, candidates: list[Backend]) -> bool:
+        if key is None or (key.budget_day_usd is None and key.budget_month_usd is None):
+            return True
+        if not any(c.kind is TargetKind.CLOUD for c in candidates):
+            return True
+        return may_spend(key, self.gw.budgets.spent(key.id, time.time())).allowed
+
+    def _budget_ms(self, headers: Headers, key: ApiKey | None) -> float:
         asked = headers.get("x-spillgate-max-ttft-ms")
         if asked is None:
+            if key is not None and key.latency_budget_ms is not None:
+                return float(key.latency_budget_ms)
             return self.default_budget_ms
         try:
             value = float(asked)
@@ -145,14 +162,18 @@ class FeatureReader:
         return value
 
     def _privacy(
-        self, parsed: ParsedRequest, headers: Headers, candidates: list[Backend]
+        self,
+        parsed: ParsedRequest,
+        headers: Headers,
+        candidates: list[Backend],
+        key: ApiKey | None,
     ) -> Privacy:
         marked = headers.get("x-spillgate-data")
         if marked is not None:
             if marked.strip().lower() != "on-prem":
                 raise bad_request("header x-spillgate-data accepts one value: on-prem")
             return Privacy.LOCAL_ONLY
-        if parsed.model in self.on_prem_models:
+        if parsed.model in self.on_prem_models or (key is not None and key.onprem_only):
             return Privacy.LOCAL_ONLY
         if not any(c.kind is TargetKind.CLOUD for c in candidates):
             return Privacy.MAY_SPILL  # nowhere to leak to: no need to look

@@ -58,6 +58,8 @@ class GatewayProcess:
         self.port = free_port()
         config = {**config, "server": {"port": self.port, **config.get("server", {})}}
         config.setdefault("home", str(workdir / "home"))
+        # Tests run the gateway as a single-user box unless they configure keys themselves.
+        config.setdefault("auth", {"enabled": False})
         self.config = config
         self.workdir = workdir
         self.config_path = workdir / "spillgate.yaml"

@@ -1,18 +1,24 @@
 """A stand-in for a vLLM engine: a real HTTP server speaking the OpenAI API on loopback.
 
 It answers chat, completions and embeddings (JSON and SSE), exposes vLLM's metric names on
-/metrics and /health, and accepts vLLM's command-line flags, so the gateway can launch it
-in place of vLLM. Tests steer its faults through POST /_standin/mode and read what it saw
-from GET /_standin/stats.
+/metrics (gauges, token counters and latency histograms that move as it serves) and /health,
+counts tokens on POST /tokenize (vLLM's shape, with a tokenizer of its own: one token per
+4-byte piece of each word, a chat template of 4 tokens per message plus 2 for the
+generation prompt), lists `max_model_len` in /v1/models, and accepts vLLM's command-line
+flags, so the gateway can launch it in place of vLLM. `--max-num-seqs` makes requests
+beyond that many wait, and count as waiting, as in vLLM. Tests steer its faults through
+POST /_standin/mode and read what it saw from GET /_standin/stats.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -29,19 +35,44 @@ DEFAULT_MODE: dict[str, Any] = {
 }
 
 
+#: KV-cache size in tokens: `vllm:kv_cache_usage_perc` is the in-flight tokens over this.
+KV_CAPACITY_TOKENS = 65536
+HISTOGRAMS = (
+    "time_to_first_token_seconds",
+    "request_queue_time_seconds",
+    "inter_token_latency_seconds",
+)
+
+
 class Standin:
-    def __init__(self, names: list[str], startup_delay_s: float, embeddings: bool) -> None:
+    def __init__(
+        self,
+        names: list[str],
+        startup_delay_s: float,
+        embeddings: bool,
+        max_model_len: int = 2048,
+        max_num_seqs: int | None = None,
+    ) -> None:
         self.names = names
         self.ready_at = time.monotonic() + startup_delay_s
         self.embeddings = embeddings
+        self.max_model_len = max_model_len
         self.mode = dict(DEFAULT_MODE)
         self.stats = {
             "requests": 0,
             "active_streams": 0,
             "completed_streams": 0,
             "cancelled_streams": 0,
+            "tokenize_requests": 0,
             "last_body": None,
         }
+        self.slots = asyncio.Semaphore(max_num_seqs) if max_num_seqs else None
+        self.running = 0
+        self.waiting = 0
+        self.tokens_in_flight = 0
+        self.prompt_tokens_total = 0
+        self.generation_tokens_total = 0
+        self.histograms = {name: [0.0, 0] for name in HISTOGRAMS}  # [sum, count]
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -51,6 +82,7 @@ class Standin:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_post("/tokenize", self.tokenize)
         app.router.add_post("/_standin/mode", self.set_mode)
         app.router.add_get("/_standin/stats", self.get_stats)
         return app
@@ -71,20 +103,84 @@ class Standin:
         return web.Response(status=200 if ok else 503)
 
     async def models(self, request: web.Request) -> web.Response:
-        data = [{"id": n, "object": "model", "owned_by": "standin"} for n in self.names]
+        data = [
+            {"id": n, "object": "model", "owned_by": "standin", "max_model_len": self.max_model_len}
+            for n in self.names
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def metrics(self, request: web.Request) -> web.Response:
         labels = f'engine="0",model_name="{self.names[0]}"'
-        text = (
-            f"vllm:num_requests_running{{{labels}}} {self.stats['active_streams']}.0\n"
-            f"vllm:num_requests_waiting{{{labels}}} 0.0\n"
-            f"vllm:kv_cache_usage_perc{{{labels}}} 0.0\n"
+        lines = [
+            "# TYPE vllm:num_requests_running gauge",
+            f"vllm:num_requests_running{{{labels}}} {float(self.running)}",
+            "# TYPE vllm:num_requests_waiting gauge",
+            f"vllm:num_requests_waiting{{{labels}}} {float(self.waiting)}",
+            "# TYPE vllm:kv_cache_usage_perc gauge",
+            f"vllm:kv_cache_usage_perc{{{labels}}} {self.tokens_in_flight / KV_CAPACITY_TOKENS}",
+            "# TYPE vllm:prompt_tokens counter",
+            f"vllm:prompt_tokens_total{{{labels}}} {float(self.prompt_tokens_total)}",
+            "# TYPE vllm:generation_tokens counter",
+            f"vllm:generation_tokens_total{{{labels}}} {float(self.generation_tokens_total)}",
+        ]
+        for name, (total, count) in self.histograms.items():
+            lines += [
+                f"# TYPE vllm:{name} histogram",
+                f'vllm:{name}_bucket{{{labels},le="+Inf"}} {float(count)}',
+                f"vllm:{name}_count{{{labels}}} {float(count)}",
+                f"vllm:{name}_sum{{{labels}}} {total}",
+            ]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    def observe(self, histogram: str, value: float) -> None:
+        self.histograms[histogram][0] += value
+        self.histograms[histogram][1] += 1
+
+    @contextlib.asynccontextmanager
+    async def slot(self, arrived: float, tokens: int) -> AsyncIterator[None]:
+        """Hold one of `--max-num-seqs` running slots, waiting (and counted waiting) for one."""
+        self.waiting += 1
+        try:
+            if self.slots is not None:
+                await self.slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.observe("request_queue_time_seconds", time.monotonic() - arrived)
+        self.running += 1
+        self.tokens_in_flight += tokens
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self.tokens_in_flight -= tokens
+            if self.slots is not None:
+                self.slots.release()
+
+    async def tokenize(self, request: web.Request) -> web.Response:
+        self.stats["tokenize_requests"] += 1
+        payload = await request.json()
+        if payload.get("model", self.names[0]) not in self.names:
+            return _error(404, f"The model `{payload.get('model')}` does not exist.")
+        if "messages" in payload:
+            if not payload["messages"]:
+                return _error(400, "Cannot apply chat template to an empty conversation.")
+            count = count_chat(payload["messages"], payload.get("add_generation_prompt", True))
+        elif isinstance(payload.get("prompt"), str):
+            count = count_prompt(payload["prompt"])
+        else:
+            return _error(400, "`prompt` (a string) or `messages` is required")
+        return web.json_response(
+            {
+                "count": count,
+                "max_model_len": self.max_model_len,
+                "tokens": list(range(count)),
+                "token_strs": None,
+            }
         )
-        return web.Response(text=text, content_type="text/plain")
 
     async def _admit(self, request: web.Request) -> dict[str, Any] | web.Response:
         self.stats["requests"] += 1
+        request["arrived"] = time.monotonic()
         body = await request.read()
         self.stats["last_body"] = body.decode()
         payload = orjson.loads(body)
@@ -131,6 +227,19 @@ class Standin:
     ) -> web.StreamResponse:
         prompt_tokens = len(orjson.dumps(payload.get("messages") or payload.get("prompt")).split())
         words = text.split(" ")
+        async with self.slot(request["arrived"], prompt_tokens + len(words)):
+            self.prompt_tokens_total += prompt_tokens
+            return await self._respond(request, payload, text, chat, prompt_tokens, words)
+
+    async def _respond(
+        self,
+        request: web.Request,
+        payload: dict[str, Any],
+        text: str,
+        chat: bool,
+        prompt_tokens: int,
+        words: list[str],
+    ) -> web.StreamResponse:
         id_ = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:16]}"
         obj = "chat.completion" if chat else "text_completion"
         created = int(time.time())
@@ -140,6 +249,8 @@ class Standin:
             "total_tokens": prompt_tokens + len(words),
         }
         if not payload.get("stream"):
+            self.observe("time_to_first_token_seconds", time.monotonic() - request["arrived"])
+            self.generation_tokens_total += len(words)
             choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
@@ -159,6 +270,7 @@ class Standin:
         await resp.prepare(request)
         self.stats["active_streams"] += 1
         pieces = _split(text, self.mode["chunks"])
+        last_token_at = 0.0
         try:
             for i, piece in enumerate(pieces):
                 if self.mode["cut_after_chunks"] == i:
@@ -178,6 +290,14 @@ class Standin:
                     "choices": [choice],
                 }
                 await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                # Each chunk stands for one generated token in the metrics.
+                now = time.monotonic()
+                if i == 0:
+                    self.observe("time_to_first_token_seconds", now - request["arrived"])
+                else:
+                    self.observe("inter_token_latency_seconds", now - last_token_at)
+                last_token_at = now
+                self.generation_tokens_total += 1
                 if self.mode["chunk_delay_s"]:
                     await asyncio.sleep(self.mode["chunk_delay_s"])
             final = {"index": 0, "finish_reason": "stop"}
@@ -221,6 +341,22 @@ class Standin:
         return resp
 
 
+def count_prompt(text: str) -> int:
+    """The stand-in's tokenizer: one token per 4-byte piece of each whitespace-split word."""
+    return sum(-(-len(word.encode()) // 4) for word in text.split())
+
+
+def count_chat(messages: list[dict[str, Any]], add_generation_prompt: bool) -> int:
+    """The stand-in's chat template: 4 tokens around each message, 2 for the assistant cue."""
+    total = 2 if add_generation_prompt else 0
+    for message in messages:
+        content = message.get("content") or ""
+        if isinstance(content, list):
+            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+        total += 4 + count_prompt(content)
+    return total
+
+
 def _split(text: str, n: int) -> list[str]:
     size = max(1, -(-len(text) // max(1, n)))
     return [text[i : i + size] for i in range(0, len(text), size)]
@@ -239,8 +375,16 @@ def main() -> None:
     parser.add_argument("--served-model-name", nargs="+", default=None)
     parser.add_argument("--startup-delay", type=float, default=0.0)
     parser.add_argument("--embeddings", action="store_true")
+    parser.add_argument("--max-model-len", type=int, default=2048)
+    parser.add_argument("--max-num-seqs", type=int, default=None)
     args, _vllm_flags = parser.parse_known_args()
-    standin = Standin(args.served_model_name or [args.model], args.startup_delay, args.embeddings)
+    standin = Standin(
+        args.served_model_name or [args.model],
+        args.startup_delay,
+        args.embeddings,
+        max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+    )
     web.run_app(standin.app(), host=args.host, port=args.port, print=None, access_log=None)
 
 

@@ -78,7 +78,11 @@ def group_config(port: int, **engine: Any) -> dict[str, Any]:
         "health_interval_s": 0.05,
         **engine,
     }
-    return {"engines": [entry], "server": {"ready_wait_s": 0, "access_log": False}}
+    return {
+        "engines": [entry],
+        "server": {"ready_wait_s": 0, "access_log": False},
+        "auth": {"enabled": False},
+    }
 
 
 @contextlib.asynccontextmanager

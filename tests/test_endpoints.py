@@ -113,8 +113,9 @@ def test_health_ready_and_metrics(standin_gateway: GatewayProcess, client: opena
     ready = httpx.get(f"{standin_gateway.url}/readyz")
     assert ready.status_code == 200 and ready.json()["engines"] == {"standin": True}
     metrics = httpx.get(f"{standin_gateway.url}/metrics").text
-    assert 'spillgate_requests_total{endpoint="chat/completions",route="standin",status="200"}' in (
-        metrics
+    assert (
+        'spillgate_requests_total{endpoint="chat/completions",reason="local",route="standin",status="200"}'
+        in (metrics)
     )
     assert 'spillgate_engine_up{engine="standin"} 1.0' in metrics
     assert 'spillgate_decisions_total{reason="local"}' in metrics

@@ -65,7 +65,8 @@ def test_client_disconnect_mid_stream_cancels_upstream(tmp_path: Path) -> None:
         assert httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT).status_code == 200
         assert (
             _metric(
-                gw, 'spillgate_requests_total{endpoint="chat/completions",route="e1",status="499"}'
+                gw,
+                'spillgate_requests_total{endpoint="chat/completions",reason="local",route="e1",status="499"}',
             )
             == 1
         )

@@ -1,0 +1,232 @@
+"""What happens at the end of every request: one ledger record, metrics, the access log
+line, the key's budget and token counters, and the end of its trace span."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from spillgate.protocol import Endpoint, UpstreamReply
+from spillgate.server.budgets import BudgetBook
+from spillgate.server.keys import ApiKey
+from spillgate.server.ledger.record import UsageRecord
+from spillgate.server.ledger.writer import Ledger
+from spillgate.server.limits import Limiter
+from spillgate.server.observe import Metrics, access_log
+from spillgate.server.tracing import Tracing
+
+log = logging.getLogger("spillgate.ledger")
+
+_MODEL_CHARS = 256  # a record stays one small line whatever a client sends as `model`
+_CAPTURE_BYTES = 64 * 1024
+_PROMPT_FIELDS = ("messages", "prompt", "input")
+
+
+@dataclass(slots=True)
+class RequestState:
+    """What accounting needs to know about one request, filled in as it goes."""
+
+    request_id: str
+    endpoint: Endpoint
+    arrived: float  # epoch seconds, for the record
+    started: float  # perf_counter, for durations
+    record_id: str
+    key: ApiKey | None = None
+    model: str = ""
+    reason: str = "none"
+    payload: dict[str, Any] | None = None
+    first_byte: float | None = None
+    span: Any = None
+    captured: bytearray | None = None
+
+
+def reply_cost_usd(reply: UpstreamReply | None) -> float:
+    """The cloud cost of an answer, as its backend priced it (0 for local engines).
+
+    The seam for cloud targets: a backend sets `cost_usd` on its reply, or the
+    `x-spillgate-cost-usd` header it adds to the client's answer.
+    """
+    if reply is None:
+        return 0.0
+    cost = getattr(reply, "cost_usd", None)
+    if cost is None:
+        cost = reply.headers.get("x-spillgate-cost-usd")
+    try:
+        return max(0.0, float(cost)) if cost is not None else 0.0
+    except ValueError:
+        return 0.0
+
+
+class Accounting:
+    def __init__(
+        self,
+        ledger: Ledger,
+        budgets: BudgetBook,
+        limiter: Limiter,
+        metrics: Metrics,
+        tracing: Tracing,
+        access_log_enabled: bool,
+    ) -> None:
+        self.ledger = ledger
+        self.budgets = budgets
+        self.limiter = limiter
+        self.metrics = metrics
+        self.tracing = tracing
+        self.access_log_enabled = access_log_enabled
+
+    def start(self, request_id: str, endpoint: Endpoint) -> RequestState:
+        state = RequestState(
+            request_id, endpoint, time.time(), time.perf_counter(), os.urandom(12).hex()
+        )
+        state.span = self.tracing.request_span(
+            f"POST /v1/{endpoint.value}", {"spillgate.request_id": request_id}
+        )
+        return state
+
+    def stream_opened(self, st: RequestState, route: str, kind: str) -> None:
+        """Write a stream's record before its first byte, so a crash mid-stream leaves it."""
+        self._write(st, route, kind, 200, None, streamed=True, complete=False)
+
+    def finish(
+        self,
+        st: RequestState,
+        route: str,
+        kind: str,
+        status: int,
+        reply: UpstreamReply | None,
+        streamed: bool,
+    ) -> None:
+        elapsed = time.perf_counter() - st.started
+        record = self._write(st, route, kind, status, reply, streamed=streamed, complete=True)
+        m = self.metrics
+        m.requests.labels(st.endpoint.value, route, st.reason, str(status)).inc()
+        if reply is not None:
+            m.served.labels(kind).inc()
+            m.duration.labels(route).observe(elapsed)
+            if record.ttft_ms is not None:
+                m.ttft.labels(route).observe(record.ttft_ms / 1000)
+            m.tokens.labels(route, "prompt").inc(record.prompt_tokens)
+            m.tokens.labels(route, "completion").inc(record.completion_tokens)
+            if record.cost_usd:
+                m.cost.labels(route).inc(record.cost_usd)
+        if st.key is not None:
+            self.limiter.add_tokens(st.key, record.prompt_tokens + record.completion_tokens)
+        self.tracing.end(
+            st.span,
+            {
+                "spillgate.key_id": record.key_id,
+                "spillgate.model": record.model,
+                "spillgate.route": route,
+                "spillgate.reason": st.reason,
+                "http.response.status_code": status,
+                "spillgate.prompt_tokens": record.prompt_tokens,
+                "spillgate.completion_tokens": record.completion_tokens,
+            },
+            error=None if status < 500 else f"status {status}",
+        )
+        if self.access_log_enabled:
+            self._log(st, record, reply)
+
+    def _write(
+        self,
+        st: RequestState,
+        route: str,
+        kind: str,
+        status: int,
+        reply: UpstreamReply | None,
+        *,
+        streamed: bool,
+        complete: bool,
+    ) -> UsageRecord:
+        now = time.perf_counter()
+        usage = reply.usage if reply is not None else None
+        first = st.first_byte if streamed else (now if reply is not None else None)
+        record = UsageRecord(
+            record_id=st.record_id,
+            request_id=st.request_id,
+            ts=st.arrived,
+            key_id=st.key.id if st.key is not None else None,
+            endpoint=st.endpoint.value,
+            model=st.model[:_MODEL_CHARS],
+            target=route,
+            target_kind=kind,
+            reason=st.reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            cached_tokens=usage.cached_tokens if usage else 0,
+            cost_usd=reply_cost_usd(reply),
+            ttft_ms=None if first is None else round((first - st.started) * 1000, 3),
+            total_ms=round((now - st.started) * 1000, 3) if complete else None,
+            status=status,
+            streamed=streamed,
+            complete=complete,
+        )
+        try:
+            seq = self.ledger.record(record)
+        except OSError as err:
+            self.metrics.ledger_spool_errors.inc()
+            log.error(
+                "cannot write the ledger spool; this record is lost",
+                extra={"request_id": st.request_id, "error": str(err)},
+            )
+            return record
+        if record.key_id is not None and complete:
+            self.budgets.charge(seq, record.key_id, record.cost_usd, record.ts)
+        return record
+
+    def _log(self, st: RequestState, record: UsageRecord, reply: UpstreamReply | None) -> None:
+        extra: dict[str, Any] = {
+            "request_id": st.request_id,
+            "key_id": record.key_id,
+            "endpoint": record.endpoint,
+            "model": record.model,
+            "route": record.target,
+            "reason": record.reason,
+            "status": record.status,
+            "streamed": record.streamed,
+            "ttft_ms": record.ttft_ms,
+            "duration_ms": record.total_ms,
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "cost_usd": record.cost_usd,
+        }
+        if st.key is not None and st.key.log_prompts:  # the operator opted this key in
+            extra["prompt"] = {
+                f: st.payload[f] for f in _PROMPT_FIELDS if st.payload and f in st.payload
+            }
+            extra["completion"] = _completion_text(reply, st.captured)
+        access_log.info("request", extra=extra)
+
+    async def relay(self, st: RequestState, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Pass a stream through, noting its first byte (and keeping it when opted in)."""
+        capture = st.key is not None and st.key.log_prompts
+        if capture:
+            st.captured = bytearray()
+        try:
+            async for chunk in chunks:
+                if st.first_byte is None:
+                    st.first_byte = time.perf_counter()
+                if capture and st.captured is not None and len(st.captured) < _CAPTURE_BYTES:
+                    st.captured += chunk
+                yield chunk
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _completion_text(reply: UpstreamReply | None, captured: bytearray | None) -> Any:
+    if captured is not None:
+        return bytes(captured[:_CAPTURE_BYTES]).decode("utf-8", "replace")
+    if reply is None or reply.body is None:
+        return None
+    try:
+        return orjson.loads(reply.body).get("choices")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None

@@ -1,0 +1,150 @@
+"""The ledger: append to the spool on the request path, batch into the database off it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import orjson
+
+from spillgate.server.ledger.record import UsageRecord
+from spillgate.server.ledger.spool import Spool, SpoolPosition
+from spillgate.server.ledger.store import Store, StoreUnavailable
+from spillgate.server.observe import Metrics
+
+log = logging.getLogger("spillgate.ledger")
+
+_MAX_RETRY_S = 5.0
+_STOP_FLUSH_S = 5.0
+
+
+class Ledger:
+    def __init__(
+        self,
+        store: Store,
+        spool_dir: Path,
+        metrics: Metrics,
+        flush_interval_s: float = 0.2,
+        batch_size: int = 500,
+    ) -> None:
+        self.store = store
+        self.spool = Spool(spool_dir)
+        self.metrics = metrics
+        self.flush_interval_s = flush_interval_s
+        self.batch_size = batch_size
+        #: Records committed to the database since start, replayed ones included.
+        self.committed = 0
+        self.db_up = True
+        self._pos = self.spool.start()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        metrics.ledger_db_up.set(1)
+        metrics.ledger_backlog.set_function(lambda: self.backlog)  # read at each scrape
+
+    # -- the request path -------------------------------------------------------------------
+
+    def record(self, rec: UsageRecord) -> int:
+        """Write `rec` ahead; return its sequence number in this run (1, 2, ...)."""
+        self.spool.append(rec.to_line())
+        if self.backlog >= self.batch_size:
+            self._wake.set()
+        return self.spool.appended
+
+    @property
+    def backlog(self) -> int:
+        """Records in the spool that the database does not have yet."""
+        return self.spool.recovered_records + self.spool.appended - self.committed
+
+    @property
+    def committed_this_run(self) -> int:
+        """How many of this run's records (by sequence number) the database has."""
+        return max(0, self.committed - self.spool.recovered_records)
+
+    # -- the writer -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.spool.recovered_records:
+            self._wake.set()  # an earlier run's records go in first, without waiting
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        retry_s = self.flush_interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=retry_s)
+            self._wake.clear()
+            if await self._drain():
+                retry_s = self.flush_interval_s
+            else:
+                retry_s = min(_MAX_RETRY_S, retry_s * 2)
+
+    async def _drain(self) -> bool:
+        """Commit everything the spool holds; False when the database would not take it."""
+        while True:
+            lines, after = await self.store.run(self._read, self._pos)
+            if not lines:
+                self._advance(after, 0)
+                return True
+            try:
+                await self.store.run(self.store.upsert_usage, _parse(lines))
+            except StoreUnavailable as err:
+                self._mark_down(err)
+                return False
+            self._mark_up()
+            self._advance(after, len(lines))
+
+    def _read(self, pos: SpoolPosition) -> tuple[list[bytes], SpoolPosition]:
+        self.spool.sync()
+        return self.spool.read(pos, self.batch_size)
+
+    def _advance(self, pos: SpoolPosition, count: int) -> None:
+        self._pos = pos
+        self.committed += count
+        self.spool.release(pos)
+
+    def _mark_down(self, err: StoreUnavailable) -> None:
+        self.metrics.ledger_write_failures.inc()
+        if self.db_up:
+            self.db_up = False
+            self.metrics.ledger_db_up.set(0)
+            log.error(
+                "ledger database unreachable; records are kept in the spool until it returns",
+                extra={"error": str(err), "spool": str(self.spool.folder)},
+            )
+
+    def _mark_up(self) -> None:
+        if not self.db_up:
+            self.db_up = True
+            self.metrics.ledger_db_up.set(1)
+            log.info(
+                "ledger database is back; writing the backlog", extra={"backlog": self.backlog}
+            )
+
+    async def stop(self) -> None:
+        """Stop the writer, commit what it can in a few seconds, leave the rest in the spool."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        done = False
+        with contextlib.suppress(TimeoutError):
+            done = await asyncio.wait_for(self._drain(), _STOP_FLUSH_S)
+        self.spool.close(self._pos if done and self.backlog == 0 else None)
+        if self.backlog:
+            log.warning(
+                "stopping with ledger records not yet in the database; the next start writes them",
+                extra={"backlog": self.backlog, "spool": str(self.spool.folder)},
+            )
+
+
+def _parse(lines: list[bytes]) -> list[UsageRecord]:
+    records = []
+    for line in lines:
+        try:
+            records.append(UsageRecord.from_json(orjson.loads(line)))
+        except (orjson.JSONDecodeError, TypeError, KeyError):
+            # Only a power cut can tear a line; keep going rather than block the ledger.
+            log.error("skipping an unreadable ledger spool line", extra={"bytes": len(line)})
+    return records

@@ -1,0 +1,133 @@
+"""Background watchers that keep the scheduler's snapshot fresh.
+
+One vLLM /metrics scraper per local engine (queue counts, measured decode speed, its
+context window), one GPU sampler per box, and one token counter per engine for the rare
+request near the context limit. None of them runs inside a request except the token
+counter, and it only when the cheap bound cannot tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from typing import Any
+
+import aiohttp
+
+from spillgate.models.engine import LocalEngine
+from spillgate.models.gpu import GpuSampler, GpuState
+from spillgate.models.load import EngineLoad, LoadScraper, max_num_seqs_from_args
+from spillgate.models.tokens import TokenCounter
+from spillgate.server.observe import Metrics
+from spillgate.server.scheduler import RequestFeatures
+from spillgate.server.snapshot import Snapshot
+
+log = logging.getLogger("spillgate.monitor")
+
+
+class EngineMonitor:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        interval_s: float,
+    ) -> None:
+        self.snapshot = snapshot
+        self.metrics = metrics
+        self.gpus: tuple[GpuState, ...] = ()
+        self._session = session
+        self._interval_s = interval_s
+        self._scrapers: dict[str, tuple[LoadScraper, asyncio.Task[None]]] = {}
+        self._counters: dict[str, TokenCounter] = {}
+        self._gpu = GpuSampler(interval_s=max(interval_s, 1.0), on_sample=self._on_gpus)
+        self._gpu_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._gpu_task = asyncio.create_task(self._gpu.run())
+
+    def watch(self, engine: LocalEngine, args: list[str] | None = None) -> None:
+        if engine.name in self._scrapers:
+            return
+        scraper = LoadScraper(
+            engine.root_url,
+            self._session,
+            interval_s=self._interval_s,
+            max_num_seqs=max_num_seqs_from_args(args or []),
+            on_load=lambda load, e=engine: self._on_load(e, load),
+        )
+        self._scrapers[engine.name] = (scraper, asyncio.create_task(scraper.run()))
+
+    def unwatch(self, engine: LocalEngine) -> None:
+        entry = self._scrapers.pop(engine.name, None)
+        if entry is not None:
+            entry[1].cancel()
+        self._counters.pop(engine.name, None)
+        self.snapshot.engines.pop(engine.name, None)
+
+    def _on_load(self, engine: LocalEngine, load: EngineLoad) -> None:
+        runtime = self.snapshot.engine(engine)
+        if load.healthy:
+            runtime.running, runtime.waiting = load.running, load.waiting
+            if load.mean_time_per_output_token_s:
+                runtime.decode_tokens_per_s = 1.0 / load.mean_time_per_output_token_s
+        scraper = self._scrapers.get(engine.name)
+        limits = scraper[0].limits if scraper else None
+        if limits is not None and limits.max_model_len:
+            runtime.max_model_len = min(limits.max_model_len.values())
+
+    def _on_gpus(self, gpus: tuple[GpuState, ...]) -> None:
+        self.gpus = gpus
+        for gpu in gpus:
+            self.metrics.gpu_memory_used.labels(str(gpu.index)).set(gpu.memory_used_bytes)
+            self.metrics.gpu_memory_total.labels(str(gpu.index)).set(gpu.memory_total_bytes)
+            self.metrics.gpu_utilization.labels(str(gpu.index)).set(gpu.utilization_pct)
+
+    async def exact_prompt_tokens(
+        self,
+        features: RequestFeatures,
+        payload: dict[str, Any],
+        engines: list[LocalEngine],
+    ) -> RequestFeatures:
+        """Count the prompt with the engine's own tokenizer when the bound cannot say it fits.
+
+        Never a guess by characters where it matters: only a count may call a request too
+        long for the local context window.
+        """
+        for engine in engines:
+            runtime = self.snapshot.engine(engine)
+            limit = runtime.settings.capabilities.max_context or runtime.max_model_len
+            if limit is None or features.prompt_tokens_max + features.max_tokens <= limit:
+                continue
+            counter = self._counter(engine)
+            if counter is None:
+                continue
+            fit = await counter.fits(features.endpoint, payload, limit)
+            if fit.counted and fit.prompt_tokens is not None:
+                exact = fit.prompt_tokens
+                return dataclasses.replace(features, prompt_tokens=exact, prompt_tokens_max=exact)
+            if fit.prompt_tokens_upper is not None:
+                tighter = min(features.prompt_tokens_max, fit.prompt_tokens_upper)
+                features = dataclasses.replace(features, prompt_tokens_max=tighter)
+        return features
+
+    def _counter(self, engine: LocalEngine) -> TokenCounter | None:
+        counter = self._counters.get(engine.name)
+        if counter is None and engine.served_models and engine.ready:
+            model = sorted(engine.served_models)[0]
+            counter = TokenCounter(engine.root_url, model, self._session)
+            self._counters[engine.name] = counter
+        return counter
+
+    async def stop(self) -> None:
+        tasks = [task for _, task in self._scrapers.values()]
+        if self._gpu_task is not None:
+            tasks.append(self._gpu_task)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._gpu.close()
