@@ -30,6 +30,7 @@ class LocalThenCloud:
     name = "local-then-cloud"
     engine_queue_bound: int | None = None
     gateway_queue: GatewaySettings | None = GatewaySettings(1, 10, max_wait_s=60.0)
+    scrape_history_s = 0.0
 
     def route(self, request: Request, world: World) -> Routing:
         if request.sensitive:

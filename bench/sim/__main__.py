@@ -31,12 +31,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reactive-queue", type=int, default=4, help="the reactive proxy's bound")
     p.add_argument("--queue-threshold", type=int, default=2, help="waiting requests to spill at")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument(
-        "--what-if-observe-ttft",
-        action="store_true",
-        help="also run Spillgate learning the decode rate from each local request's TTFT "
-        "(the server's executor does not report it today)",
-    )
+
     p.add_argument(
         "--write-docs",
         action="store_true",
@@ -52,7 +47,6 @@ def policies(args: argparse.Namespace, profile: EngineProfile) -> list[Policy]:
         ReactiveFallback(args.reactive_queue),
         QueueThreshold(args.queue_threshold),
         SpillgatePolicy(profile, args.ttft_budget),
-        *([SpillgatePolicy(profile, args.ttft_budget, True)] if args.what_if_observe_ttft else []),
     ]
 
 

@@ -13,7 +13,7 @@ from bench.sim.report import Row, Verdict, markdown_table, verdict_lines
 HEADING = "## Simulation"
 
 METHOD = """\
-`python -m bench.sim --write-docs` regenerates this section and the plots (about a minute on
+`python -m bench.sim --write-docs` regenerates this section and the plots (under a minute on
 one core; deterministic for a seed). Code: `bench/sim/` (engine model, cloud model, trace
 loader, policies, runner, report).
 
@@ -43,21 +43,20 @@ cloud-only.
 builds the config a deployer would write (the engine's vLLM arguments, its context window,
 its calibrated prefill and single-request decode rates), lets the server's `Snapshot` turn
 it into the engine runtime (concurrency cap: `--max-num-seqs` from the arguments, else 256),
-feeds it what the gateway learns (finished requests through `EngineRuntime.observe` exactly
-as the executor calls it, cloud first tokens through `CloudRuntime.observe`), and calls
-`spillgate.server.scheduler.decide`. Features: exact prompt tokens, `max_tokens` = the
-trace's output tokens, sensitive requests as `Privacy.LOCAL_ONLY`. The runner carries the
-decision out as the executor does: a local target takes a slot in the gateway-side queue
-or waits for one (as long as the budget allows if it may still spill, else up to
-`max_queue_wait_s`), then the next target. `spillgate+ttft` (with `--what-if-observe-ttft`)
-is a what-if, not a competitor: the same, but `observe()` also gets each request's TTFT, so
-the decode rate is learnt; the executor does not pass it today.
+scrapes the simulated engine's vLLM counters every `scrape_interval_s` and derives the load
+with the server's `derive_load` (5 s window), applies it as the gateway's monitor does
+(vLLM's running and waiting counts, the decode rate from the mean inter-token latency),
+feeds finished requests to `EngineRuntime.observe` as the executor does and cloud first
+tokens to `CloudRuntime.observe`, and calls `spillgate.server.scheduler.decide`. Features:
+exact prompt tokens, `max_tokens` = the trace's output tokens, sensitive requests as
+`Privacy.LOCAL_ONLY`. The runner carries the decision out as the executor does: a local
+target takes a slot in the gateway-side queue or waits for one (as long as the budget
+allows if it may still spill, else up to `max_queue_wait_s`), then the next target.
 
 **Where the model is thin.** The engine has no preemption and no prefix caching; the CPU
 profile is measured on a busy shared machine and only up to 16 concurrent requests; the H100
 prefill rate is an estimate; cloud latencies are assumed distributions, not measurements,
-and cloud output speed is not modelled (only time to first token is scored). vLLM's
-`/metrics` counts reach the scheduler fresh here, not up to a scrape interval late.
+and cloud output speed is not modelled (only time to first token is scored).
 
 **Measures.** "in budget": share of the answerable requests whose first token came within
 the budget (a sensitive request the engine cannot take, or cannot prefill in time even
@@ -67,34 +66,38 @@ as never answered. Cloud cost at the providers' list prices.
 
 
 # Why the target fails where it does. Written from a breakdown of Spillgate's misses (seed 7,
-# 2 s budget). h100 at 2x load: of ~8,900 misses, ~4,600 were requests predicted in time
-# that waited the whole budget in the gateway queue and then spilled, ~4,200 got a slot but
-# a first token later than predicted. cpu at 2x: ~230 local requests predicted in time but
-# late, 43 sensitive ones predicted late and kept local, 32 late cloud answers.
+# 2 s budget). h100 at 2x load: ~1,550 local requests predicted in time came late (median
+# predicted 1.54 s, actual 2.09 s), ~1,390 predicted in time waited the whole budget in the
+# gateway queue and then spilled, 37 late cloud answers. cpu at 2x: ~230 local requests
+# predicted in time but late, 43 sensitive ones predicted late and kept local, 32 late cloud
+# answers.
 WHY = """\
-**Why Spillgate misses the target on the h100 profile.** Its misses are requests that
-`decide` predicted to start in time locally but that did not: some waited the whole budget
-in the gateway queue and only then went to the cloud (already late), the others got a slot
-and their first token came late. The prediction is too low under load, by the median and
-p90 errors above, for two reasons in `predict_ttft_ms` and its inputs:
+**Why Spillgate misses the target on the h100 profile.** Almost all its misses are
+requests that `decide` predicted to start in time locally but that did not. About half got
+a slot and their first token came later than predicted (at 2x load, median prediction
+1.5 s, actual 2.1 s); the other half waited in the gateway queue for a slot, and the
+executor lets a request that may still spill wait the whole remaining budget, so when it
+finally goes to the cloud it is already late. Three things in the code, in the order they
+matter here:
 
-1. The decode rate it divides by is the configured single-request rate (6.5 ms a step on
-   the H100). The executor calls `EngineRuntime.observe(None, ...)`, without the time to
-   first token, so the measured rate never replaces it; with 256 sequences running a step
-   takes about 27 ms, plus the prefill chunks in between, so slots free far more slowly
-   than predicted. `spillgate+ttft` shows the fix to the input alone: the error and the
-   share in budget improve, not enough for 99%.
-2. Below the concurrency cap it predicts one prefill plus one step, without the prefill
-   work of the requests admitted just before (with chunked prefill a burst of admissions
-   shares `max_num_batched_tokens` a step) or vLLM's own waiting count.
+1. The executor's wait for a slot (`timeout_s = budget - elapsed`) leaves no time for the
+   cloud answer that follows; waiting only `budget - elapsed - cloud TTFT EWMA` would spill
+   those requests while they can still make it.
+2. `predict_ttft_ms` has no margin for its own error (p90 above): a prediction of 1.9 s
+   against a 2 s budget stays local, and under load its spread pushes many over.
+3. It leaves out the prefill work of the requests admitted just before (with chunked
+   prefill a burst of admissions shares `max_num_batched_tokens` a step, which slows both
+   slot turnover and this request's own prefill).
 
 The simple `queue>=2` threshold reaches 99% here because vLLM's waiting queue forms only
-when the KV cache is full, which is a late but reliable sign. On the CPU profile the median
-prediction error is a few milliseconds and Spillgate is the best policy at every load; from
-1.5x no policy reaches 99%. Spillgate's misses there are mostly local requests whose prompt
-alone takes nearly the whole 2 s to prefill (845 tokens/s), predicted just in time and late
-by tens of milliseconds once other requests share the engine, and sensitive requests
-predicted late that may not leave the box.
+when the KV cache is full, a late but reliable sign, and it sends the request to the cloud
+at once instead of after a wait. At 1x, Spillgate is in budget but spends about a cent
+where local-only spends nothing, which the strict cost rule counts as a failure. On the CPU
+profile the median prediction error is a few milliseconds and Spillgate is the best policy
+at every load; from 1.5x no policy reaches 99%. Spillgate's misses there are mostly local
+requests whose prompt alone takes nearly the whole 2 s to prefill (845 tokens/s), predicted
+just in time and late by tens of milliseconds once other requests share the engine, and
+sensitive requests predicted late that may not leave the box.
 """
 
 

@@ -102,6 +102,10 @@ class EngineCounters:
     inter_token_count: int = 0
 
 
+# What a /metrics scrape would read at a moment: (running, waiting, counters).
+Scrape = tuple[int, int, EngineCounters]
+
+
 @dataclass
 class Engine:
     profile: EngineProfile
@@ -116,6 +120,9 @@ class Engine:
     waiting_prompt_tokens: int = 0
     finished: list[Job] = field(default_factory=list)
     counters: EngineCounters = field(default_factory=EngineCounters)
+    # Seconds of /metrics history to keep for a scraper (0: none kept).
+    history_s: float = 0.0
+    history: deque[tuple[float, Scrape]] = field(default_factory=deque)
 
     @property
     def busy(self) -> bool:
@@ -159,6 +166,29 @@ class Engine:
         if not self.busy:
             self.now = max(self.now, t)
 
+    def scrape_at(self, t: float) -> Scrape | None:
+        """What /metrics said at time `t` (the last step boundary before it), if kept."""
+        for at, scrape in reversed(self.history):
+            if at <= t:
+                return scrape
+        return None
+
+    def _record(self) -> None:
+        c = self.counters
+        counters = EngineCounters(
+            c.prompt_tokens,
+            c.generation_tokens,
+            c.ttft_sum_s,
+            c.ttft_count,
+            c.queue_time_sum_s,
+            c.queue_time_count,
+            c.inter_token_sum_s,
+            c.inter_token_count,
+        )
+        self.history.append((self.now, (self.running, len(self.waiting), counters)))
+        while len(self.history) > 1 and self.history[1][0] <= self.now - self.history_s:
+            self.history.popleft()
+
     def drain(self) -> None:
         self.advance_to(math.inf)
 
@@ -181,6 +211,8 @@ class Engine:
             self._prefill_step()
         else:
             self._decode_steps(until)
+        if self.history_s:
+            self._record()
 
     def _prefill_step(self) -> None:
         profile = self.profile

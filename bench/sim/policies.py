@@ -51,6 +51,8 @@ class Policy(Protocol):
     engine_queue_bound: int | None
     # A gateway-side queue in front of the engine (None: requests go straight to vLLM).
     gateway_queue: GatewaySettings | None
+    # Seconds of the engine's /metrics history the policy reads (0: it reads none).
+    scrape_history_s: float
 
     def route(self, request: Request, world: World) -> Routing: ...
 
@@ -63,6 +65,7 @@ class LocalOnly:
     name = "local-only"
     engine_queue_bound: int | None = None
     gateway_queue: GatewaySettings | None = None
+    scrape_history_s: float = 0.0
 
     def route(self, request: Request, world: World) -> Routing:
         return Routing((LOCAL,), "local")
@@ -74,6 +77,7 @@ class CloudOnly:
     name = "cloud-only"
     engine_queue_bound: int | None = None
     gateway_queue: GatewaySettings | None = None
+    scrape_history_s: float = 0.0
 
     def route(self, request: Request, world: World) -> Routing:
         if request.sensitive:
@@ -90,6 +94,7 @@ class ReactiveFallback:
     def __init__(self, queue_bound: int) -> None:
         self.engine_queue_bound: int | None = queue_bound
         self.gateway_queue: GatewaySettings | None = None
+        self.scrape_history_s = 0.0
 
     def route(self, request: Request, world: World) -> Routing:
         if request.sensitive:
@@ -102,6 +107,7 @@ class QueueThreshold:
 
     engine_queue_bound: int | None = None
     gateway_queue: GatewaySettings | None = None
+    scrape_history_s: float = 0.0
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold

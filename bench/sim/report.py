@@ -125,8 +125,8 @@ def check_target(rows: Sequence[Row]) -> list[Verdict]:
             limit = max(COST_SLACK * cheapest.cost_usd, cheapest.cost_usd + COST_FLOOR_USD)
             passed = ours.cost_usd <= limit
             why = (
-                f"spillgate ${ours.cost_usd:.2f} vs cheapest in budget {cheapest.policy} "
-                f"${cheapest.cost_usd:.2f} (limit ${limit:.2f}), {ours.in_budget:.2%} in budget"
+                f"spillgate ${ours.cost_usd:.3f} vs cheapest in budget {cheapest.policy} "
+                f"${cheapest.cost_usd:.3f} (limit ${limit:.3f}), {ours.in_budget:.2%} in budget"
             )
             verdicts.append(Verdict(*key, passed, why))
     return verdicts

@@ -52,7 +52,9 @@ class _Replay:
     ) -> None:
         self.policy = policy
         self.budget_s = ttft_budget_s
-        self.engine = Engine(profile, max_waiting=policy.engine_queue_bound)
+        self.engine = Engine(
+            profile, max_waiting=policy.engine_queue_bound, history_s=policy.scrape_history_s
+        )
         self.cloud = Cloud(providers, seed, n_requests)
         settings = policy.gateway_queue
         self.gateway = (
