@@ -1,9 +1,10 @@
 """Anthropic's Messages API behind the OpenAI chat surface.
 
 Settings: `base_url` (`https://api.anthropic.com`, with or without `/v1`), `api_key` (sent
-as `x-api-key`), `headers` (added to every call, e.g. `anthropic-beta`), and `options`:
-`default_max_tokens` (sent when the client gives no `max_tokens`; Anthropic requires one)
-and `drop_params` (OpenAI parameters Anthropic lacks that are ignored instead of refused).
+as `x-api-key`), `headers` (added to every call, e.g. `anthropic-beta`), `drop_params`
+(OpenAI parameters Anthropic lacks that are ignored instead of refused) and
+`options.default_max_tokens` (sent when the client gives no `max_tokens`; Anthropic
+requires one).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ class AnthropicAdapter:
         self._default_max_tokens = int(
             settings.options.get("default_max_tokens", DEFAULT_MAX_TOKENS)
         )
-        self._drop_params = frozenset(settings.options.get("drop_params", ()))
         self._headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
         if settings.api_key:
             self._headers["x-api-key"] = settings.api_key
@@ -54,7 +54,7 @@ class AnthropicAdapter:
             stream=request.stream,
             provider=self.settings.name,
             default_max_tokens=self._default_max_tokens,
-            drop_params=self._drop_params,
+            drop_params=self.settings.drop_params,
         )
         return ProviderCall(
             url=self._url, headers=dict(self._headers), body=orjson.dumps(translated.body)

@@ -1,8 +1,8 @@
 """Google AI Gemini API (`generateContent`, `streamGenerateContent?alt=sse`) as a provider.
 
 Settings: `base_url` is the API root (https://generativelanguage.googleapis.com);
-`options.api_version` picks the path version (default v1beta); `options.drop_params` lists
-OpenAI fields to drop silently instead of answering 400 (or `true` for all). The key goes
+`options.api_version` picks the path version (default v1beta); `drop_params` lists OpenAI
+fields to drop silently instead of answering 400. The key goes
 in the `x-goog-api-key` header, never in the URL, so it cannot reach an access log.
 """
 
@@ -27,8 +27,7 @@ class GeminiAdapter:
         root = settings.base_url.rstrip("/")
         version = str(settings.options.get("api_version", "v1beta")).strip("/")
         self._models_url = f"{root}/{version}/models/"
-        drop = settings.options.get("drop_params", ())
-        self._builder = RequestBuilder(settings.name, drop if drop is True else frozenset(drop))
+        self._builder = RequestBuilder(settings.name, settings.drop_params)
         self._headers = {**settings.headers, "content-type": "application/json"}
         if settings.api_key:
             self._headers["x-goog-api-key"] = settings.api_key

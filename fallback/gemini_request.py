@@ -1,7 +1,7 @@
 """An OpenAI chat request → a Gemini `generateContent` request body.
 
 Pure translation: what Gemini cannot express is a 400 that names the field, unless the
-provider's `options.drop_params` lists it. Tool-call ids carry Gemini's thought signature
+provider's `drop_params` lists it. Tool-call ids carry Gemini's thought signature
 (see `gemini_ids`), so a conversation can go round the client and back without state here.
 """
 
@@ -71,7 +71,7 @@ _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)((?:;[^;,]*)*);base64,(.*)", re
 class RequestBuilder:
     """One provider's translation settings; `body()` does one request."""
 
-    def __init__(self, provider: str, drop_params: Collection[str] | bool) -> None:
+    def __init__(self, provider: str, drop_params: Collection[str]) -> None:
         self.provider = provider
         self.drop_params = drop_params
 
@@ -98,14 +98,12 @@ class RequestBuilder:
         return body
 
     def _unsupported(self, name: str, why: str = "") -> None:
-        if self.drop_params is True or (
-            not isinstance(self.drop_params, bool) and name in self.drop_params
-        ):
+        if name in self.drop_params:
             return
         reason = f" ({why})" if why else ""
         raise bad_request(
             f"`{name}` is not supported by Gemini provider {self.provider!r}{reason}; remove it, "
-            f"or list it in that provider's options.drop_params to have it dropped",
+            f"or list it in that provider's drop_params to have it dropped",
             param=name,
             code="unsupported_parameter",
         )

@@ -34,8 +34,12 @@ KINDS: dict[str, ProviderKind] = {
         f"{_AT}.mistral:MistralAdapter", "mistral", "https://api.mistral.ai/v1"
     ),
     "openai-compatible": ProviderKind(f"{_AT}.openai:OpenAIAdapter"),
-    "anthropic": ProviderKind(f"{_AT}.anthropic:AnthropicAdapter", "anthropic"),
-    "gemini": ProviderKind(f"{_AT}.gemini:GeminiAdapter", "gemini"),
+    "anthropic": ProviderKind(
+        f"{_AT}.anthropic:AnthropicAdapter", "anthropic", "https://api.anthropic.com"
+    ),
+    "gemini": ProviderKind(
+        f"{_AT}.gemini:GeminiAdapter", "gemini", "https://generativelanguage.googleapis.com"
+    ),
 }
 
 

@@ -71,7 +71,8 @@ def _convert(gguf: Path, out: Path) -> None:
     )
     # The weights are dequantized on load; the GGUF quantizer left behind makes
     # save_pretrained refuse, and its config entry would make vLLM look for a GGUF file.
-    model.hf_quantizer = None  # type: ignore[assignment]
+    # (The ignore is unused where transformers is not installed, as in a dev setup.)
+    model.hf_quantizer = None  # type: ignore[assignment, unused-ignore]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)

@@ -110,26 +110,31 @@ def _when(value: str, param: str) -> float:
     return parsed.timestamp()
 
 
+def require_admin(token: str | None, request: Request) -> None:
+    """Raise unless the request carries the admin token (and the admin API is on)."""
+    if token is None:
+        raise GatewayError(
+            403,
+            "the admin API is off; set admin.token in the configuration to use it",
+            type="permission_error",
+            code="admin_disabled",
+        )
+    given = request.headers.get("authorization", "")
+    scheme, _, secret = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(secret.strip(), token):
+        raise GatewayError(
+            401,
+            "send the admin token as `Authorization: Bearer <admin.token>`",
+            code="invalid_admin_token",
+        )
+
+
 def admin_router(gw: Gateway) -> APIRouter:
     router = APIRouter(prefix="/admin")
     token = gw.config.admin.token
 
     def check_admin(request: Request) -> None:
-        if token is None:
-            raise GatewayError(
-                403,
-                "the admin API is off; set admin.token in the configuration to use it",
-                type="permission_error",
-                code="admin_disabled",
-            )
-        given = request.headers.get("authorization", "")
-        scheme, _, secret = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(secret.strip(), token):
-            raise GatewayError(
-                401,
-                "send the admin token as `Authorization: Bearer <admin.token>`",
-                code="invalid_admin_token",
-            )
+        require_admin(token, request)
 
     async def find(ident: str) -> ApiKey:
         """A key by id or by name (a live key first), read fresh from the database."""

@@ -26,6 +26,7 @@ from spillgate.protocol import Backend, Endpoint, TargetKind, UpstreamReply, Ups
 from spillgate.server.accounting import RequestState
 from spillgate.server.admin import admin_router
 from spillgate.server.executor import Executor
+from spillgate.server.explain import explain
 from spillgate.server.gateway import Gateway
 from spillgate.server.relay import StreamRelay
 from spillgate.server.requests import FeatureReader, parse, read_body
@@ -91,7 +92,6 @@ class Handler:
                 decision = await self._wait_for_ready(features, candidates, decision)
             st.reason = decision.reason.value
             self.gw.tracing.end(decide_span, {"spillgate.reason": st.reason})
-            self.gw.metrics.decisions.labels(decision.reason.value).inc()
             upstream = UpstreamRequest(
                 endpoint=self.endpoint,
                 model=parsed.model,
@@ -117,6 +117,8 @@ class Handler:
                 },
             )
         except GatewayError as err:
+            if st.reason != "none":  # decided, then refused (queue full, every target failed)
+                self.gw.metrics.decisions.labels(st.reason).inc()
             if st.reason == "none" and err.code:
                 st.reason = err.code  # refused before a decision: the ledger says why
             self._account(st, "none", "none", err.status, None, False)
@@ -125,6 +127,7 @@ class Handler:
         backend, reply = outcome.backend, outcome.reply
         reason = outcome.reason
         st.reason = reason.value
+        self.gw.metrics.decisions.labels(reason.value).inc()
         if backend.kind is TargetKind.CLOUD:
             self.gw.snapshot.cloud(backend.name).observe(time.perf_counter() - started)
         headers = {
@@ -297,6 +300,10 @@ def create_app(gateway: Gateway) -> FastPath:
         message = f"{request.method} {request.url.path}: {exc.detail}"
         err = GatewayError(exc.status_code, message, code=str(exc.detail).lower().replace(" ", "_"))
         return _error_response(err, _request_id(request))
+
+    @app.post("/admin/route/explain")
+    async def route_explain(request: Request) -> Response:
+        return await explain(gateway, handlers, request)
 
     @app.get("/v1/models")
     async def list_models() -> Response:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from spillgate import __version__
-from spillgate.server import cli_admin
+from spillgate.server import cli_admin, cli_route
 from spillgate.server.config import Config, ConfigError, EngineConfig, from_dict, load
 
 log = logging.getLogger("spillgate")
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file", type=Path)
     cli_admin.add_commands(sub)  # keys, usage
+    cli_route.add_command(sub)  # route --explain
     return parser
 
 
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args, vllm_args)
         if args.command in ("keys", "usage"):
             return cli_admin.run(args)
+        if args.command == "route":
+            return cli_route.run(args)
         config = load(args.file)
     except ConfigError as err:
         print(f"spillgate: {err}", file=sys.stderr)

@@ -105,7 +105,8 @@ class Snapshot:
             capabilities=Capabilities(
                 caps.tools, caps.images, caps.json_schema, caps.max_context or rt.max_model_len
             ),
-            in_flight=engine.in_flight,
+            # Slots taken in our queue count at once; the engine's own count lags a round trip.
+            in_flight=max(engine.in_flight, rt.queue.active),
             running=rt.running,
             waiting=rt.waiting,
             queued=rt.queue.waiting,

@@ -9,6 +9,7 @@ REQUIRED = {
     "spillgate/__init__.py",
     "spillgate/protocol.py",
     "spillgate/server/app.py",
+    "spillgate/server/privacy/scanner.py",
     "spillgate/models/engine.py",
     "spillgate/fallback/adapter.py",
 }

@@ -1,4 +1,5 @@
-"""Start real processes for tests: the gateway (through its CLI) and stand-in engines."""
+"""Start real processes for tests: the gateway (through its CLI), stand-in engines, and fake
+cloud providers run as their own processes."""
 
 from __future__ import annotations
 
@@ -115,6 +116,56 @@ class GatewayProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FakeProviderProcess:
+    """A fake provider (`tests/fakes/NAME_server.py --port`) as a child process on a free
+    loopback port, steered through its `/_fake/` HTTP API."""
+
+    def __init__(self, script: str, api_key: str, workdir: Path) -> None:
+        self.script = ROOT / "tests" / "fakes" / script
+        self.api_key = api_key
+        self.port = free_port()
+        self.log_path = workdir / f"{self.script.stem}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeProviderProcess:
+        command = [sys.executable, str(self.script), "--port", str(self.port)]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*command, "--api-key", self.api_key], stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_http(f"{self.url}/_fake/received")
+        return self
+
+    def answer(self, spec: dict[str, Any]) -> None:
+        """Queue the next answer, in the fake's own JSON form."""
+        httpx.post(f"{self.url}/_fake/answer", json=spec).raise_for_status()
+
+    def fail(self, spec: dict[str, Any]) -> None:
+        httpx.post(f"{self.url}/_fake/fault", json=spec).raise_for_status()
+
+    def received(self) -> list[dict[str, Any]]:
+        reply = httpx.get(f"{self.url}/_fake/received")
+        reply.raise_for_status()
+        seen: list[dict[str, Any]] = reply.json()
+        return seen
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/_fake/reset").raise_for_status()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def children_of(pid: int) -> list[int]:

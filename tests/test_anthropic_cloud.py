@@ -2,6 +2,8 @@
 
 The answers must read as OpenAI's (checked with the `openai` SDK's own types), and every
 injected fault must end in the right `UpstreamError` or a terminating SSE error event.
+Where a test reads one fault's mapping, its target tries once (`ONE_TRY`): `CloudTarget`
+retries 429 and 5xx itself, which the retry tests check.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fakes.anthropic_server import FakeAnthropic, Fault, Reply
 from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import CloudTarget, ProviderSettings
 from spillgate.fallback.anthropic import AnthropicAdapter
+from spillgate.fallback.resilience import RetryPolicy, Timeouts
 from spillgate.protocol import Endpoint, UpstreamRequest
 
 PNG = (
@@ -49,6 +52,9 @@ QUESTION = {
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
     ],
 }
+ONE_TRY = RetryPolicy(max_attempts=1)
+# Two tries with a backoff short enough not to slow the suite.
+QUICK_RETRY = RetryPolicy(max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02)
 TOOL_CALL_REPLY = Reply(
     content=[
         {"type": "text", "text": "That looks like Paris; let me check."},
@@ -283,10 +289,54 @@ async def test_provider_errors_become_upstream_errors(
 ) -> None:
     fake.fail(fault)
     with pytest.raises(UpstreamError) as caught:
-        await target_for(fake, session).open(chat(stream))
+        await target_for(fake, session, retry=ONE_TRY).open(chat(stream))
     err = caught.value
     assert (err.status, err.retryable, err.retry_after_s) == (status, retryable, retry_after_s)
     assert err.code == fault.error_type
+    assert len(fake.received) == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(status=429, error_type="rate_limit_error", retry_after="0.1"),
+        Fault(status=529, error_type="overloaded_error", message="Overloaded"),
+        Fault(status=500, error_type="api_error"),
+    ],
+    ids=["429-short-retry-after", "529", "500"],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_passing_rate_limit_or_overload_is_retried_unseen_by_the_client(
+    fake: FakeAnthropic, session: aiohttp.ClientSession, fault: Fault, stream: bool
+) -> None:
+    fake.fail(fault)
+    fake.answer(TOOL_CALL_REPLY)
+    target = target_for(fake, session, retry=QUICK_RETRY)
+    if stream:
+        events = await read_stream(target, chat(stream=True))
+        assert events[-1] == "[DONE]"
+        content = "".join(
+            e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"]
+        )
+    else:
+        reply = await target.open(chat(stream=False))
+        assert reply.body is not None
+        content = ChatCompletion.model_validate_json(reply.body).choices[0].message.content or ""
+    assert content == "That looks like Paris; let me check."
+    assert len(fake.received) == 2, "the fault, then the retry that answered"
+    assert fake.received[0].body == fake.received[1].body, "the same request sent again"
+
+
+async def test_a_retry_after_longer_than_the_policy_waits_is_not_waited_out(
+    fake: FakeAnthropic, session: aiohttp.ClientSession
+) -> None:
+    fake.fail(Fault(status=429, error_type="rate_limit_error", retry_after="30"))
+    target = target_for(fake, session, retry=QUICK_RETRY)
+    with pytest.raises(UpstreamError) as caught:
+        await target.open(chat(stream=False))
+    assert (caught.value.status, caught.value.retry_after_s) == (429, 30)
+    assert len(fake.received) == 1
+    assert not target.ready, "the target sits out what the provider asked"
 
 
 async def test_a_request_anthropic_refuses_is_a_400_that_says_why(
@@ -322,15 +372,16 @@ async def test_a_rejected_key_is_a_401_that_never_shows_the_key(
     assert "api_key" in err.message
 
 
-async def test_a_provider_silent_past_the_first_byte_timeout_is_retryable(
+async def test_a_provider_silent_past_the_first_byte_timeout_is_a_retryable_504(
     fake: FakeAnthropic, session: aiohttp.ClientSession
 ) -> None:
     fake.fail(Fault(delay_s=5.0))
-    target = target_for(fake, session, first_byte_timeout_s=0.3)
+    target = target_for(fake, session, timeouts=Timeouts(first_byte_s=0.3), retry=ONE_TRY)
     with pytest.raises(UpstreamError) as caught:
         await target.open(chat(stream=True))
     assert caught.value.retryable
-    assert caught.value.status == 503
+    assert (caught.value.status, caught.value.code) == (504, "provider_timeout")
+    assert "first_byte_s 0.3" in caught.value.message
 
 
 # --- faults after the first byte: the stream ends with an OpenAI error event ----------------

@@ -45,6 +45,7 @@ def adapter_for(case: dict[str, Any]) -> AnthropicAdapter:
         base_url="https://api.anthropic.com",
         api_key=KEY,
         options=case.get("settings_options", {}),
+        drop_params=frozenset(case.get("settings_drop_params", [])),
     )
     return AnthropicAdapter(settings, clock=lambda: CREATED)
 

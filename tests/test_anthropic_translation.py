@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,14 @@ PNG = (
 TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
 
 
-def adapter(**options: Any) -> AnthropicAdapter:
+def adapter(drop_params: Collection[str] = (), **options: Any) -> AnthropicAdapter:
     settings = ProviderSettings(
         name="claude",
         kind="anthropic",
         base_url="https://api.anthropic.com/v1",
         api_key=KEY,
         options=options,
+        drop_params=frozenset(drop_params),
     )
     return AnthropicAdapter(settings, clock=lambda: NOW)
 

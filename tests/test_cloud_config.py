@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
+from spillgate.fallback.anthropic import AnthropicAdapter
+from spillgate.fallback.gemini import GeminiAdapter
+from spillgate.fallback.registry import create_adapter
+from spillgate.protocol import Endpoint, UpstreamRequest
 from spillgate.server.config import ConfigError, from_dict, load
+from spillgate.server.gateway import provider_settings
 
 KEY = "sk-config-test-0123456789"
 
@@ -32,6 +37,49 @@ def test_a_provider_gets_its_kinds_defaults() -> None:
     assert provider.secret == KEY
     assert provider.timeouts.first_byte_s > 0 and provider.retries.max_attempts >= 1
     assert KEY not in repr(config) and KEY not in str(config.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("kind", "adapter_class", "model", "url"),
+    [
+        (
+            "anthropic",
+            AnthropicAdapter,
+            "claude-sonnet-4-5",
+            "https://api.anthropic.com/v1/messages",
+        ),
+        (
+            "gemini",
+            GeminiAdapter,
+            "gemini-2.5-flash",
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
+            ":generateContent",
+        ),
+    ],
+)
+def test_anthropic_and_gemini_need_only_a_kind_and_a_key(
+    kind: str, adapter_class: type, model: str, url: str
+) -> None:
+    provider = {"name": "p", "kind": kind, "api_key": KEY, "drop_params": ["logit_bias"]}
+    config = from_dict({"providers": [provider], "routes": {"smart": [f"p/{model}"]}})
+    adapter = create_adapter(provider_settings(config.providers[0]))
+    assert isinstance(adapter, adapter_class)
+    payload = {"model": "smart", "messages": [{"role": "user", "content": "Hi"}]}
+    payload["logit_bias"] = {"1": 5}  # a parameter neither has: dropped as configured
+    call = adapter.build(
+        UpstreamRequest(
+            endpoint=Endpoint.CHAT,
+            model="smart",
+            target_model=model,
+            body=b"",
+            payload=payload,
+            stream=False,
+            request_id="config",
+        )
+    )
+    assert call.url == url
+    assert KEY in call.headers.values()
+    assert b"logit_bias" not in call.body
 
 
 def test_api_key_from_env_and_from_a_file(tmp_path: Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import httpx
 import openai
 import orjson
@@ -52,10 +55,21 @@ def test_chat_stream_arrives_in_chunks_with_usage(
     assert text == "You said: stream me please"
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
-    # The gateway took the usage from the final chunk for its own accounting.
-    lines = [orjson.loads(x) for x in standin_gateway.logs().splitlines() if x.startswith("{")]
-    entry = next(x for x in lines if x.get("request_id") == "stream-usage-1")
+    # The gateway took the usage from the final chunk for its own accounting; its access-log
+    # line is written once the stream has closed, which may be just after the client's last read.
+    entry = _access_log_entry(standin_gateway, "stream-usage-1")
     assert entry["streamed"] is True and entry["completion_tokens"] == 5
+
+
+def _access_log_entry(gateway: GatewayProcess, request_id: str, timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = [orjson.loads(x) for x in gateway.logs().splitlines() if x.startswith("{")]
+        found = [x for x in lines if x.get("request_id") == request_id and "streamed" in x]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"no access-log line for {request_id}"
+        time.sleep(0.05)
 
 
 def test_alias_reaches_the_engine_under_its_own_name(

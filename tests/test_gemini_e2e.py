@@ -1,6 +1,9 @@
 """`CloudTarget` + `GeminiAdapter` over real HTTP against the fake Gemini server: a chat with
 tools and an image, whole and streamed, read back with the `openai` SDK's types; and each
-injected fault ending in the right `UpstreamError` or a terminating SSE error event."""
+injected fault ending in the right `UpstreamError` or a terminating SSE error event.
+
+The shared `target` tries once, so a test sees the fake's fault as the provider gave it;
+`CloudTarget` retries 429 and 5xx itself, which the retry tests check with their own target."""
 
 from __future__ import annotations
 
@@ -18,9 +21,13 @@ from test_gemini_golden import parse_sse, upstream
 from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import CloudTarget, ProviderSettings
 from spillgate.fallback.gemini import GeminiAdapter
+from spillgate.fallback.resilience import RetryPolicy, Timeouts
 from spillgate.protocol import UpstreamReply
 
 KEY = "e2e-gemini-key-7c1d"
+ONE_TRY = RetryPolicy(max_attempts=1)
+# Two tries with a backoff short enough not to slow the suite.
+QUICK_RETRY = RetryPolicy(max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02)
 SIGNATURE = base64.b64encode(b"thought-signature-from-gemini").decode()
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n pixels").decode()
 WEATHER = {
@@ -91,10 +98,23 @@ async def fake() -> AsyncIterator[FakeGemini]:
 
 
 @pytest.fixture
-async def target(fake: FakeGemini) -> AsyncIterator[CloudTarget]:
-    settings = ProviderSettings(name="gemini-e2e", kind="gemini", base_url=fake.url, api_key=KEY)
-    async with aiohttp.ClientSession() as session:
-        yield CloudTarget("gemini-e2e", GeminiAdapter(settings), session, first_byte_timeout_s=5)
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def target_for(
+    fake: FakeGemini, session: aiohttp.ClientSession, api_key: str = KEY, **resilience: Any
+) -> CloudTarget:
+    settings = ProviderSettings(
+        name="gemini-e2e", kind="gemini", base_url=fake.url, api_key=api_key
+    )
+    return CloudTarget("gemini-e2e", GeminiAdapter(settings), session, **resilience)
+
+
+@pytest.fixture
+def target(fake: FakeGemini, session: aiohttp.ClientSession) -> CloudTarget:
+    return target_for(fake, session, timeouts=Timeouts(first_byte_s=5), retry=ONE_TRY)
 
 
 async def read_stream(reply: UpstreamReply) -> list[Any]:
@@ -217,28 +237,72 @@ async def test_an_error_answer_becomes_the_right_upstream_error(
             retry_after,
         )
         assert KEY not in error.message
+    assert len(fake.received) == 2, "one call each, whole and streamed"
 
 
-async def test_a_wrong_key_is_a_clear_error_without_the_key(fake: FakeGemini) -> None:
-    settings = ProviderSettings(name="gemini-e2e", kind="gemini", base_url=fake.url, api_key="bad")
-    async with aiohttp.ClientSession() as session:
-        target = CloudTarget("gemini-e2e", GeminiAdapter(settings), session)
-        with pytest.raises(UpstreamError) as caught:
-            await target.open(upstream(CHAT, "gemini-2.5-flash", stream=False))
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 429, "status_name": "RESOURCE_EXHAUSTED", "retry_after": "0.1"},
+        {"status": 503, "status_name": "UNAVAILABLE"},
+        {"status": 500, "status_name": "INTERNAL"},
+    ],
+    ids=["429-short-retry-after", "503", "500"],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_passing_rate_limit_or_overload_is_retried_unseen_by_the_client(
+    fake: FakeGemini, session: aiohttp.ClientSession, fault: dict[str, Any], stream: bool
+) -> None:
+    fake.fail(**fault, times=1)
+    fake.answer(TWO_CALLS)
+    target = target_for(fake, session, retry=QUICK_RETRY)
+    reply = await target.open(upstream(CHAT, "gemini-2.5-flash", stream=stream))
+    if stream:
+        events = await read_stream(reply)
+        assert events[-1] == "[DONE]"
+        chunks = [ChatCompletionChunk.model_validate(e) for e in events[:-1]]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        assert reply.body is not None
+        text = ChatCompletion.model_validate_json(reply.body).choices[0].message.content or ""
+    assert text == "Checking both."
+    assert len(fake.received) == 2, "the fault, then the retry that answered"
+    assert fake.received[0].body == fake.received[1].body, "the same request sent again"
+
+
+async def test_gemini_s_own_retry_delay_beyond_the_policy_is_not_waited_out(
+    fake: FakeGemini, session: aiohttp.ClientSession
+) -> None:
+    # No Retry-After header: the fake's 429 carries only Gemini's RetryInfo ("7s").
+    fake.fail(status=429, status_name="RESOURCE_EXHAUSTED")
+    target = target_for(fake, session, retry=RetryPolicy(max_attempts=2, max_retry_after_s=2))
+    with pytest.raises(UpstreamError) as caught:
+        await target.open(upstream(CHAT, "gemini-2.5-flash", stream=False))
+    assert (caught.value.status, caught.value.retry_after_s) == (429, 7.0)
+    assert len(fake.received) == 1
+    assert not target.ready, "the target sits out what Gemini asked"
+
+
+async def test_a_wrong_key_is_a_clear_error_without_the_key(
+    fake: FakeGemini, session: aiohttp.ClientSession
+) -> None:
+    target = target_for(fake, session, api_key="bad")
+    with pytest.raises(UpstreamError) as caught:
+        await target.open(upstream(CHAT, "gemini-2.5-flash", stream=False))
     assert caught.value.status == 400 and "API key not valid" in caught.value.message
     assert "bad" not in caught.value.message.replace("API key not valid", "")
+    assert len(fake.received) == 1, "a refused key is not retried"
 
 
-async def test_no_first_byte_in_time_is_a_retryable_503(fake: FakeGemini) -> None:
+async def test_no_first_byte_in_time_is_a_retryable_504(
+    fake: FakeGemini, session: aiohttp.ClientSession
+) -> None:
     fake.fail(first_byte_delay_s=1.0)
-    settings = ProviderSettings(name="gemini-e2e", kind="gemini", base_url=fake.url, api_key=KEY)
-    async with aiohttp.ClientSession() as session:
-        target = CloudTarget(
-            "gemini-e2e", GeminiAdapter(settings), session, first_byte_timeout_s=0.2
-        )
-        with pytest.raises(UpstreamError) as caught:
-            await target.open(upstream(CHAT, "gemini-2.5-flash", stream=True))
-    assert (caught.value.status, caught.value.retryable) == (503, True)
+    target = target_for(fake, session, timeouts=Timeouts(first_byte_s=0.2), retry=ONE_TRY)
+    with pytest.raises(UpstreamError) as caught:
+        await target.open(upstream(CHAT, "gemini-2.5-flash", stream=True))
+    assert (caught.value.status, caught.value.retryable) == (504, True)
+    assert caught.value.code == "provider_timeout" and "first_byte_s 0.2" in caught.value.message
 
 
 @pytest.mark.parametrize(

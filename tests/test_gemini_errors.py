@@ -4,6 +4,7 @@ how it maps Gemini's error answers, whole and mid-stream."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -17,16 +18,20 @@ from spillgate.protocol import Endpoint
 HI = [{"role": "user", "content": "hi"}]
 
 
-def build(payload: dict[str, Any], **options: Any) -> dict[str, Any]:
-    call = adapter(options).build(
+def build(
+    payload: dict[str, Any], drop_params: Collection[str] = (), **options: Any
+) -> dict[str, Any]:
+    call = adapter(options, drop_params).build(
         upstream({"model": "smart", **payload}, "gemini-2.5-flash", False)
     )
     return orjson.loads(call.body)
 
 
-def refused(payload: dict[str, Any], **options: Any) -> GatewayError:
+def refused(
+    payload: dict[str, Any], drop_params: Collection[str] = (), **options: Any
+) -> GatewayError:
     with pytest.raises(GatewayError) as caught:
-        build(payload, **options)
+        build(payload, drop_params, **options)
     assert caught.value.status == 400
     return caught.value
 
@@ -43,7 +48,7 @@ WEATHER = {
 @pytest.mark.parametrize(
     ("payload", "param", "says"),
     [
-        ({"messages": HI, "logit_bias": {"1": 5}}, "logit_bias", "options.drop_params"),
+        ({"messages": HI, "logit_bias": {"1": 5}}, "logit_bias", "provider's drop_params"),
         ({"messages": HI, "logprobs": True}, "logprobs", "not supported by Gemini"),
         (
             {"messages": HI, "parallel_tool_calls": False},
@@ -238,7 +243,9 @@ def test_drop_params_drops_only_what_it_lists() -> None:
         ).param
         == "logprobs"
     )
-    assert "generationConfig" not in build({"messages": HI, "logprobs": True}, drop_params=True)
+    assert "generationConfig" not in build(
+        {"messages": HI, "logprobs": True}, drop_params=["logprobs"]
+    )
 
 
 def test_a_prompt_never_appears_in_a_refusal() -> None:

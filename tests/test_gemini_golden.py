@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,16 @@ GENERATED_ID = re.compile(r"chatcmpl-[0-9a-f]{24}")
 CALL_ID = re.compile(r"call_[0-9a-f]{24}(__sig__.+)?")
 
 
-def adapter(options: dict[str, Any] | None = None) -> GeminiAdapter:
+def adapter(
+    options: dict[str, Any] | None = None, drop_params: Collection[str] = ()
+) -> GeminiAdapter:
     settings = ProviderSettings(
         name="gemini-golden",
         kind="gemini",
         base_url="https://generativelanguage.googleapis.com",
         api_key=KEY,
         options=options or {},
+        drop_params=frozenset(drop_params),
     )
     return GeminiAdapter(settings)
 
@@ -87,7 +91,7 @@ def normalize(doc: Any, ids: dict[str, str]) -> Any:
 
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """What the adapter makes of one case's inputs, normalised."""
-    gemini = adapter(case["settings_options"])
+    gemini = adapter(case["settings_options"], case.get("settings_drop_params", ()))
     whole = upstream(case["openai_request"], case["target_model"], stream=False)
     request = orjson.loads(gemini.build(whole).body)
     answer = orjson.loads(gemini.translate(whole, orjson.dumps(case["gemini_response"])).body)

@@ -10,18 +10,21 @@ One deliberate strictness: the real API silently combines consecutive turns of o
 the fake refuses them, because the adapter promises to send alternating turns itself.
 
 Tests script it: `answer(Reply(...))` queues an answer, `fail(Fault(...))` queues a fault,
-and `received` records every request (headers and parsed body) as it arrived.
+and `received` records every request (headers and parsed body) as it arrived. Run as a
+script (`--port`), it is steered over HTTP instead: POST /_fake/answer (a `Reply` as JSON),
+POST /_fake/fault (a `Fault`, its `reply` nested), GET /_fake/received, POST /_fake/reset.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import binascii
 import itertools
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -134,11 +137,18 @@ class FakeAnthropic:
         self._script.clear()
         self.received.clear()
 
-    async def start(self) -> FakeAnthropic:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/_fake/answer", self._http_answer)
+        app.router.add_post("/_fake/fault", self._http_fault)
+        app.router.add_post("/_fake/reset", self._http_reset)
+        app.router.add_get("/_fake/received", self._http_received)
+        return app
+
+    async def start(self) -> FakeAnthropic:
         # A client that goes away cancels the handler, as it stops a real provider's work.
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(self.app(), handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -230,6 +240,25 @@ class FakeAnthropic:
 
     def _id_header(self) -> dict[str, str]:
         return {"request-id": f"req_fake{len(self.received):04d}"}
+
+    # -- steering over HTTP, for a fake run as its own process --------------------------------
+
+    async def _http_answer(self, request: web.Request) -> web.Response:
+        self.answer(Reply(**await request.json()))
+        return web.json_response({"queued": len(self._script)})
+
+    async def _http_fault(self, request: web.Request) -> web.Response:
+        spec = await request.json()
+        reply = spec.pop("reply", None)
+        self.fail(Fault(**spec, reply=Reply(**reply) if reply else Reply()))
+        return web.json_response({"queued": len(self._script)})
+
+    async def _http_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({})
+
+    async def _http_received(self, request: web.Request) -> web.Response:
+        return web.json_response([asdict(r) for r in self.received])
 
 
 def _dumps(obj: Any) -> str:
@@ -533,3 +562,16 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--api-key", default=FakeAnthropic().api_key)
+    args = parser.parse_args()
+    fake = FakeAnthropic(args.api_key)
+    web.run_app(fake.app(), host="127.0.0.1", port=args.port, print=None, handler_cancellation=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -50,6 +50,7 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    version: str = ""  # the API version in the path: v1beta or v1
     problems: list[str] = field(default_factory=list)
 
 
@@ -116,6 +117,7 @@ class FakeGemini:
             query=dict(request.query),
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
+            version=request.match_info["version"],
         )
         self.received.append(seen)
         fault = self._take_fault()

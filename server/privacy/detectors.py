@@ -1,0 +1,313 @@
+"""The built-in detectors: a pattern that finds candidates, a check that confirms them.
+
+Speed comes from where a pattern may start. Python's `re` skips quickly to a pattern's
+literal prefix or first character class, but tries a match at every position if the
+pattern opens with a lookbehind; so each pattern opens with its first character(s) and
+checks the boundary behind them afterwards (`sk-(?<![A-Za-z0-9_-]sk-)`).
+
+Each detector reads either the whole text (secrets: the engine finds their fixed prefix
+fast) or windows of it (`Around`): around runs of six or more digits, found by one pass
+of `DIGIT_RUN` (every numeric identifier and phone number has one; most prose has none),
+or around each occurrence of an anchor such as `@`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from spillgate.server.privacy import checksums
+
+#: How many leading characters of a candidate form a valid value (0: not one).
+Check = Callable[[str], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Around:
+    """Windows of the text a detector reads: `before` and `after` characters around each
+    anchor, an occurrence of one of `anchors`, or with `digits`, each run of digits."""
+
+    anchors: tuple[str, ...]
+    before: int
+    after: int
+    digits: bool = False
+
+
+#: Digit runs: a value may start 24 characters before its run (`+44 (0) `, `GB82 WEST `)
+#: and end 16 after it (`MTLC AST0 01S`).
+NUMBERS = Around((), before=24, after=16, digits=True)
+#: Six characters or more of digits and separators, from a digit to a digit: every value
+#: a NUMBERS detector finds holds one. (One character class, so the engine runs it fast.)
+DIGIT_RUN = re.compile(r"[0-9][0-9 ./-]{4,}[0-9]")
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    kind: str
+    pattern: re.Pattern[str]
+    check: Check
+    #: None: the whole text.
+    scope: Around | None = None
+    #: NUMBERS: read only the windows of digit runs at least this long (a value of 13
+    #: digits has a run of 13 characters or more; "123-45-6789" one of 11).
+    min_run: int = 0
+    #: The pattern group that holds the value (the rest is context, such as a key name).
+    group: int = 0
+
+
+def _whole(valid: Callable[[str], bool]) -> Check:
+    return lambda value: len(value) if valid(value) else 0
+
+
+def _always(value: str) -> int:
+    return len(value)
+
+
+def _email_ok(value: str) -> bool:
+    local = value[: value.rindex("@")]
+    return not (local.startswith(".") or local.endswith(".") or ".." in local)
+
+
+def _phone_ok(value: str) -> int:
+    """The length of the phone number `value` starts with; 0 if it is none.
+
+    The pattern runs on over every group of digits that follows, so a number followed by
+    another number is cut back, group by group, until its digits fit.
+    """
+    if value.startswith("00") and value.isdigit():
+        return 0  # 0012345678 is a zero-padded number, not a dialled one
+    if value.startswith("00"):
+        low, high, skip = 8, 15, 2
+    elif value.lstrip("(").startswith("0"):
+        # National numbers after a trunk 0 have ten digits or more in the countries whose
+        # formats the pattern knows (UK, Germany, France...); fewer is more often an id.
+        low, high, skip = 10, 13, 0
+    else:  # E.164: at most 15 digits; none in use has fewer than 8 with its prefix.
+        low, high, skip = 8, 15, 0
+    while True:
+        digits = len(checksums.digits_of(value)) - skip
+        if digits <= high:
+            return len(value) if digits >= low else 0
+        cut = max(value.rfind(" "), value.rfind("-"), value.rfind("."))
+        if cut <= 0:
+            return 0
+        value = value[:cut].rstrip(" .-(")
+
+
+def _iban_check(value: str) -> int:
+    """An IBAN may be followed by a group that is not its own: try the country's length."""
+    compact = value.replace(" ", "")
+    length = checksums.IBAN_LENGTHS.get(compact[:2])
+    if length is None or len(compact) < length:
+        return 0
+    seen = 0
+    for end, ch in enumerate(value, 1):
+        seen += ch != " "
+        if seen == length:
+            return end if checksums.iban_ok(value[:end]) else 0
+    return 0
+
+
+def _mixed_case(value: str) -> bool:
+    """Real keys are random, so mixed case: `sk-my-long-kebab-case-name` is not a key."""
+    return any(c.isupper() for c in value) and any(c.islower() for c in value)
+
+
+def _mixed_key_ok(value: str) -> bool:
+    return _mixed_case(value) and any(c.isdigit() for c in value[3:])
+
+
+def _jwt_ok(value: str) -> bool:
+    header = value.split(".", 1)[0]
+    try:
+        decoded = orjson.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(decoded, dict) and "alg" in decoded
+
+
+def _nino_ok(value: str) -> bool:
+    return value[:2] not in ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ")
+
+
+def _secret(kind: str, prefix: str, rest: str, before: str = "A-Za-z0-9_-") -> Detector:
+    """A secret that opens with a fixed `prefix` not preceded by a character of `before`."""
+    pattern = re.compile(f"{prefix}(?<![{before}]{prefix}){rest}")
+    return Detector(kind, pattern, _always)
+
+
+# In tool-call arguments the text is JSON, so a newline inside a key block reads `\n`.
+_PEM_GAP = r"(?:\s|\\[nr])*"
+_PEM_LABEL = r"-----{}[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+# After a number: no digit, and no decimal or date separator followed by one.
+_NUMBER_END = r"(?![0-9]|[.,/-][0-9])"
+
+BUILTIN: tuple[Detector, ...] = (
+    # Secrets first: where matches overlap, the earlier detector wins.
+    Detector(
+        "private_key",
+        re.compile(
+            _PEM_LABEL.format("BEGIN")
+            # A whole block, or a pasted block cut off before its END line.
+            + r"(?:[\s\S]{0,16384}?"
+            + _PEM_LABEL.format("END")
+            + r"|(?:"
+            + _PEM_GAP
+            + r"[A-Za-z0-9+/=]{16,})*)"
+        ),
+        _always,
+    ),
+    Detector(
+        "jwt",
+        re.compile(
+            r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+        ),
+        _whole(_jwt_ok),
+    ),
+    _secret("anthropic_key", "sk-ant-", "[A-Za-z0-9_-]{20,}"),
+    Detector(
+        "openai_key",
+        re.compile(r"sk-(?<![A-Za-z0-9_-]sk-)(?!ant-)[A-Za-z0-9_-]{20,}"),
+        _whole(_mixed_key_ok),
+    ),
+    Detector(
+        "aws_access_key",
+        re.compile(r"A(?<![A-Z0-9]A)(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Z0-9])"),
+        _always,
+    ),
+    Detector(
+        "aws_secret_key",
+        # Forty base64 characters are only a secret next to their name.
+        re.compile(
+            r"(?i:aws_?secret_?access_?key|secretaccesskey)[\"']?\s*[:=]\s*[\"']?"
+            r"([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+        ),
+        _always,
+        Around(("ecret", "ECRET"), before=16, after=96),
+        group=1,
+    ),
+    _secret("github_token", "gh[pousr]_", "[A-Za-z0-9]{36}(?![A-Za-z0-9_])", "A-Za-z0-9_"),
+    _secret("github_token", "github_pat_", "[A-Za-z0-9_]{22,255}(?![A-Za-z0-9_])", "A-Za-z0-9_"),
+    _secret("gitlab_token", "glpat-", "[A-Za-z0-9_-]{20,}"),
+    _secret("google_api_key", "AIza", "[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])"),
+    _secret("slack_token", "xox[abposre]-", "[A-Za-z0-9-]{10,}", "A-Za-z0-9"),
+    _secret("stripe_key", "sk_(?:live|test)_", "[A-Za-z0-9]{16,}", "A-Za-z0-9_"),
+    _secret("stripe_key", "rk_(?:live|test)_", "[A-Za-z0-9]{16,}", "A-Za-z0-9_"),
+    Detector(
+        "huggingface_token",
+        re.compile(r"hf_(?<![A-Za-z0-9_]hf_)[A-Za-z0-9]{34,}(?![A-Za-z0-9_])"),
+        _whole(_mixed_case),
+    ),
+    Detector(
+        "iban",
+        re.compile(
+            r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
+            r"(?![A-Za-z0-9])"
+        ),
+        _iban_check,
+        NUMBERS,
+        min_run=8,
+    ),
+    Detector(
+        "payment_card",
+        re.compile(
+            r"[0-9](?<![0-9+][0-9])(?:[0-9]{12,18}"
+            r"|[0-9]{3}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}"
+            r"|[0-9]{3}([ -])[0-9]{6}\2[0-9]{4,5})(?![0-9])"
+        ),
+        _whole(checksums.payment_card_ok),
+        NUMBERS,
+        min_run=13,
+    ),
+    Detector(
+        "us_ssn",
+        re.compile(r"[0-9](?<![0-9-][0-9])[0-9]{2}([- ])[0-9]{2}\1[0-9]{4}(?![0-9]|-[0-9])"),
+        _whole(checksums.us_ssn_ok),
+        NUMBERS,
+        min_run=11,
+    ),
+    Detector(
+        "uk_nino",
+        re.compile(
+            r"[A-CEGHJ-PR-TW-Z](?<![A-Za-z0-9][A-Z])[A-CEGHJ-NPR-TW-Z]"
+            r" ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D](?![A-Za-z0-9])"
+        ),
+        _whole(_nino_ok),
+        NUMBERS,
+    ),
+    Detector(
+        "de_tax_id",
+        re.compile(r"[1-9](?<![0-9.,-][1-9])[0-9](?: ?[0-9]{3}){3}" + _NUMBER_END),
+        _whole(checksums.de_tax_id_ok),
+        NUMBERS,
+        min_run=11,
+    ),
+    Detector(
+        "fr_nir",
+        re.compile(
+            r"[12](?<![A-Za-z0-9][12]) ?[0-9]{2} ?(?:0[1-9]|1[0-2]|[2-9][0-9]) ?(?:[0-9]{2}|2[AB])"
+            r" ?[0-9]{3} ?[0-9]{3} ?[0-9]{2}(?![A-Za-z0-9])"
+        ),
+        _whole(checksums.fr_nir_ok),
+        NUMBERS,
+    ),
+    Detector(
+        "es_dni",
+        re.compile(r"[0-9XYZ](?<![A-Za-z0-9][0-9XYZ])[0-9]{7}-?[A-Z](?![A-Za-z0-9])"),
+        _whole(checksums.es_dni_ok),
+        NUMBERS,
+        min_run=7,
+    ),
+    Detector(
+        "it_fiscal_code",
+        re.compile(
+            r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]{5}[0-9LMNP-V]{2}[ABCDEHLMPRST][0-9LMNP-V]{2}[A-Z]"
+            r"[0-9LMNP-V]{3}[A-Z](?![A-Za-z0-9])"
+        ),
+        _whole(checksums.it_fiscal_code_ok),
+    ),
+    Detector(
+        "email",
+        re.compile(
+            r"[\w.+%-](?<![\w.+%-][\w.+%-])[\w.+%-]{0,63}@[^\W_](?:[\w-]{0,62}[^\W_])?"
+            r"(?:\.[^\W_](?:[\w-]{0,62}[^\W_])?)*\.[^\W\d_]{2,24}(?![\w-])"
+        ),
+        _whole(_email_ok),
+        Around(("@",), before=64, after=1),
+    ),
+    # Phone numbers, international: + or 00, a country code, groups (E.164: 15 digits);
+    # a 0 or 00 that continues groups of digits (an IBAN, an account) dials nothing.
+    Detector(
+        "phone",
+        re.compile(
+            r"(?:\+(?<![\w+]\+)|00(?<![\w+]00)(?<![0-9][ .-]00))"
+            r"[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){1,6}(?![0-9])"
+        ),
+        _phone_ok,
+        NUMBERS,
+        min_run=7,
+    ),
+    # National: North American (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567;
+    # with a trunk 0, grouped: (030) 1234567, 020 7946 0958, 030/1234567, 01.23.45.67.89.
+    Detector(
+        "phone",
+        re.compile(
+            r"(?:(?:\((?<![\w.+-]\()[2-9][0-9]{2}\) ?[2-9][0-9]{2}[-. ]"
+            r"|[2-9](?<![\w.+-][2-9])[0-9]{2}([-. ])[2-9][0-9]{2}\1)[0-9]{4}"
+            r"|\((?<![\w.+/-]\()0[1-9][0-9]{0,4}\) ?[0-9]{2,8}(?:[ -][0-9]{2,4}){0,3}"
+            r"|0(?<![\w.+/-]0)(?<![0-9][ .-]0)[1-9]"
+            r"(?:[0-9]{0,4}[ /-][0-9]{2,8}(?:[ -][0-9]{2,4}){0,3}"
+            r"|(?:\.[0-9]{2}){4}))" + _NUMBER_END
+        ),
+        _phone_ok,
+        NUMBERS,
+        min_run=7,
+    ),
+)
+
+BUILTIN_KINDS: tuple[str, ...] = tuple(dict.fromkeys(d.kind for d in BUILTIN))

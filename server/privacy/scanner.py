@@ -1,0 +1,169 @@
+"""The scanner: finds personal data and secrets in a request's text, counts them by kind.
+
+`Scanner.scan` is on the hot path of every request a key may spill, so it joins the texts
+and runs each detector once over the whole (or over its windows of it, see detectors.py).
+`Scanner.redact` needs the places, so it scans text by text; it runs only for requests
+about to spill.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from spillgate.server.privacy import payload as payload_texts
+from spillgate.server.privacy.detectors import BUILTIN, DIGIT_RUN, Around, Detector
+from spillgate.server.privacy.findings import Findings
+from spillgate.server.privacy.vault import Vault
+
+# Between joined texts: no detector matches across a NUL.
+_JOIN = "\x00\n"
+
+
+class Span(NamedTuple):
+    start: int
+    end: int
+    kind: str
+    #: Lower wins where spans overlap: the detector's place in the list.
+    rank: int
+
+
+class ExtraDetector(Protocol):
+    """A further source of spans, such as Presidio; ranked after every built-in."""
+
+    def spans(self, text: str) -> list[Span]: ...
+
+
+class Scanner:
+    def __init__(
+        self,
+        detectors: Sequence[Detector] = BUILTIN,
+        allow: Sequence[str] = (),
+        extra: ExtraDetector | None = None,
+    ) -> None:
+        self._detectors = tuple(detectors)
+        # One pattern for the whole allow-list: a finding it matches in full is dropped.
+        self._allow = re.compile("|".join(f"(?:{p})" for p in allow)) if allow else None
+        self._extra = extra
+
+    def scan(self, payload: dict[str, Any]) -> Findings:
+        texts = [text for text, _ in payload_texts.iter_texts(payload)]
+        if not texts:
+            return Findings()
+        text = texts[0] if len(texts) == 1 else _JOIN.join(texts)
+        return Findings(Counter(span.kind for span in self.spans(text)))
+
+    def redact(self, payload: dict[str, Any]) -> tuple[dict[str, Any], Vault]:
+        """Replace every finding with a placeholder; the vault maps them back."""
+        vault = Vault()
+        vault.reserve(text for text, _ in payload_texts.iter_texts(payload))
+
+        def replace(text: str, is_json: bool) -> str:
+            spans = self.spans(text)
+            if not spans:
+                return text
+            pieces: list[str] = []
+            pos = 0
+            for span in spans:
+                raw = text[span.start : span.end]
+                pieces += (text[pos : span.start], vault.placeholder(span.kind, raw, is_json))
+                pos = span.end
+            pieces.append(text[pos:])
+            return "".join(pieces)
+
+        return payload_texts.map_texts(payload, replace), vault
+
+    def spans(self, text: str) -> list[Span]:
+        """Every finding in `text`, in order, none overlapping."""
+        found: list[Span] = []
+        whole = [(0, len(text), len(text))]
+        windows: dict[Around, list[tuple[int, int, int]]] = {}
+        for rank, det in enumerate(self._detectors):
+            if det.scope is None:
+                regions = whole
+            else:
+                regions = windows.get(det.scope)  # type: ignore[assignment]
+                if regions is None:
+                    regions = windows[det.scope] = _windows(text, det.scope)
+            for lo, hi, run in regions:
+                if run < det.min_run:
+                    continue
+                search, pos = det.pattern.search, lo
+                while (match := search(text, pos, hi)) is not None:
+                    start, end = match.span(det.group)
+                    length = det.check(text[start:end])
+                    if length:
+                        found.append(Span(start, start + length, det.kind, rank))
+                        pos = start + length
+                    else:
+                        # A rejected candidate may hide a real value inside it: a card
+                        # after the digits of a phone number. Look again one further on.
+                        pos = match.start() + 1
+        if self._extra is not None:
+            found += self._extra.spans(text)
+        if not found:
+            return found
+        if self._allow is not None:
+            allow = self._allow
+            found = [s for s in found if not allow.fullmatch(text, s.start, s.end)]
+        return _without_overlaps(found)
+
+
+_WHITESPACE = re.compile(r"\s")
+
+
+def _windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
+    """The windows a detector of `scope` reads: (start, end, longest digit run), merged.
+
+    Each window ends at whitespace (or the text's end), where no pattern can go on, so a
+    pattern's lookahead sees what it would see in the whole text; a lookbehind reads
+    before a window's start anyway.
+    """
+    before, after, end_of_text = scope.before, scope.after, len(text)
+    merged: list[tuple[int, int, int]] = []
+    if scope.digits:
+        lo, hi, longest = 0, -end_of_text, 0  # the window being grown; none yet
+        for start, end in map(re.Match.span, DIGIT_RUN.finditer(text)):
+            if start - before <= hi:
+                hi = end + after
+                longest = max(longest, end - start)
+            else:
+                if hi > 0:
+                    merged.append((lo, hi, longest))
+                lo, hi, longest = max(start - before, 0), end + after, end - start
+        if hi > 0:
+            merged.append((lo, hi, longest))
+    else:
+        anchors: list[int] = []
+        for anchor in scope.anchors:
+            at = text.find(anchor)
+            while at >= 0:
+                end = at + len(anchor)
+                # Anchors sit inside the values (`a@b.io`, `aws_secret_access_key`): one
+                # with whitespace or the text's edge beside it anchors nothing.
+                inside = at > 0 and end < end_of_text
+                if inside and not (text[at - 1].isspace() or text[end].isspace()):
+                    anchors.append(at)
+                at = text.find(anchor, end)
+        for at in sorted(anchors):
+            if merged and at - before <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], at + after, 0)
+            else:
+                merged.append((max(at - before, 0), at + after, 0))
+    windows = []
+    for lo, hi, longest in merged:
+        space = _WHITESPACE.search(text, hi) if hi < end_of_text else None
+        windows.append((lo, space.start() if space else end_of_text, longest))
+    return windows
+
+
+def _without_overlaps(spans: Iterable[Span]) -> list[Span]:
+    """Keep the best-ranked span of each overlapping group (the longer on a tie)."""
+    kept: list[Span] = []
+    for span in sorted(spans, key=lambda s: (s.rank, s.start - s.end, s.start)):
+        if all(span.end <= k.start or span.start >= k.end for k in kept):
+            kept.append(span)
+    kept.sort()
+    return kept
