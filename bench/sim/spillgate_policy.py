@@ -117,9 +117,11 @@ class SpillgatePolicy:
     def route(self, request: Request, world: World) -> Routing:
         self._scrape(world)
         self._learn(world)
-        gateway = world.gateway
-        self._runtime.queue.waiting = gateway.waiting if gateway is not None else 0
-        self._engine.in_flight = gateway.active if gateway is not None else world.engine.running
+        gateway, engine = world.gateway, world.engine
+        queue = self._runtime.queue  # the server's AdmissionQueue, as a record of our queue
+        queue.active = gateway.active if gateway is not None else 0
+        queue.waiting = gateway.waiting if gateway is not None else 0
+        self._engine.in_flight = engine.running + len(engine.waiting)
         local = [self._snapshot.local_state(self._engine)]
         clouds = [
             self._snapshot.cloud_state(
