@@ -1,0 +1,1 @@
+"""Discrete-event simulation of Spillgate against local-only, cloud-only and other policies."""

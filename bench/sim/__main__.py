@@ -1,0 +1,94 @@
+"""`python -m bench.sim`: replay the Azure trace through every policy, print the table and
+the target check; with --write-docs, also the plots in docs/img/ and docs/routing.md."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from bench.sim.cloud import default_providers
+from bench.sim.docs import write_simulation_section
+from bench.sim.engine import EngineProfile
+from bench.sim.policies import CloudOnly, LocalOnly, Policy, QueueThreshold, ReactiveFallback
+from bench.sim.profiles import PROFILES
+from bench.sim.report import Row, check_target, markdown_table, plot, summarise, verdict_lines
+from bench.sim.runner import local_capacity, replay
+from bench.sim.spillgate_policy import SpillgatePolicy
+from bench.sim.trace import DEFAULT_TRACE, load_trace, mark_sensitive, scale_to_rate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.sim", description=__doc__)
+    p.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
+    p.add_argument("--requests", type=int, default=None, help="use only the first N requests")
+    p.add_argument("--profiles", nargs="+", choices=sorted(PROFILES), default=["cpu", "h100"])
+    p.add_argument("--loads", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    p.add_argument("--ttft-budget", type=float, default=2.0, help="seconds (default 2)")
+    p.add_argument("--sensitive-share", type=float, default=0.10)
+    p.add_argument("--reactive-queue", type=int, default=4, help="the reactive proxy's bound")
+    p.add_argument("--queue-threshold", type=int, default=2, help="waiting requests to spill at")
+    p.add_argument("--seed", type=int, default=7)
+
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="write docs/img/*.png and the Simulation section of docs/routing.md",
+    )
+    return p.parse_args()
+
+
+def policies(args: argparse.Namespace, profile: EngineProfile) -> list[Policy]:
+    return [
+        LocalOnly(),
+        CloudOnly(),
+        ReactiveFallback(args.reactive_queue),
+        QueueThreshold(args.queue_threshold),
+        SpillgatePolicy(profile, args.ttft_budget),
+    ]
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    requests = mark_sensitive(
+        load_trace(args.trace, args.requests), args.sensitive_share, args.seed
+    )
+    providers = default_providers()
+    rows: list[Row] = []
+    capacities: dict[str, float] = {}
+    for name in args.profiles:
+        profile = PROFILES[name]
+        capacity = local_capacity(requests, profile, args.ttft_budget)
+        capacities[name] = capacity
+        print(f"{name}: {profile.source}; local capacity {capacity:.4g} req/s")
+        for load in args.loads:
+            scaled = scale_to_rate(requests, load * capacity)
+            for policy in policies(args, profile):
+                outcomes = replay(scaled, policy, profile, providers, args.ttft_budget, args.seed)
+                rows.append(
+                    summarise(
+                        outcomes, profile, load, load * capacity, policy.name, args.ttft_budget
+                    )
+                )
+    for name in args.profiles:
+        print(f"\n## {name}\n")
+        print(markdown_table([r for r in rows if r.profile == name]))
+    verdicts = check_target(rows)
+    print("\n" + "\n".join(verdict_lines(verdicts)))
+    for r in rows:
+        if r.policy.startswith("spillgate"):
+            p50, p90 = r.prediction_error_p50_s, r.prediction_error_p90_s
+            error = "no prediction" if p50 is None else f"median {p50:.3f} s, p90 {p90:.3f} s"
+            print(f"TTFT prediction error {r.policy} {r.profile} {r.load:.1f}x: {error}")
+    if args.write_docs:
+        for name in args.profiles:
+            plot(rows, name, ROOT / "docs" / "img" / f"sim_{name}.png", args.ttft_budget)
+        write_simulation_section(ROOT / "docs" / "routing.md", args, rows, verdicts, capacities)
+    print(f"\n{len(requests)} requests, {len(rows)} runs, {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
