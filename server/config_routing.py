@@ -43,6 +43,9 @@ class SchedulerConfig(_Strict):
     #: Time to first token a request may wait for locally before it spills (ms); a request
     #: can ask for its own with the `x-spillgate-max-ttft-ms` header.
     latency_budget_ms: float = Field(5000.0, gt=0)
+    #: Keep a request local only if the predicted local TTFT times this factor fits the
+    #: budget: a margin for the prediction's error under load (docs/routing.md).
+    prediction_margin: float = Field(2.0, ge=1.0)
     #: How long a request that may not spill waits for local capacity before a 429.
     max_queue_wait_s: float = Field(60.0, gt=0)
     #: Requests waiting in Spillgate's queue per engine, at most.

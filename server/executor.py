@@ -32,6 +32,9 @@ from spillgate.server.scheduler import Decision, Privacy, Reason, RequestFeature
 
 log = logging.getLogger("spillgate.executor")
 
+#: What a cloud target's first token is assumed to take before it has been measured.
+DEFAULT_CLOUD_TTFT_S = 0.8
+
 
 @dataclass
 class Outcome:
@@ -62,11 +65,12 @@ class Executor:
             if backend is None:
                 continue
             more_targets = position + 1 < len(decision.targets)
+            next_target = decision.targets[position + 1] if more_targets else None
             upstream.target_model = self.gw.target_model(upstream.model, backend)
             if isinstance(backend, LocalEngine):
                 try:
                     outcome = await self._run_local(
-                        backend, upstream, features, key, started, more_targets
+                        backend, upstream, features, key, started, next_target
                     )
                 except QueueTimeout:
                     last = self._queue_error(features, "waited too long for local capacity")
@@ -113,16 +117,20 @@ class Executor:
         features: RequestFeatures,
         key: str,
         started: float,
-        more_targets: bool,
+        next_target: str | None,
     ) -> Outcome:
         runtime = self.gw.snapshot.engine(engine)
         queue = runtime.queue
         waited = 0.0
         if not queue.try_acquire():
             scheduler = self.gw.config.scheduler
-            if more_targets:  # it may still spill: wait only what the budget leaves
+            if next_target is not None:
+                # It may still spill: wait only as long as the next target can still answer
+                # within the budget after we give up here.
                 elapsed_s = time.perf_counter() - started
-                timeout_s = max(0.0, features.latency_budget_ms / 1000.0 - elapsed_s)
+                next_ttft_s = self.gw.snapshot.cloud(next_target).ttft_s or DEFAULT_CLOUD_TTFT_S
+                budget_s = features.latency_budget_ms / 1000.0
+                timeout_s = max(0.0, budget_s - elapsed_s - next_ttft_s)
             else:
                 timeout_s = scheduler.max_queue_wait_s
             priority = (

@@ -108,6 +108,7 @@ class FeatureReader:
         self.gw = gateway
         self.endpoint = endpoint
         self.default_budget_ms = gateway.config.scheduler.latency_budget_ms
+        self.prediction_margin = gateway.config.scheduler.prediction_margin
         privacy = gateway.config.privacy
         self.on_prem_models = frozenset(privacy.on_prem_models)
         self.redact_policy = privacy.policy == "redact-then-spill"
@@ -134,6 +135,7 @@ class FeatureReader:
             needs_json_schema=needs_json_schema(payload),
             privacy=self._privacy(parsed, headers, candidates, key),
             latency_budget_ms=self._budget_ms(headers, key),
+            prediction_margin=self.prediction_margin,
             cloud_budget_ok=self._cloud_budget_ok(key, candidates),
             tiebreak=random.getrandbits(16),
         )

@@ -82,6 +82,8 @@ class RequestFeatures:
     needs_json_schema: bool = False
     privacy: Privacy = Privacy.MAY_SPILL
     latency_budget_ms: float = 2000.0
+    #: Safety factor on the local prediction: local only if predicted x margin <= budget.
+    prediction_margin: float = 1.0
     #: False when the key's cloud budget is spent (the ledger's check).
     cloud_budget_ok: bool = True
     #: A per-request random number: the power-of-two-choices pick among replicas.
@@ -249,7 +251,7 @@ def decide(
         engine_max_concurrency=engine.max_concurrency,
     )
     fallbacks = sorted(capable_cloud, key=lambda c: (_cloud_cost(features, c), c.ttft_ms))
-    if predicted <= features.latency_budget_ms:
+    if predicted * features.prediction_margin <= features.latency_budget_ms:
         # Cloud targets stay behind the engine, should it fail or its queue overrun.
         spare = tuple(c.name for c in fallbacks) if may_spill else ()
         return Decision(

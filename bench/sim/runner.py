@@ -11,6 +11,7 @@ from bench.sim.engine import Admission, Engine, EngineProfile, Job
 from bench.sim.gateway import PRIORITY_LOCAL_ONLY, PRIORITY_SPILLABLE, GatewayQueue, Waiter
 from bench.sim.policies import LOCAL, LocalOnly, Policy, World
 from bench.sim.trace import Request, scale_to_rate
+from spillgate.server.executor import DEFAULT_CLOUD_TTFT_S
 
 # What a refusal costs before the next target is tried: one loopback round trip to vLLM.
 REFUSAL_S = 0.005
@@ -82,6 +83,10 @@ class _Replay:
                 outcome.job = None
         return list(self.outcomes.values())
 
+    def _next_ttft_s(self, target: str) -> float:
+        provider = self.cloud.providers.get(target)
+        return provider.ttft_median_s if provider is not None else DEFAULT_CLOUD_TTFT_S
+
     def _try(self, outcome: Outcome, targets: Sequence[str], t: float) -> None:
         """Try `targets` in order from time `t`, as the executor does."""
         request = outcome.request
@@ -95,7 +100,12 @@ class _Replay:
                     # It waits for a slot: as long as the budget allows if it may still move
                     # on, as long as the queue's limit allows if not.
                     more = i + 1 < len(targets)
-                    wait_s = self.budget_s if more else self.max_wait_s
+                    # As the executor: leave the next target time to answer within budget.
+                    wait_s = (
+                        max(0.0, self.budget_s - self._next_ttft_s(targets[i + 1]))
+                        if more
+                        else self.max_wait_s
+                    )
                     priority = PRIORITY_LOCAL_ONLY if request.sensitive else PRIORITY_SPILLABLE
                     deadline = request.arrival_s + wait_s
                     waiter = Waiter(request.request_id, deadline, priority, tuple(targets[i + 1 :]))

@@ -37,7 +37,7 @@ from spillgate.models.load import (
     derive_load,
 )
 from spillgate.server.config import Config, EngineConfig
-from spillgate.server.config_routing import CapabilitiesConfig, EngineRoutingConfig
+from spillgate.server.config_routing import CapabilitiesConfig, EngineRoutingConfig, SchedulerConfig
 from spillgate.server.scheduler import Capabilities, Privacy, RequestFeatures, decide
 from spillgate.server.snapshot import Snapshot
 
@@ -100,6 +100,7 @@ class SpillgatePolicy:
         )
         config = Config(engines=[engine])
         self.budget_ms = 1000.0 * ttft_budget_s
+        self._margin = SchedulerConfig().prediction_margin  # the server's default
         self.scrape_interval_s = config.scheduler.scrape_interval_s
         self.scrape_history_s = SCRAPE_WINDOW_S + self.scrape_interval_s
         self._snapshot = Snapshot(config)
@@ -137,6 +138,7 @@ class SpillgatePolicy:
             max_tokens=request.output_tokens,
             privacy=Privacy.LOCAL_ONLY if request.sensitive else Privacy.MAY_SPILL,
             latency_budget_ms=self.budget_ms,
+            prediction_margin=self._margin,
         )
         decision = decide(features, local, clouds)
         predicted = decision.predicted_local_ttft_ms
