@@ -44,9 +44,10 @@ def test_a_waiter_that_may_spill_moves_on_when_its_budget_is_spent() -> None:
     outcomes = replay([first, second], LocalThenCloud(), ONE_SLOT, default_providers(), 0.5, 1)
     assert outcomes[0].target == LOCAL
     assert outcomes[0].ttft_s == pytest.approx(1.01)
-    # The slot stays busy until 2.11 s: the second gives up at 0.1 + 0.5 s and spills.
+    # The slot stays busy until 2.11 s. The second gives up early enough for the cloud
+    # target's typical first token to still land in the 0.5 s budget, as the executor does.
     assert outcomes[1].target != LOCAL and outcomes[1].target != FAILED
-    assert outcomes[1].ttft_s is not None and outcomes[1].ttft_s > 0.5
+    assert outcomes[1].ttft_s is not None and outcomes[1].ttft_s <= 0.5
     assert outcomes[1].cost_usd > 0
 
 
