@@ -139,12 +139,12 @@ class Executor:
                 else PRIORITY_SPILLABLE
             )
             waited = await queue.acquire(key, priority, timeout_s)
+        opened = time.perf_counter()
         try:
             reply = await engine.open(upstream)
         except BaseException:
             queue.release()
             raise
-        opened = time.perf_counter()
         close = reply.close
 
         async def release() -> None:

@@ -34,7 +34,7 @@ from spillgate.server.privacy import Scanner, build_scanner
 from spillgate.server.scheduler import Capabilities
 from spillgate.server.snapshot import Snapshot
 from spillgate.server.tracing import Tracing
-from spillgate.server.usage import PriceLookup, no_cloud_prices
+from spillgate.server.usage import PriceLookup, TokenPrices, no_cloud_prices
 
 log = logging.getLogger("spillgate.gateway")
 
@@ -228,6 +228,7 @@ class Gateway:
             self._add_engine(cfg)
         self._add_cloud_targets()
         self._build_routes()
+        self.price_per_token = self._route_price
         self._tasks.append(asyncio.create_task(self._export_engine_gauges()))
 
     def _add_engine(self, cfg: EngineConfig) -> None:
@@ -337,6 +338,14 @@ class Gateway:
                 )
                 state = self.metrics.circuit_state.labels(target.name)
                 state.set_function(lambda t=target: float(t.breaker.state))
+
+    def _route_price(self, model: str) -> TokenPrices | None:
+        """What `model` costs per token at its route's first priced cloud target: the price
+        a locally served request would have paid had it spilled ("saved" in usage)."""
+        for target in self._routes.get(model, ()):
+            if isinstance(target, CloudTarget) and target.price is not None:
+                return TokenPrices(target.price.input / 1e6, target.price.output / 1e6)
+        return None
 
     def _discovered(self, engine: LocalEngine) -> Callable[[frozenset[str]], None]:
         def register(names: frozenset[str]) -> None:

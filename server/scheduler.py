@@ -111,6 +111,9 @@ class LocalState:
     decode_tokens_per_s: float = 30.0
     #: Mean completion length seen on this engine, for how long a slot stays busy.
     mean_output_tokens: float = 200.0
+    #: Measured time a request holds a slot here (None until measured): preferred over
+    #: mean_output_tokens / decode rate, since it includes prefill and queueing in vLLM.
+    mean_request_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +156,7 @@ def predict_ttft_ms(engine: LocalState, prompt_tokens: int) -> float:
     slots = max(engine.max_concurrency, 1)
     if outstanding < slots:
         return 1000.0 * (prefill_s + step_s)
-    lifetime_s = engine.mean_output_tokens * step_s
+    lifetime_s = engine.mean_request_s or engine.mean_output_tokens * step_s
     ahead = outstanding - slots + 1
     return 1000.0 * (ahead * lifetime_s / slots + prefill_s + step_s)
 

@@ -48,6 +48,8 @@ class EngineRuntime:
     prefill_tokens_per_s: float | None = None
     decode_tokens_per_s: float | None = None
     mean_output_tokens: float | None = None
+    #: How long a request holds a slot at this engine, measured end to end.
+    mean_request_s: float | None = None
 
     def observe(self, ttft_s: float | None, prompt_tokens: int, output_tokens: int, total_s: float):
         """Learn from one finished request (rates for the next predictions)."""
@@ -57,6 +59,7 @@ class EngineRuntime:
             )
         if output_tokens > 0:
             self.mean_output_tokens = _ewma(self.mean_output_tokens, float(output_tokens))
+        self.mean_request_s = _ewma(self.mean_request_s, total_s)
 
 
 @dataclass
@@ -114,6 +117,7 @@ class Snapshot:
             prefill_tokens_per_s=rt.prefill_tokens_per_s or rt.settings.prefill_tokens_per_s,
             decode_tokens_per_s=rt.decode_tokens_per_s or rt.settings.decode_tokens_per_s,
             mean_output_tokens=rt.mean_output_tokens or 200.0,
+            mean_request_s=rt.mean_request_s,
         )
 
     def cloud_state(self, target: CloudTarget, capabilities: Capabilities) -> CloudState:

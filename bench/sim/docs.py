@@ -72,13 +72,14 @@ WHY = """\
 **What the simulator changed in the scheduler.** A first run (prediction taken at face
 value, a request that may spill waiting the whole remaining budget for a local slot) missed
 the target on the h100 profile from 1.5x: 93.6% in budget at 1.5x, 84.2% at 2x, 75.9% at
-3x. Two changes followed: the executor now gives up on a local slot early enough for the
+3x. Three changes followed: the executor now gives up on a local slot early enough for the
 next (cloud) target's measured time to first token to fit in the budget, and `decide` keeps
 a request local only if the predicted TTFT times `scheduler.prediction_margin` (default 2)
-fits the budget. The tables above are with both.
+fits the budget; and the prediction takes a busy slot's lifetime from the measured time
+requests hold a slot, not from output length alone. The tables above are with all three.
 
 **Where the target is still missed.** On the h100 profile at 2x-3x Spillgate reaches
-97.4-98.9% where the static `queue>=2` threshold reaches 99.5-99.7%. Its remaining misses
+97.6-99.0% where the static `queue>=2` threshold reaches 99.5-99.7%. Its remaining misses
 are requests predicted in time that came late: the prediction leaves out the prefill work
 of requests admitted just before (with chunked prefill a burst of admissions shares
 `max_num_batched_tokens` a step), so its error grows with load (p90 0.6-0.8 s at 2x-3x).

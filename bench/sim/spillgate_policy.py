@@ -170,12 +170,12 @@ class SpillgatePolicy:
             self._runtime.decode_tokens_per_s = 1.0 / load.mean_time_per_output_token_s
 
     def _learn(self, world: World) -> None:
-        """Finished local requests (mean output length, as the executor reports them: no TTFT,
-        the stream's time from its first byte) and first tokens from the cloud (TTFT EWMA)."""
+        """Finished local requests, as the executor reports them (output length, and the time
+        from handing the request to the engine to its end) and cloud first tokens (EWMA)."""
         finished = world.engine.finished
         for job in finished[self._seen_finished :]:
             assert job.first_token_s is not None and job.finished_s is not None
-            total_s = job.finished_s - job.first_token_s
+            total_s = job.finished_s - job.arrival_s  # arrival at the engine, as the executor
             self._runtime.observe(None, job.prompt_tokens, job.output_tokens, total_s)
         self._seen_finished = len(finished)
         for name, ttft_s in world.cloud.observed[self._seen_cloud :]:
