@@ -291,8 +291,10 @@ class Gateway:
         for engine in removed:
             self.monitor.unwatch(engine)
         for engine in removed:
-            # A gone pod's series disappear instead of reading "down" forever.
-            for gauge in (self.metrics.engine_up, self.metrics.engine_in_flight):
+            # A gone pod's series disappear instead of reading "down" forever, and its last
+            # queue depth does not keep the engine autoscaler (which sums it) scaled up.
+            m = self.metrics
+            for gauge in (m.engine_up, m.engine_in_flight, m.local_queue):
                 with contextlib.suppress(KeyError):
                     gauge.remove(engine.name)
         self._build_routes()

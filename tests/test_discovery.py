@@ -165,10 +165,12 @@ async def test_engines_follow_the_dns_answer(engine_port: int) -> None:
         async def only_the_live_pod_exported() -> bool:
             async with httpx.AsyncClient() as http:
                 metrics = (await http.get(f"{url}/metrics")).text
-            gauges = [line for line in metrics.splitlines() if line.startswith("spillgate_engine_")]
+            per_engine = ("spillgate_engine_", "spillgate_local_queue_depth{")
+            gauges = [line for line in metrics.splitlines() if line.startswith(per_engine)]
             return gauges == [
                 'spillgate_engine_up{engine="vllm@127.0.0.3"} 1.0',
                 'spillgate_engine_in_flight{engine="vllm@127.0.0.3"} 0.0',
+                'spillgate_local_queue_depth{engine="vllm@127.0.0.3"} 0.0',
             ]
 
         await eventually(only_the_live_pod_exported, "the metrics show only the live pod")

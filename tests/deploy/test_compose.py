@@ -11,7 +11,7 @@ import pytest
 import yaml
 from deploy_tools import DEPLOY, ROOT, dockerfile_cmd, run, tool
 
-from spillgate.server.config import ConfigError, from_dict, interpolate
+from spillgate.server.config import ConfigError, interpolate
 
 COMPOSE = DEPLOY / "compose"
 
@@ -45,18 +45,6 @@ def test_the_compose_file_parses_and_runs_spillgate_on_the_gpu(tmp_path: Path) -
     example = (COMPOSE / "spillgate.env.example").read_text()
     names = {line.split("=")[0] for line in example.splitlines() if "=" in line}
     assert {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"} <= names <= gateway["environment"].keys()
-
-
-def test_the_shipped_configuration_loads_with_the_env_file_as_given(tmp_path: Path) -> None:
-    env = {}
-    for line in (COMPOSE / "spillgate.env.example").read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            env[key] = value
-    text = interpolate((COMPOSE / "spillgate.yaml").read_text(), env)
-    config = from_dict(yaml.safe_load(text))
-    assert config.server.host == "0.0.0.0" and config.server.port == 8000
-    assert str(config.home) == "/var/lib/spillgate"
 
 
 def test_prometheus_loads_the_alerts_and_grafana_the_dashboard(tmp_path: Path) -> None:

@@ -14,9 +14,20 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_tools import OVERLAYS, ROOT, container, dockerfile_cmd, one, render
+from deploy_tools import (
+    K8S_SECRETS_EXAMPLE,
+    OVERLAYS,
+    PROVIDER_KEYS_MOUNT,
+    ROOT,
+    config_map_text,
+    container,
+    dockerfile_cmd,
+    load_shipped,
+    one,
+    render,
+)
 
-from spillgate.server.config import Config, from_dict, interpolate
+from spillgate.server.config import Config
 
 ALL_OVERLAYS = sorted(p.name for p in OVERLAYS.iterdir() if (p / "kustomization.yaml").exists())
 GPU_OVERLAYS = ["single-node", "cluster", "cluster-prometheus-adapter"]
@@ -35,10 +46,14 @@ def validate(obj: dict[str, Any], version: str) -> None:
 
 
 def gateway_config(objects: list[dict[str, Any]]) -> Config:
-    """The overlay's spillgate.yaml as the gateway will load it (no secrets set)."""
-    maps = [o for o in objects if o["kind"] == "ConfigMap"]
-    config_map = next(m for m in maps if m["metadata"]["name"].startswith("spillgate-config-"))
-    return from_dict(yaml.safe_load(interpolate(config_map["data"]["spillgate.yaml"], {})) or {})
+    """The overlay's spillgate.yaml as the gateway will load it (secrets stood in for)."""
+    return load_shipped(config_map_text(objects), K8S_SECRETS_EXAMPLE)
+
+
+def vllm_flags(args: list[str]) -> dict[str, str | bool]:
+    """`--name=value` arguments by name; a bare `--flag` is True."""
+    pairs = (arg.removeprefix("--").partition("=") for arg in args)
+    return {name: value if sep else True for name, sep, value in pairs}
 
 
 def seconds_allowed(probe: dict[str, Any]) -> int:
@@ -91,7 +106,14 @@ def test_the_gateway_loads_its_config_where_the_image_expects_it(overlay: str) -
     config = gateway_config(objects)
     assert config.server.host == "0.0.0.0"
     assert config.server.port == main["ports"][0]["containerPort"]
-    assert main["envFrom"] == [{"secretRef": {"name": "spillgate-secrets", "optional": True}}]
+    assert main["envFrom"] == [{"secretRef": {"name": "spillgate-secrets"}}]
+    # Provider keys are files of their own Secret, where the configuration reads them.
+    keys = next(m for m in main["volumeMounts"] if m["mountPath"] == PROVIDER_KEYS_MOUNT)
+    volume = next(v for v in spec["volumes"] if v["name"] == keys["name"])
+    assert volume["secret"]["secretName"] == "spillgate-provider-keys" and keys["readOnly"]
+    # (gateway_config fails for a key file anywhere but under the mount.)
+    for provider in config.providers:
+        assert provider.api_key is None and provider.api_key_file is not None, provider.name
 
 
 def test_single_node_runs_the_engine_on_the_gateways_gpu() -> None:
@@ -132,10 +154,10 @@ def test_the_cluster_gateway_finds_the_engines_through_the_headless_service() ->
         pod_labels = engines["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= pod_labels.items()
         vllm = container(engines, "vllm")
-        flags = dict(arg.removeprefix("--").split("=", 1) for arg in vllm["args"])
-        assert int(flags["port"]) == group.discover.port == vllm["ports"][0]["containerPort"]
+        flags = vllm_flags(vllm["args"])
+        assert int(str(flags["port"])) == group.discover.port == vllm["ports"][0]["containerPort"]
         assert flags["host"] == "0.0.0.0"
-        assert group.served_model_names == flags["served-model-name"].split(",")
+        assert group.served_model_names == str(flags["served-model-name"]).split(",")
         assert vllm["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
         assert vllm["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert seconds_allowed(vllm["startupProbe"]) >= 20 * 60  # a download and a load
@@ -185,6 +207,17 @@ def test_only_the_gateway_and_the_scraper_reach_the_engines() -> None:
     assert namespaces == [{"kubernetes.io/metadata.name": "monitoring"}]
 
 
+def queue_sides(query: str) -> tuple[str, str]:
+    """The selectors of the two queues an engine autoscaling query adds up."""
+    match = re.fullmatch(
+        r"\(sum\(vllm:num_requests_waiting\{(.*)\}\) or vector\(0\)\)\s*"
+        r"\+ \(sum\(spillgate_local_queue_depth\{(.*)\}\) or vector\(0\)\)",
+        query.strip(),
+    )
+    assert match, query
+    return match.group(1), match.group(2)
+
+
 def test_keda_scales_the_engines_on_their_queue_depth() -> None:
     objects = render("cluster")
     scaled = one(objects, "ScaledObject", "vllm-engine")
@@ -193,11 +226,13 @@ def test_keda_scales_the_engines_on_their_queue_depth() -> None:
     one(objects, "Deployment", spec["scaleTargetRef"]["name"])
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "prometheus"
-    query = trigger["metadata"]["query"]
-    assert re.fullmatch(r"sum\(vllm:num_requests_waiting\{.*\}\)", query)
+    # Requests waiting in vLLM's queue and in the gateways' queues in front of the pods.
+    engines, gateways = queue_sides(trigger["metadata"]["query"])
     (group,) = gateway_config(objects).engines
-    assert f'namespace="{scaled["metadata"]["namespace"]}"' in query
-    assert f'model_name="{group.served_model_names[0]}"' in query
+    namespace = f'namespace="{scaled["metadata"]["namespace"]}"'
+    assert namespace in engines and namespace in gateways
+    assert f'model_name="{group.served_model_names[0]}"' in engines
+    assert f'engine=~"{group.name}@.+"' in gateways  # discovered engines are group@address
     assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
     assert not any(
         o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == "vllm-engine"
@@ -210,18 +245,28 @@ def test_the_prometheus_adapter_variant_scales_with_a_plain_hpa() -> None:
     assert not [o for o in objects if o["kind"] == "ScaledObject"]
     hpa = one(objects, "HorizontalPodAutoscaler", "vllm-engine")
     (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "External"
     values = yaml.safe_load(
         (OVERLAYS / "cluster-prometheus-adapter" / "prometheus-adapter-values.yaml").read_text()
     )
-    (rule,) = values["rules"]["custom"]
-    # The adapter exposes the series under the name the HPA asks for.
-    assert rule["name"]["as"] == metric["pods"]["metric"]["name"]
+    assert values["rules"]["default"] is False and not values["rules"].get("custom")
+    (rule,) = values["rules"]["external"]
+    # The adapter exposes the sum under the name the HPA asks for, in the HPA's namespace.
+    assert rule["name"]["as"] == metric["external"]["metric"]["name"]
     assert re.search(rule["name"]["matches"], "vllm:num_requests_waiting")
     assert rule["seriesQuery"].startswith("vllm:num_requests_waiting{")
-    assert {"namespace", "pod"} <= rule["resources"]["overrides"].keys()
+    assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"}}
+    # The same two queues as the KEDA trigger, the namespace coming from the HPA.
+    engines, gateways = queue_sides(rule["metricsQuery"])
     keda = one(render("cluster"), "ScaledObject", "vllm-engine")["spec"]
+    keda_engines, keda_gateways = queue_sides(keda["triggers"][0]["metadata"]["query"])
+    namespace = f'namespace="{hpa["metadata"]["namespace"]}"'
+    assert engines == keda_engines.replace(namespace, "<<.LabelMatchers>>")
+    assert gateways == keda_gateways.replace(namespace, "<<.LabelMatchers>>")
     assert hpa["spec"]["maxReplicas"] == keda["maxReplicaCount"]
-    assert metric["pods"]["target"]["averageValue"] == keda["triggers"][0]["metadata"]["threshold"]
+    target = metric["external"]["target"]
+    assert target["type"] == "AverageValue"  # per engine pod, as KEDA's threshold
+    assert target["averageValue"] == keda["triggers"][0]["metadata"]["threshold"]
 
 
 def test_cpu_demo_needs_no_gpu() -> None:
@@ -229,9 +274,9 @@ def test_cpu_demo_needs_no_gpu() -> None:
     assert "nvidia.com/gpu" not in yaml.safe_dump_all(objects)
     gateway = one(objects, "Deployment", "spillgate")
     assert container(gateway, "gateway")["image"].split(":")[0].endswith("spillgate-cpu")
-    assert gateway_config(objects).engines == []  # no engines: the embedded CPU model
-    cmd = dockerfile_cmd(ROOT / "Dockerfile.cpu")
-    assert cmd[0] == "serve" and "--host" in cmd
+    (engine,) = gateway_config(objects).engines
+    assert engine.model and engine.model.startswith("/var/lib/spillgate/")  # in the image
+    assert dockerfile_cmd(ROOT / "Dockerfile.cpu") == container(gateway, "gateway")["args"]
 
 
 def test_every_gpu_pod_has_a_memory_backed_shm_and_the_nvidia_toleration() -> None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import configparser
 
-import yaml
-from deploy_tools import DEPLOY, run, tool
-
-from spillgate.server.config import from_dict, interpolate
+from deploy_tools import DEPLOY, load_shipped, run, tool
 
 SYSTEMD = DEPLOY / "systemd"
 EXEC = "/opt/spillgate/venv/bin/spillgate"
@@ -44,13 +41,11 @@ def test_the_unit_runs_the_documented_install() -> None:
     assert "StateDirectory=spillgate" in text
 
 
-def test_the_configuration_loads_with_the_env_file_as_shipped() -> None:
-    env = dict(
-        line.split("=", 1)
-        for line in (SYSTEMD / "spillgate.env").read_text().splitlines()
-        if line and not line.startswith("#")
-    )
-    config = from_dict(yaml.safe_load(interpolate((SYSTEMD / "spillgate.yaml").read_text(), env)))
-    assert str(config.home) == "/var/lib/spillgate"
+def test_the_configuration_keeps_its_state_where_the_unit_does() -> None:
+    # config check on this file with its env file: tests/deploy/test_shipped_configs.py
+    config = load_shipped((SYSTEMD / "spillgate.yaml").read_text(), SYSTEMD / "spillgate.env")
+    text = (SYSTEMD / "spillgate.service").read_text()
+    assert f"Environment=SPILLGATE_HOME={config.home}" in text
+    assert config.ledger.url == f"sqlite:///{config.home}/ledger.sqlite3"
     (engine,) = config.engines
     assert engine.model and engine.startup_timeout_s >= 1800
