@@ -18,7 +18,7 @@ from spillgate.server.keys import ApiKey
 from spillgate.server.ledger.record import UsageRecord
 from spillgate.server.ledger.writer import Ledger
 from spillgate.server.limits import Limiter
-from spillgate.server.observe import Metrics, access_log
+from spillgate.server.observe import Metrics, write_access_line
 from spillgate.server.tracing import Tracing
 
 log = logging.getLogger("spillgate.ledger")
@@ -201,7 +201,7 @@ class Accounting:
                 f: st.payload[f] for f in _PROMPT_FIELDS if st.payload and f in st.payload
             }
             extra["completion"] = _completion_text(reply, st.captured)
-        access_log.info("request", extra=extra)
+        write_access_line(extra)
 
     async def relay(self, st: RequestState, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """Pass a stream through, noting its first byte (and keeping it when opted in)."""
