@@ -25,7 +25,7 @@ from spillgate.models.engine import LocalEngine
 from spillgate.protocol import Backend, Endpoint, TargetKind, UpstreamReply, UpstreamRequest
 from spillgate.server.accounting import RequestState
 from spillgate.server.admin import admin_router
-from spillgate.server.executor import Executor
+from spillgate.server.executor import Executor, Outcome
 from spillgate.server.explain import explain
 from spillgate.server.gateway import Gateway
 from spillgate.server.relay import StreamRelay
@@ -105,7 +105,9 @@ class Handler:
             key = st.key.id if st.key is not None else "anonymous"
             call = self.gw.tracing.child(st.span, "spillgate.upstream", {})
             try:
-                outcome = await self.executor.run(upstream, decision, features, key, started)
+                outcome = await self._run_watched(
+                    request, upstream, decision, features, key, started
+                )
             except GatewayError as err:
                 self.gw.tracing.end(call, {"http.response.status_code": err.status}, err.message)
                 raise
@@ -142,6 +144,42 @@ class Handler:
                 reply.body, reply.status, headers=headers, media_type=reply.content_type
             )
         return self._stream(reply, headers, st, backend)
+
+    async def _run_watched(
+        self,
+        request: Request,
+        upstream: UpstreamRequest,
+        decision: Decision,
+        features: RequestFeatures,
+        key: str,
+        started: float,
+    ) -> Outcome:
+        """Run the decision; a whole (non-streamed) answer from a cloud target can take long,
+        so a client that hangs up meanwhile cancels the provider call (a stream's relay
+        does the same for streams)."""
+        clouds = self.gw.cloud_targets
+        if upstream.stream or not any(t in clouds for t in decision.targets):
+            return await self.executor.run(upstream, decision, features, key, started)
+        handler = asyncio.current_task()
+        assert handler is not None
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            handler.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await self.executor.run(upstream, decision, features, key, started)
+        except asyncio.CancelledError:
+            if not watcher.done():
+                raise
+            handler.uncancel()
+            raise GatewayError(
+                499, "the client closed the connection", code="client_gone"
+            ) from None
+        finally:
+            watcher.cancel()
 
     def _decide(self, features: RequestFeatures, candidates: list[Backend]) -> Decision:
         local, cloud = self.gw.snapshot.views(candidates, self.gw.cloud_caps)

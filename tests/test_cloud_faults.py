@@ -262,3 +262,35 @@ def test_no_provider_key_in_logs_metrics_or_models_after_the_run(faults: Faults)
     for key in [*KEYS.values(), WRONG_KEY]:
         assert key not in exposed
         assert key[-8:] not in exposed, "not even the tail of a key"
+
+
+def test_a_client_leaving_a_whole_answer_cancels_the_provider_call(tmp_path) -> None:
+    from fakes.openai_server import FakeOpenAIServer, Fault
+    from harness import GatewayProcess
+
+    fake = FakeOpenAIServer("openai", "sk-leave-1234567890").start()
+    config = {
+        "providers": [
+            {
+                "name": "oai",
+                "kind": "openai",
+                "base_url": fake.base_url,
+                "api_key": "sk-leave-1234567890",
+            }
+        ],
+        "routes": {"gpt": ["oai/gpt-4o-mini"]},
+    }
+    try:
+        with GatewayProcess(config, tmp_path) as gateway:
+            fake.fail_next(Fault(first_byte_delay_s=2.0))
+            body = {"model": "gpt", "messages": [{"role": "user", "content": "slow"}]}
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=0.5)
+            deadline = time.monotonic() + 10
+            while fake.abandoned == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert fake.abandoned == 1, "the provider call outlived the client"
+            metrics = httpx.get(f"{gateway.url}/metrics").text
+            assert 'status="499"' in metrics
+    finally:
+        fake.stop()

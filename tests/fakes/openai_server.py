@@ -66,6 +66,8 @@ class FakeOpenAIServer:
         self.rejected: list[dict[str, Any]] = []  # schema errors answered (status, body)
         self.cancelled_streams = 0
         self.completed_streams = 0
+        #: Requests whose caller hung up while the fake was still thinking (first_byte_delay_s).
+        self.abandoned = 0
         self._faults: collections.deque[Fault] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -86,7 +88,7 @@ class FakeOpenAIServer:
         self._faults.clear()
         self.requests.clear()
         self.rejected.clear()
-        self.cancelled_streams = self.completed_streams = 0
+        self.cancelled_streams = self.completed_streams = self.abandoned = 0
         self.cached_tokens = 0
 
     def start(self) -> FakeOpenAIServer:
@@ -150,6 +152,8 @@ class FakeOpenAIServer:
         fault = self._faults.popleft() if self._faults else Fault()
         if fault.first_byte_delay_s:
             await asyncio.sleep(fault.first_byte_delay_s)
+            if request.transport is None or request.transport.is_closing():
+                self.abandoned += 1
         if not self._authorised(request):
             # Real providers echo (part of) the key they were given: the gateway must not.
             given = request.headers.get("authorization") or request.headers.get("api-key")
