@@ -131,19 +131,21 @@ _ERRORS = {
     "invalid_request_error": _Mapped(
         400, "invalid_request_error", False, "provider {provider} refused the request: {detail}"
     ),
+    # A key the provider refuses is the gateway's problem, not the client's: a 502 (a 401
+    # would tell an OpenAI client its own key is wrong), and the route's next target may work.
     "authentication_error": _Mapped(
-        401,
-        "authentication_error",
-        False,
+        502,
+        "upstream_error",
+        True,
         "provider {provider} refused the gateway's API key; check its api_key in the config",
     ),
     "billing_error": _Mapped(
         402, "billing_error", False, "provider {provider} refused the request over billing"
     ),
     "permission_error": _Mapped(
-        403,
-        "permission_error",
-        False,
+        502,
+        "upstream_error",
+        True,
         "provider {provider} does not let the gateway's API key do this: {detail}",
     ),
     "not_found_error": _Mapped(
@@ -160,6 +162,9 @@ _ERRORS = {
     # Anthropic's 529: an OpenAI client knows 503 as "overloaded, try again".
     "overloaded_error": _Mapped(503, "server_error", True, "provider {provider} is overloaded"),
 }
+#: The code every provider kind gives a refused key (the same as the OpenAI family's).
+_AUTH_CODE = "provider_auth_failed"
+
 _BY_STATUS = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -204,7 +209,7 @@ def error_of(
         mapped.status,
         message,
         type=mapped.type,
-        code=kind,
+        code=_AUTH_CODE if kind in ("authentication_error", "permission_error") else kind,
         retryable=mapped.retryable,
         retry_after_s=retry_after_s if mapped.retryable else None,
     )

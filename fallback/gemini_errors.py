@@ -16,8 +16,10 @@ _STATUSES: dict[str, tuple[int, str, bool]] = {
     "INVALID_ARGUMENT": (400, "invalid_request_error", False),
     "FAILED_PRECONDITION": (400, "invalid_request_error", False),
     "OUT_OF_RANGE": (400, "invalid_request_error", False),
-    "UNAUTHENTICATED": (401, "authentication_error", False),
-    "PERMISSION_DENIED": (403, "permission_error", False),
+    # A key the provider refuses is the gateway's problem, not the client's: a 502 (a 401
+    # would tell an OpenAI client its own key is wrong), and the route's next target may work.
+    "UNAUTHENTICATED": (502, "upstream_error", True),
+    "PERMISSION_DENIED": (502, "upstream_error", True),
     "NOT_FOUND": (404, "not_found_error", False),
     "RESOURCE_EXHAUSTED": (429, "rate_limit_error", True),
     "CANCELLED": (502, "upstream_error", True),
@@ -39,6 +41,8 @@ def upstream_error(
     """Map one Gemini error answer; `secret` (the API key) is scrubbed from the message."""
     error = _error_object(body)
     status_name = str(error.get("status") or "") if error else ""
+    if status_name == "INVALID_ARGUMENT" and _names_a_bad_key(error):
+        status_name = "UNAUTHENTICATED"  # Gemini answers a wrong key with 400 API_KEY_INVALID
     known = _STATUSES.get(status_name)
     if known:
         status, kind, retryable = known
@@ -59,7 +63,11 @@ def upstream_error(
         status,
         message,
         type=kind,
-        code=status_name.lower() or None,
+        code=(
+            "provider_auth_failed"  # as every provider kind names a refused key
+            if status_name in ("UNAUTHENTICATED", "PERMISSION_DENIED")
+            else status_name.lower() or None
+        ),
         retryable=retryable,
         retry_after_s=_retry_after(headers, error) if retryable else None,
     )
@@ -93,3 +101,11 @@ def _retry_after(headers: dict[str, str], error: dict[str, Any] | None) -> float
             if match:
                 return float(match.group(1))
     return None
+
+
+def _names_a_bad_key(error: dict[str, Any] | None) -> bool:
+    if not error:
+        return False
+    details = error.get("details") or []
+    reasons = {d.get("reason") for d in details if isinstance(d, dict)}
+    return "API_KEY_INVALID" in reasons or "API key not valid" in str(error.get("message", ""))

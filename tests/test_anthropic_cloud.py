@@ -367,7 +367,9 @@ async def test_a_rejected_key_is_a_401_that_never_shows_the_key(
     with pytest.raises(UpstreamError) as caught:
         await target_for(fake, session, api_key=wrong_key).open(chat(stream=False))
     err = caught.value
-    assert (err.status, err.retryable) == (401, False)
+    # The gateway's key, not the client's: a 502 the route may fail over from, never a 401.
+    assert (err.status, err.retryable, err.code) == (502, True, "provider_auth_failed")
+    assert len(fake.received) == 1, "a refused key is not retried at the same target"
     assert wrong_key not in err.message and wrong_key not in err.body().decode()
     assert "api_key" in err.message
 

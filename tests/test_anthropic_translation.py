@@ -369,9 +369,10 @@ def anthropic_error(error_type: str, message: str = "details") -> bytes:
     ("status", "error_type", "expected_status", "retryable"),
     [
         (400, "invalid_request_error", 400, False),
-        (401, "authentication_error", 401, False),
+        # A refused key is the gateway's problem: 502, and the next target may serve.
+        (401, "authentication_error", 502, True),
         (402, "billing_error", 402, False),
-        (403, "permission_error", 403, False),
+        (403, "permission_error", 502, True),
         (404, "not_found_error", 404, False),
         (413, "request_too_large", 413, False),
         (429, "rate_limit_error", 429, True),
@@ -384,7 +385,9 @@ def test_anthropic_error_types_map_to_statuses(
     status: int, error_type: str, expected_status: int, retryable: bool
 ) -> None:
     err = adapter().error(status, anthropic_error(error_type), {})
-    assert (err.status, err.retryable, err.code) == (expected_status, retryable, error_type)
+    refused_key = error_type in ("authentication_error", "permission_error")
+    code = "provider_auth_failed" if refused_key else error_type
+    assert (err.status, err.retryable, err.code) == (expected_status, retryable, code)
     assert "claude" in err.message
 
 

@@ -289,7 +289,8 @@ async def test_a_wrong_key_is_a_clear_error_without_the_key(
     target = target_for(fake, session, api_key="bad")
     with pytest.raises(UpstreamError) as caught:
         await target.open(upstream(CHAT, "gemini-2.5-flash", stream=False))
-    assert caught.value.status == 400 and "API key not valid" in caught.value.message
+    assert caught.value.status == 502 and caught.value.code == "provider_auth_failed"
+    assert "API key not valid" in caught.value.message
     assert "bad" not in caught.value.message.replace("API key not valid", "")
     assert len(fake.received) == 1, "a refused key is not retried"
 

@@ -310,8 +310,9 @@ def gemini_error(code: int, status: str, message: str = "boom", **extra: Any) ->
     [
         (400, "INVALID_ARGUMENT", 400, "invalid_request_error", False),
         (400, "FAILED_PRECONDITION", 400, "invalid_request_error", False),
-        (401, "UNAUTHENTICATED", 401, "authentication_error", False),
-        (403, "PERMISSION_DENIED", 403, "permission_error", False),
+        # A refused key is the gateway's problem: 502, and the next target may serve.
+        (401, "UNAUTHENTICATED", 502, "upstream_error", True),
+        (403, "PERMISSION_DENIED", 502, "upstream_error", True),
         (404, "NOT_FOUND", 404, "not_found_error", False),
         (429, "RESOURCE_EXHAUSTED", 429, "rate_limit_error", True),
         (500, "INTERNAL", 500, "upstream_error", True),
@@ -324,7 +325,8 @@ def test_gemini_statuses_map_to_openai_errors(
 ) -> None:
     error = adapter().error(http, gemini_error(http, status), {})
     assert (error.status, error.type, error.retryable) == (expected, kind, retryable)
-    assert error.code == status.lower()
+    refused_key = status in ("UNAUTHENTICATED", "PERMISSION_DENIED")
+    assert error.code == ("provider_auth_failed" if refused_key else status.lower())
     assert "boom" in error.message and status in error.message
 
 
