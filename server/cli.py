@@ -64,6 +64,8 @@ def build_config(args: argparse.Namespace, vllm_args: list[str]) -> Config:
         server["port"] = args.port
     if not args.config:
         _single_user_auth(base)
+    if args.served_model_name and not args.model:
+        raise ConfigError("--served-model-name names the model given with --model; add --model")
     engines = base.setdefault("engines", [])
     if args.model:
         engines.append(

@@ -111,8 +111,8 @@ class EngineConfig(_Strict):
             )
         if self.url is not None and not re.match(r"^https?://", self.url):
             raise ValueError(f"`url` must start with http:// or https://, got {self.url!r}")
-        if self.model is None and (self.args or self.launcher or self.port):
-            raise ValueError("`args`, `launcher` and `port` apply to launched engines only")
+        if self.model is None and (self.args or self.launcher or self.port or self.env):
+            raise ValueError("`args`, `env`, `launcher` and `port` apply to launched engines only")
         return self
 
     @property

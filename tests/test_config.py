@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,10 @@ aliases: {gpt-4o-mini: llama-8b}
         ("engines: [{name: a, model: m, startup_timeout_s: -1}]", "engines[0].startup_timeout_s"),
         ("engines: [{name: a, model: '${NOPE}'}]", "environment variables referenced but not set"),
         ("engines: [oops", "is not valid YAML"),
+        (
+            "engines: [{name: a, url: 'http://127.0.0.1:1/v1', env: {X: '1'}}]",
+            "`args`, `env`, `launcher` and `port` apply to launched engines only",
+        ),
         ("- a\n- b", "the top level must be a mapping"),
     ],
 )
@@ -83,3 +88,15 @@ def test_config_check_command(tmp_path: Path) -> None:
     )
     assert failed.returncode == 2
     assert "server.port: Input should be a valid integer" in failed.stderr
+
+
+def test_served_model_name_without_a_model_is_refused(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "spillgate.server.cli", "serve", "--served-model-name", "x"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SPILLGATE_HOME": str(tmp_path)},
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "--served-model-name names the model given with --model" in out.stderr

@@ -293,7 +293,7 @@ async def test_the_system_resolver_answers_for_localhost() -> None:
         ),
         (
             {"discover": {"dns": "vllm-engines"}, "port": 8001},
-            "`args`, `launcher` and `port` apply to launched engines only",
+            "`args`, `env`, `launcher` and `port` apply to launched engines only",
         ),
         ({"discover": {"dns": "vllm-engines", "interval_s": 0}}, "engines[0].discover.interval_s"),
         ({"discover": {"dns": "vllm-engines", "every": 5}}, "engines[0].discover.every: unknown"),
