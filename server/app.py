@@ -22,7 +22,7 @@ from spillgate import __version__
 from spillgate.errors import GatewayError
 from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
-from spillgate.protocol import Backend, Endpoint, TargetKind, UpstreamReply, UpstreamRequest
+from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
 from spillgate.server.accounting import RequestState
 from spillgate.server.admin import admin_router
 from spillgate.server.executor import Executor, Outcome
@@ -130,8 +130,6 @@ class Handler:
         reason = outcome.reason
         st.reason = reason.value
         self.gw.metrics.decisions.labels(reason.value).inc()
-        if backend.kind is TargetKind.CLOUD:
-            self.gw.snapshot.cloud(backend.name).observe(time.perf_counter() - started)
         headers = {
             "x-request-id": request_id,
             "x-spillgate-route": backend.name,

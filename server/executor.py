@@ -94,11 +94,14 @@ class Executor:
             assert isinstance(backend, CloudTarget)
             if features.privacy is Privacy.LOCAL_ONLY:
                 continue  # never: the decision does not list one, and this holds the line
+            opened = time.perf_counter()
             try:
                 if decision.redact:
                     reply = await self._open_redacted(backend, upstream)
                 else:
                     reply = await backend.open(upstream)
+                # A stream opens at its first event: the target's time to first token.
+                self.gw.snapshot.cloud(backend.name).observe(time.perf_counter() - opened)
             except UpstreamError as err:
                 last = err
                 self._note_failure(upstream, backend, err)
