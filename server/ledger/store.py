@@ -55,6 +55,22 @@ _KEY_COLUMNS = (
     "budget_day_usd, budget_month_usd, tags, log_prompts, created_at, updated_at, revoked_at"
 )
 
+#: The columns an update may change (never the id, the hash, the prefix or created_at).
+_UPDATABLE = (
+    "name",
+    "allowed_models",
+    "onprem_only",
+    "latency_budget_ms",
+    "rpm",
+    "tpm",
+    "budget_day_usd",
+    "budget_month_usd",
+    "tags",
+    "log_prompts",
+    "updated_at",
+    "revoked_at",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class UsageQuery:
@@ -239,26 +255,11 @@ class Store:
         errors = _db_errors()
         try:
             with self._tx() as cur:
+                fields = dict(zip(_KEY_COLUMNS.split(", "), _key_row(key, ""), strict=True))
+                sets = ", ".join(f"{column} = ?" for column in _UPDATABLE)
                 cur.execute(
-                    "UPDATE api_keys SET name = ?, allowed_models = ?, onprem_only = ?, "
-                    "latency_budget_ms = ?, rpm = ?, tpm = ?, budget_day_usd = ?, "
-                    "budget_month_usd = ?, tags = ?, log_prompts = ?, updated_at = ?, "
-                    "revoked_at = ? WHERE id = ?",
-                    (
-                        key.name,
-                        orjson.dumps(key.allowed_models).decode(),
-                        key.onprem_only,
-                        key.latency_budget_ms,
-                        key.rpm,
-                        key.tpm,
-                        key.budget_day_usd,
-                        key.budget_month_usd,
-                        orjson.dumps(key.tags).decode(),
-                        key.log_prompts,
-                        key.updated_at,
-                        key.revoked_at,
-                        key.id,
-                    ),
+                    f"UPDATE api_keys SET {sets} WHERE id = ?",
+                    (*(fields[column] for column in _UPDATABLE), key.id),
                 )
         except errors.integrity:
             raise DuplicateKeyName(key.name) from None
