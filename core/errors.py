@@ -62,5 +62,26 @@ class UpstreamError(GatewayError):
         self.retryable = retryable
 
 
+class EgressRefused(UpstreamError):
+    """The body built for a cloud target carries personal data or a secret: it was not sent.
+
+    Raised by the egress guard before a byte leaves. Never retried at another cloud target:
+    the server decides again with the request kept on the box. `kinds` names what was
+    found (never the values).
+    """
+
+    def __init__(self, kinds: tuple[str, ...]) -> None:
+        super().__init__(
+            403,
+            "the request carries personal data or a secret ("
+            + ", ".join(kinds)
+            + ") and may not leave the box",
+            type="invalid_request_error",
+            code="private_data",
+            retryable=False,
+        )
+        self.kinds = kinds
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, code=code)

@@ -58,6 +58,13 @@ class UpstreamRequest:
     payload: dict[str, Any]
     stream: bool
     request_id: str
+    #: The API key's id, for the egress audit (None without auth).
+    key_id: str | None = None
+    #: Marked on-prem (header, key or model) or found to carry personal data under
+    #: keep-local: no cloud target may send it, whatever a decision said.
+    private: bool = False
+    #: What redaction replaced by placeholders, by kind (None: not redacted).
+    redacted: dict[str, int] | None = None
 
 
 @dataclass(slots=True)

@@ -93,13 +93,23 @@ class ProviderAdapter(Protocol):
         ...
 
 
+class EgressCheck(Protocol):
+    """The last look at what leaves: raises `spillgate.errors.EgressRefused` to keep the
+    body home. The server's privacy guard implements it; every CloudTarget has one."""
+
+    async def __call__(
+        self, request: UpstreamRequest, target: str, kind: str, call: ProviderCall
+    ) -> None: ...
+
+
 class CloudTarget:
     """One model at one provider as a backend: `name` is `provider/model`, as routes write it.
 
     Around the adapter's translation it owns the call's resilience: timeouts, retries at
     this target with backoff, and the circuit breaker that takes the target out of the
     scheduler's choices while it keeps failing. Nothing is retried once `open` has
-    returned, because from then on the client may have bytes.
+    returned, because from then on the client may have bytes. Nothing is sent before
+    `egress` has read the exact body the adapter built.
     """
 
     kind = TargetKind.CLOUD
@@ -110,6 +120,7 @@ class CloudTarget:
         adapter: ProviderAdapter,
         session: aiohttp.ClientSession,
         *,
+        egress: EgressCheck,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
@@ -122,6 +133,7 @@ class CloudTarget:
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
         self.price = price
+        self.egress = egress
         self._session = session
         self.in_flight = 0
 
@@ -145,6 +157,7 @@ class CloudTarget:
             raise
         except GatewayError as err:
             raise _not_here(err) from None
+        await self.egress(request, self.name, self.adapter.settings.kind, call)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeouts.total_s
         attempt = 0

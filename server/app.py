@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -19,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from spillgate import __version__
-from spillgate.errors import GatewayError
+from spillgate.errors import EgressRefused, GatewayError
 from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
 from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
@@ -30,7 +31,14 @@ from spillgate.server.explain import explain
 from spillgate.server.gateway import Gateway
 from spillgate.server.relay import StreamRelay
 from spillgate.server.requests import FeatureReader, parse, read_body
-from spillgate.server.scheduler import GAP_REASONS, Decision, Reason, RequestFeatures, decide
+from spillgate.server.scheduler import (
+    GAP_REASONS,
+    Decision,
+    Privacy,
+    Reason,
+    RequestFeatures,
+    decide,
+)
 
 log = logging.getLogger("spillgate.server")
 
@@ -81,7 +89,9 @@ class Handler:
             if candidates is None:
                 raise self._unknown_model(parsed.model)
             decide_span = self.gw.tracing.child(st.span, "spillgate.decide", {})
-            features = self.features.of(parsed, request.headers, candidates, st.key)
+            features = await self.features.of(
+                parsed, request.headers, candidates, st.key, request_id
+            )
             if self.gw.monitor is not None:
                 local = [c for c in candidates if isinstance(c, LocalEngine)]
                 features = await self.gw.monitor.exact_prompt_tokens(
@@ -100,14 +110,24 @@ class Handler:
                 payload=parsed.payload,
                 stream=parsed.stream,
                 request_id=request_id,
+                key_id=st.key.id if st.key is not None else None,
+                private=features.privacy is Privacy.LOCAL_ONLY,
             )
             self.gw.metrics.overhead.observe(time.perf_counter() - started)
             key = st.key.id if st.key is not None else "anonymous"
             call = self.gw.tracing.child(st.span, "spillgate.upstream", {})
             try:
-                outcome = await self._run_watched(
-                    request, upstream, decision, features, key, started
-                )
+                try:
+                    outcome = await self._run_watched(
+                        request, upstream, decision, features, key, started
+                    )
+                except EgressRefused as refused:
+                    features, decision = await self._keep_home(features, candidates, refused)
+                    st.reason = decision.reason.value
+                    upstream.private = True
+                    outcome = await self._run_watched(
+                        request, upstream, decision, features, key, started
+                    )
             except GatewayError as err:
                 self.gw.tracing.end(call, {"http.response.status_code": err.status}, err.message)
                 raise
@@ -178,6 +198,18 @@ class Handler:
             ) from None
         finally:
             watcher.cancel()
+
+    async def _keep_home(
+        self, features: RequestFeatures, candidates: list[Backend], refused: EgressRefused
+    ) -> tuple[RequestFeatures, Decision]:
+        """The egress guard found what the decision did not expect: decide again, with the
+        request kept on the box, as if the ingress scan had found it."""
+        features = dataclasses.replace(features, privacy=Privacy.LOCAL_ONLY)
+        decision = self._decide(features, candidates)
+        decision.explain["egress_refused"] = list(refused.kinds)
+        if not decision.targets:
+            decision = await self._wait_for_ready(features, candidates, decision)
+        return features, decision
 
     def _decide(self, features: RequestFeatures, candidates: list[Backend]) -> Decision:
         local, cloud = self.gw.snapshot.views(candidates, self.gw.cloud_caps)

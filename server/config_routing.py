@@ -37,6 +37,11 @@ class PrivacyConfig(DetectorConfig):
     policy: Literal["keep-local", "redact-then-spill"] = "keep-local"
     #: Model ids (client-facing) whose requests never leave the box.
     on_prem_models: list[str] = Field(default_factory=list)
+    #: Bodies larger than this are scanned in a worker thread, so the event loop keeps
+    #: serving other clients meanwhile.
+    thread_above_bytes: int = Field(64 * 1024, ge=0)
+    #: A scan that takes longer counts as a finding (fail closed).
+    scan_timeout_s: float = Field(10.0, gt=0)
 
 
 class SchedulerConfig(_Strict):

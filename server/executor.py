@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from spillgate.errors import GatewayError, UpstreamError
+from spillgate.errors import EgressRefused, GatewayError, UpstreamError
 from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
 from spillgate.protocol import Backend, UpstreamReply, UpstreamRequest
@@ -27,7 +27,8 @@ from spillgate.server.admission import (
     QueueTimeout,
 )
 from spillgate.server.gateway import Gateway
-from spillgate.server.privacy import StreamRestorer
+from spillgate.server.privacy import StreamRestorer, Vault
+from spillgate.server.privacy.egress import without_stripped_fields
 from spillgate.server.scheduler import Decision, Privacy, Reason, RequestFeatures
 
 log = logging.getLogger("spillgate.executor")
@@ -60,6 +61,7 @@ class Executor:
         backends = {b.name: b for b in self.gw.targets_for(upstream.model) or ()}
         reason = decision.reason
         last: GatewayError | None = None
+        outbound: _Outbound | None = None  # what cloud targets get, made at the first one
         for position, name in enumerate(decision.targets):
             backend = backends.get(name)
             if backend is None:
@@ -94,14 +96,17 @@ class Executor:
             assert isinstance(backend, CloudTarget)
             if features.privacy is Privacy.LOCAL_ONLY:
                 continue  # never: the decision does not list one, and this holds the line
+            if outbound is None:
+                outbound = await self._outbound(upstream, decision.redact)
             opened = time.perf_counter()
             try:
-                if decision.redact:
-                    reply = await self._open_redacted(backend, upstream)
-                else:
-                    reply = await backend.open(upstream)
+                reply = await backend.open(outbound.request)
+                if outbound.vault is not None:
+                    _restore(reply, outbound.vault)
                 # A stream opens at its first event: the target's time to first token.
                 self.gw.snapshot.cloud(backend.name).observe(time.perf_counter() - opened)
+            except EgressRefused:
+                raise  # not the target's fault: the server decides again, keeping it home
             except UpstreamError as err:
                 last = err
                 self._note_failure(upstream, backend, err)
@@ -167,19 +172,25 @@ class Executor:
             reply.close = release
         return Outcome(engine, reply, Reason.LOCAL, waited)
 
-    async def _open_redacted(
-        self, backend: CloudTarget, upstream: UpstreamRequest
-    ) -> UpstreamReply:
-        """Placeholders out, originals back in the answer where they reappear."""
-        assert self.gw.scanner is not None
-        payload, vault = self.gw.scanner.redact(upstream.payload)
-        redacted = dataclasses.replace(upstream, payload=payload, body=orjson.dumps(payload))
-        reply = await backend.open(redacted)
-        if reply.body is not None:
-            reply.body = vault.restore_json(reply.body)
-        if reply.chunks is not None:
-            reply.chunks = _restored(reply.chunks, vault.stream_restorer())
-        return reply
+    async def _outbound(self, upstream: UpstreamRequest, redact: bool) -> _Outbound:
+        """The request as cloud targets see it: fields with no business leaving stripped,
+        and under redact-then-spill, each finding replaced by a placeholder."""
+        payload = without_stripped_fields(upstream.payload)
+        if not redact:
+            if payload is upstream.payload:
+                return _Outbound(upstream, None)
+            return _Outbound(dataclasses.replace(upstream, payload=payload), None)
+        assert self.gw.scans is not None
+        redacted, vault = await self.gw.scans.redact(
+            payload, len(upstream.body), upstream.request_id
+        )
+        request = dataclasses.replace(
+            upstream,
+            payload=redacted,
+            body=orjson.dumps(redacted),
+            redacted=vault.findings.counts,
+        )
+        return _Outbound(request, vault)
 
     def _queue_error(
         self, features: RequestFeatures, why: str, retry_after_s: float | None = None
@@ -207,6 +218,21 @@ class Executor:
                 "error": err.message,
             },
         )
+
+
+@dataclass(slots=True)
+class _Outbound:
+    request: UpstreamRequest
+    #: The placeholders' originals, to put back in the answer (redact-then-spill).
+    vault: Vault | None
+
+
+def _restore(reply: UpstreamReply, vault: Vault) -> None:
+    """Originals back where the answer repeats their placeholders."""
+    if reply.body is not None:
+        reply.body = vault.restore_json(reply.body)
+    if reply.chunks is not None:
+        reply.chunks = _restored(reply.chunks, vault.stream_restorer())
 
 
 async def _restored(chunks: AsyncIterator[bytes], restorer: StreamRestorer) -> AsyncIterator[bytes]:

@@ -55,7 +55,7 @@ async def _explain(
     candidates = gw.targets_for(parsed.model)
     if candidates is None:
         raise handler._unknown_model(parsed.model)
-    features = handler.features.of(parsed, headers, candidates, key)
+    features = await handler.features.of(parsed, headers, candidates, key)
     if gw.monitor is not None:
         local_engines = [c for c in candidates if isinstance(c, LocalEngine)]
         features = await gw.monitor.exact_prompt_tokens(features, parsed.payload, local_engines)

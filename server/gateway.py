@@ -31,6 +31,8 @@ from spillgate.server.limits import Limiter
 from spillgate.server.monitor import EngineMonitor
 from spillgate.server.observe import Metrics
 from spillgate.server.privacy import Scanner, build_scanner
+from spillgate.server.privacy.egress import EgressGuard
+from spillgate.server.privacy.offload import ScanRunner
 from spillgate.server.scheduler import Capabilities
 from spillgate.server.snapshot import Snapshot
 from spillgate.server.tracing import Tracing
@@ -89,6 +91,19 @@ class Gateway:
         self.scanner: Scanner | None = (
             build_scanner(config.privacy) if config.privacy.detect else None
         )
+        #: Runs the scans: inline when small, in a worker thread when large, failing closed.
+        self.scans: ScanRunner | None = (
+            ScanRunner(
+                self.scanner,
+                config.privacy.thread_above_bytes,
+                config.privacy.scan_timeout_s,
+                lambda where: self.metrics.privacy_scan_failures.labels(where).inc(),
+            )
+            if self.scanner is not None
+            else None
+        )
+        #: Reads every body a cloud target would send, before it is sent (privacy/egress.py).
+        self.egress = EgressGuard(self.scans, self.metrics)
         #: Keeps the snapshot fresh; made in start(), with the HTTP session it uses.
         self.monitor: EngineMonitor | None = None
         #: What each cloud target can do, from its provider's `capabilities`.
@@ -186,6 +201,7 @@ class Gateway:
             self.tracing,
             self.config.server.access_log,
         )
+        self.egress.record = self.ledger.record_egress
         self._ledger_open = True
 
     async def _start_accounting(self) -> None:
@@ -322,6 +338,7 @@ class Gateway:
                     model,
                     adapters[provider.name],
                     self.cloud_session,
+                    egress=self.egress,
                     timeouts=Timeouts(**provider.timeouts.model_dump()),
                     retry=RetryPolicy(**provider.retries.model_dump()),
                     breaker=CircuitBreaker(**provider.breaker.model_dump()),
@@ -386,6 +403,8 @@ class Gateway:
         await self.limiter.close()
         self.tracing.shutdown()
         self.store.close()
+        if self.scans is not None:
+            self.scans.close()
 
 
 def provider_settings(provider: ProviderConfig) -> ProviderSettings:

@@ -150,6 +150,19 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+        self.egress = Counter(
+            "spillgate_egress",
+            "Bodies the egress guard checked before a cloud target, by target and verdict "
+            "(clean, redacted, unscanned: sent; refused: kept on the box).",
+            ["route", "verdict"],
+            registry=r,
+        )
+        self.privacy_scan_failures = Counter(
+            "spillgate_privacy_scan_failures",
+            "Privacy scans that failed or ran out of time (counted as findings), by where.",
+            ["where"],
+            registry=r,
+        )
 
 
 #: Where the access log writes its lines directly once setup_logging chose the JSON format.

@@ -21,6 +21,7 @@ from spillgate.server.features import (
     text_bytes,
 )
 from spillgate.server.keys import ApiKey
+from spillgate.server.privacy.egress import without_stripped_fields
 from spillgate.server.scheduler import Privacy, RequestFeatures
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
     if not isinstance(value, types):
         kinds = " or ".join("an array" if t is list else "a string" for t in types)
         raise bad_request(f"`{field}` must be {kinds}", param=field)
+    if isinstance(value, list) and endpoint is Endpoint.CHAT:
+        _check_arguments(value)
     for name in _INT_FIELDS:
         v = payload.get(name)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
@@ -99,6 +102,38 @@ def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
             raise bad_request(f"`{name}` must be a number", param=name)
     return ParsedRequest(body=body, payload=payload, model=model, stream=stream)
+
+
+def _check_arguments(messages: list[Any]) -> None:
+    """Tool-call arguments are JSON text in a string (OpenAI's schema); an object there is
+    refused rather than guessed at, as a provider adapter would otherwise send it on."""
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        calls = message.get("tool_calls")
+        functions = [
+            (f"messages[{i}].tool_calls[{j}].function", call.get("function"))
+            for j, call in enumerate(calls if isinstance(calls, list) else ())
+            if isinstance(call, dict)
+        ]
+        functions.append((f"messages[{i}].function_call", message.get("function_call")))
+        for where, function in functions:
+            if isinstance(function, dict) and not isinstance(function.get("arguments", ""), str):
+                raise bad_request(
+                    f"`{where}.arguments` must be a string of JSON text, not "
+                    f"{_json_type(function['arguments'])}",
+                    param=f"{where}.arguments",
+                )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "an object" if isinstance(value, dict) else "an array"
 
 
 class FeatureReader:
@@ -113,12 +148,13 @@ class FeatureReader:
         self.on_prem_models = frozenset(privacy.on_prem_models)
         self.redact_policy = privacy.policy == "redact-then-spill"
 
-    def of(
+    async def of(
         self,
         parsed: ParsedRequest,
         headers: Headers,
         candidates: list[Backend],
         key: ApiKey | None = None,
+        request_id: str = "",
     ) -> RequestFeatures:
         payload = parsed.payload
         size, messages, images, _files = text_bytes(payload, self.endpoint)
@@ -133,7 +169,7 @@ class FeatureReader:
             needs_tools=bool(payload.get("tools")),
             needs_images=images,
             needs_json_schema=needs_json_schema(payload),
-            privacy=self._privacy(parsed, headers, candidates, key),
+            privacy=await self._privacy(parsed, headers, candidates, key, request_id),
             latency_budget_ms=self._budget_ms(headers, key),
             prediction_margin=self.prediction_margin,
             cloud_budget_ok=self._cloud_budget_ok(key, candidates),
@@ -163,12 +199,13 @@ class FeatureReader:
             raise bad_request("header x-spillgate-max-ttft-ms must be between 0 and 86400000")
         return value
 
-    def _privacy(
+    async def _privacy(
         self,
         parsed: ParsedRequest,
         headers: Headers,
         candidates: list[Backend],
         key: ApiKey | None,
+        request_id: str,
     ) -> Privacy:
         marked = headers.get("x-spillgate-data")
         if marked is not None:
@@ -179,9 +216,13 @@ class FeatureReader:
             return Privacy.LOCAL_ONLY
         if not any(c.kind is TargetKind.CLOUD for c in candidates):
             return Privacy.MAY_SPILL  # nowhere to leak to: no need to look
-        if self.gw.scanner is None:
+        if self.gw.scans is None:
             return Privacy.MAY_SPILL  # detection turned off (privacy.detect: false)
-        findings = self.gw.scanner.scan(parsed.payload)
+        # The early hint: what the egress guard will read, so the decision expects it.
+        payload = without_stripped_fields(parsed.payload)
+        findings = await self.gw.scans.scan(
+            lambda: payload, len(parsed.body), "ingress", request_id
+        )
         if not findings:
             return Privacy.MAY_SPILL
         return Privacy.REDACT_TO_SPILL if self.redact_policy else Privacy.LOCAL_ONLY

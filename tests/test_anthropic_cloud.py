@@ -21,6 +21,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fakes.anthropic_server import FakeAnthropic, Fault, Reply
+from guard import egress_guard
 
 from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import CloudTarget, ProviderSettings
@@ -95,7 +96,7 @@ def target_for(
     settings = ProviderSettings(
         name="claude", kind="anthropic", base_url=fake.url, api_key=api_key or fake.api_key
     )
-    return CloudTarget("claude", AnthropicAdapter(settings), session, **kw)
+    return CloudTarget("claude", AnthropicAdapter(settings), session, egress=egress_guard(), **kw)
 
 
 def chat(stream: bool, **fields: Any) -> UpstreamRequest:

@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 import pytest
 from fakes.gemini_server import FakeGemini
+from guard import egress_guard
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from test_gemini_golden import parse_sse, upstream
 
@@ -109,7 +110,9 @@ def target_for(
     settings = ProviderSettings(
         name="gemini-e2e", kind="gemini", base_url=fake.url, api_key=api_key
     )
-    return CloudTarget("gemini-e2e", GeminiAdapter(settings), session, **resilience)
+    return CloudTarget(
+        "gemini-e2e", GeminiAdapter(settings), session, egress=egress_guard(), **resilience
+    )
 
 
 @pytest.fixture

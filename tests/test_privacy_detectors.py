@@ -176,8 +176,10 @@ def test_reads_every_text_field_and_no_image_bytes() -> None:
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "my IBAN is DE89 3704 0044 0532 0130 00"},
-                    # An image's bytes can hold anything; they are never read.
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,a@b.io"}},
+                    # Base64 is read as the text it is, never decoded (this is "a@b.io").
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,YUBiLmlv"}},
+                    # No field is skipped for what it looks like.
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,c@d.io"}},
                 ],
             },
             {
@@ -193,10 +195,11 @@ def test_reads_every_text_field_and_no_image_bytes() -> None:
             },
             {"role": "tool", "tool_call_id": "c1", "content": "sent; call +44 20 7946 0958"},
         ],
-        # Tool definitions are the developer's, not the user's: not read.
+        # Tool definitions leave the box like the messages do: read.
         "tools": [{"type": "function", "function": {"name": "x", "description": "x@y.io"}}],
     }
-    assert scan(payload).counts == {"anthropic_key": 1, "email": 2, "iban": 1, "phone": 1}
+    # ann@corp.io counts once, though read both in the JSON text and decoded from it.
+    assert scan(payload).counts == {"anthropic_key": 1, "email": 4, "iban": 1, "phone": 1}
     assert scan({"model": "m", "prompt": ["call 415-555-2671", [1, 2, 3]]}).counts == {"phone": 1}
     responses_input = [
         {"role": "user", "content": [{"type": "input_text", "text": "bob@corp.io"}]},

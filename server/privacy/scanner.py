@@ -8,14 +8,18 @@ about to spill.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
+from spillgate import __version__
 from spillgate.server.privacy import payload as payload_texts
 from spillgate.server.privacy.detectors import BUILTIN, DIGIT_RUN, Around, Detector
 from spillgate.server.privacy.findings import Findings
+from spillgate.server.privacy.normalise import fold
 from spillgate.server.privacy.vault import Vault
 
 # Between joined texts: no detector matches across a NUL.
@@ -47,18 +51,39 @@ class Scanner:
         # One pattern for the whole allow-list: a finding it matches in full is dropped.
         self._allow = re.compile("|".join(f"(?:{p})" for p in allow)) if allow else None
         self._extra = extra
+        #: Names this detector set in the egress audit: the release, and a digest of every
+        #: detector's pattern, the allow-list and the extra detector, so a changed
+        #: configuration reads as another version.
+        self.version = _version(self._detectors, allow, extra)
 
-    def scan(self, payload: dict[str, Any]) -> Findings:
-        texts = [text for text, _ in payload_texts.iter_texts(payload)]
-        if not texts:
-            return Findings()
-        text = texts[0] if len(texts) == 1 else _JOIN.join(texts)
-        return Findings(Counter(span.kind for span in self.spans(text)))
+    def scan(self, value: Any) -> Findings:
+        """What the detectors find in every string of `value` (a request body), by kind.
+
+        A value found both in a JSON text and in the string it decodes to counts once.
+        """
+        plain, decoded = payload_texts.texts(value)
+        counts: Counter[str] = Counter()
+        seen: set[tuple[str, str]] = set()
+        for texts, dedupe in ((plain, False), (decoded, True)):
+            if not texts:
+                continue
+            text = texts[0] if len(texts) == 1 else _JOIN.join(texts)
+            for span in self.spans(text):
+                key = (span.kind, fold(text[span.start : span.end]).text)
+                if dedupe and key in seen:
+                    continue
+                seen.add(key)
+                counts[span.kind] += 1
+        return Findings(counts)
 
     def redact(self, payload: dict[str, Any]) -> tuple[dict[str, Any], Vault]:
-        """Replace every finding with a placeholder; the vault maps them back."""
+        """Replace every finding with a placeholder; the vault maps them back.
+
+        Every string `scan` reads is rewritten, so the redacted copy scans clean: the
+        egress guard reads it with the same scanner.
+        """
         vault = Vault()
-        vault.reserve(text for text, _ in payload_texts.iter_texts(payload))
+        vault.reserve(itertools.chain(*payload_texts.texts(payload)))
 
         def replace(text: str, is_json: bool) -> str:
             spans = self.spans(text)
@@ -76,7 +101,24 @@ class Scanner:
         return payload_texts.map_texts(payload, replace), vault
 
     def spans(self, text: str) -> list[Span]:
-        """Every finding in `text`, in order, none overlapping."""
+        """Every finding in `text`, in order, none overlapping, as spans of `text` itself.
+
+        The detectors read the folded text (normalise.py), so a value written with
+        no-break spaces, full-width digits or zero-width characters is found as the
+        plain value; its span covers the characters that were written.
+        """
+        folded = fold(text)
+        found = self._find(folded.text)
+        if not folded.shifted:
+            return found
+        spans = []
+        for span in found:
+            start, end = folded.original_span(span.start, span.end)
+            spans.append(Span(start, end, span.kind, span.rank))
+        return spans
+
+    def _find(self, text: str) -> list[Span]:
+        """Every finding in the folded `text`, in order, none overlapping."""
         found: list[Span] = []
         whole = [(0, len(text), len(text))]
         windows: dict[Around, list[tuple[int, int, int]]] = {}
@@ -109,6 +151,22 @@ class Scanner:
             allow = self._allow
             found = [s for s in found if not allow.fullmatch(text, s.start, s.end)]
         return _without_overlaps(found)
+
+
+def _version(
+    detectors: Sequence[Detector], allow: Sequence[str], extra: ExtraDetector | None
+) -> str:
+    digest = hashlib.sha256()
+    for det in detectors:
+        pattern = getattr(det.pattern, "pattern", None)
+        digest.update(
+            f"{det.kind}\x00{pattern}\x00{det.scope}\x00{det.check.__qualname__}\x00".encode()
+        )
+    for pattern in allow:
+        digest.update(f"allow\x00{pattern}\x00".encode())
+    if extra is not None:
+        digest.update(f"extra\x00{extra!r}".encode())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
 _WHITESPACE = re.compile(r"\s")
