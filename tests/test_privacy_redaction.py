@@ -240,6 +240,87 @@ def test_tool_call_argument_deltas_are_restored() -> None:
         assert orjson.loads(calls[0]) == {"to": EMAIL, "key": PEM}, i
 
 
+def completion_chunk(text: str, finish: str | None = None) -> bytes:
+    payload = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 1,
+        "model": "gpt-3.5-turbo-instruct",
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def test_completions_stream_text_is_restored() -> None:
+    _, vault = redact({"model": "m", "prompt": f"Reply to {EMAIL}"})
+    answer = "Dear <EMAIL_1>, thanks."
+    for i in range(len(answer) + 1):
+        sse = completion_chunk(answer[:i]) + completion_chunk(answer[i:], finish="stop")
+        out = restore_stream(vault, sse + b"data: [DONE]\n\n", [])
+        events = [orjson.loads(e[6:]) for e in out.split(b"\n\n") if e and e != b"data: [DONE]"]
+        assert "".join(e["choices"][0]["text"] for e in events) == f"Dear {EMAIL}, thanks.", i
+        assert all(e["object"] == "text_completion" for e in events)
+
+
+def test_completions_text_held_to_the_end_goes_out_as_text() -> None:
+    _, vault = redact({"model": "m", "prompt": EMAIL})
+    restorer = vault.stream_restorer()
+    out = restorer.feed(completion_chunk("mail <EMAIL_")) + restorer.finish()
+    events = [orjson.loads(e[6:]) for e in out.split(b"\n\n") if e]
+    assert "".join(e["choices"][0]["text"] for e in events) == "mail <EMAIL_"
+
+
+def test_legacy_function_call_deltas_are_restored() -> None:
+    _, vault = redact(chat(EMAIL))
+    arguments = '{"to": "<EMAIL_1>"}'
+    for i in range(len(arguments) + 1):
+        events = [
+            chunk(
+                {"role": "assistant", "function_call": {"name": "send", "arguments": arguments[:i]}}
+            ),
+            chunk({"function_call": {"arguments": arguments[i:]}}),
+            chunk({}, finish="function_call"),
+        ]
+        out = restore_stream(vault, b"".join(events), [])
+        got = ""
+        for event in out.split(b"\n\n"):
+            if event:
+                parsed = ChatCompletionChunk.model_validate_json(event[6:])
+                function_call = parsed.choices[0].delta.function_call
+                got += (function_call.arguments or "") if function_call else ""
+        assert orjson.loads(got) == {"to": EMAIL}, i
+
+
+def test_unicode_forms_are_redacted_where_they_were_written() -> None:
+    """The redactor reads the folded text the egress check reads; the placeholder replaces
+    the characters the client wrote, and the original comes back as written."""
+    written = [
+        "4111\u00a01111\u202f1111 1111",
+        "\uff14\uff11\uff11\uff11 1111 1111 1111",
+        "ja\u200bne.doe@corp.io",
+        "jane.doe\uff20corp.io",
+    ]
+    for value in written:
+        redacted, vault = redact(chat(f"see {value} now"))
+        content = redacted["messages"][0]["content"]
+        assert content in ("see <PAYMENT_CARD_1> now", "see <EMAIL_1> now"), (value, content)
+        assert vault.restore_text(content) == f"see {value} now"
+
+
+def test_json_in_a_string_is_redacted_in_what_it_decodes_to() -> None:
+    arguments = '{"to": "m\\u00fcller@b\\u00fccher.de", "cc": ["ann@corp.io"]}'
+    payload = {"model": "m", "messages": [{"role": "assistant", "content": None,
+               "tool_calls": [{"id": "c", "type": "function",
+                               "function": {"name": "send", "arguments": arguments}}]}]}  # fmt: skip
+    redacted, vault = redact(payload)
+    sent = redacted["messages"][0]["tool_calls"][0]["function"]["arguments"]
+    assert orjson.loads(sent) == {"to": "<EMAIL_1>", "cc": ["<EMAIL_2>"]}
+    assert orjson.loads(vault.restore_text(sent, json_context=True)) == {
+        "to": "müller@bücher.de",
+        "cc": ["ann@corp.io"],
+    }
+
+
 def test_an_unchanged_stream_passes_byte_for_byte() -> None:
     _, vault = redact(chat(EMAIL))
     sse = content_stream(["Nothing ", "to restore."]) + b": keep-alive\n\n"

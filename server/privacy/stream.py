@@ -1,9 +1,9 @@
-"""Restoring originals in a streamed answer: OpenAI `chat.completion.chunk` SSE bytes.
+"""Restoring originals in a streamed answer: `chat.completion.chunk` and `text_completion` SSE.
 
 A model writes a placeholder in pieces (`<EM`, `AIL_`, `1>`), and the network cuts the
 bytes anywhere, so the restorer keeps two kinds of leftovers: the bytes of an event not
-yet terminated, and per channel (a choice's content, or one of its tool calls' arguments)
-the end of the text that may still become a placeholder. Held text goes out as soon as it
+yet terminated, and per channel (a choice's content or text, the arguments of a tool call
+or of the legacy function_call) the end of the text that may still become a placeholder. Held text goes out as soon as it
 is complete or proven not to be a placeholder, or at the choice's finish_reason, at
 `[DONE]`, or at `finish()`, whichever comes first.
 
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from spillgate.server.privacy.vault import Vault
 
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
-_CONTENT = -1  # the channel key of a choice's content; tool calls use their index
+_CONTENT = -1  # the channel key of a choice's content or text; tool calls use their index
+_FUNCTION_CALL = -2  # the legacy `function_call` delta
 
 
 class StreamRestorer:
@@ -86,30 +87,41 @@ class StreamRestorer:
     def _choice(self, choice: dict[str, Any]) -> bool:
         index = choice.get("index", 0)
         delta = choice.get("delta")
-        if not isinstance(delta, dict):
+        changed = False
+        # A completions stream carries its text in the choice itself.
+        if isinstance(choice.get("text"), str):
+            changed |= self._field(choice, "text", (index, _CONTENT), json_context=False)
+        elif not isinstance(delta, dict):
             if choice.get("finish_reason") is None or not self._held_for(index):
                 return False
             delta = choice["delta"] = {}
-        changed = False
-        content = delta.get("content")
-        if isinstance(content, str):
-            new = self._through((index, _CONTENT), content, json_context=False)
-            if new != content:
-                delta["content"] = new
-                changed = True
-        calls = delta.get("tool_calls")
-        for call in calls if isinstance(calls, list) else ():
-            function = call.get("function") if isinstance(call, dict) else None
-            arguments = function.get("arguments") if isinstance(function, dict) else None
-            if isinstance(function, dict) and isinstance(arguments, str):
-                new = self._through((index, call.get("index", 0)), arguments, json_context=True)
-                if new != arguments:
-                    function["arguments"] = new
-                    changed = True
+        if isinstance(delta, dict):
+            if isinstance(delta.get("content"), str):
+                changed |= self._field(delta, "content", (index, _CONTENT), json_context=False)
+            calls = delta.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    channel = (index, call.get("index", 0))
+                    changed |= self._field(function, "arguments", channel, json_context=True)
+            function_call = delta.get("function_call")  # the legacy, single function call
+            if isinstance(function_call, dict) and isinstance(function_call.get("arguments"), str):
+                channel = (index, _FUNCTION_CALL)
+                changed |= self._field(function_call, "arguments", channel, json_context=True)
         if choice.get("finish_reason") is not None and self._held_for(index):
-            self._flush_into(index, delta)
+            self._flush_into(index, choice, delta)
             changed = True
         return changed
+
+    def _field(
+        self, obj: dict[str, Any], key: str, channel: tuple[int, int], json_context: bool
+    ) -> bool:
+        text = obj[key]
+        new = self._through(channel, text, json_context)
+        if new == text:
+            return False
+        obj[key] = new
+        return True
 
     def _through(self, channel: tuple[int, int], text: str, json_context: bool) -> str:
         held = self._held.pop(channel, "")
@@ -124,23 +136,31 @@ class StreamRestorer:
     def _held_for(self, index: int) -> list[tuple[int, int]]:
         return [channel for channel in self._held if channel[0] == index]
 
-    def _flush_into(self, index: int, delta: dict[str, Any]) -> None:
+    def _flush_into(self, index: int, choice: dict[str, Any], delta: dict[str, Any] | None) -> None:
         """Held text proved not to be a placeholder: it goes out as it was written."""
         for channel in sorted(self._held_for(index)):
             text = self._held.pop(channel)
+            if channel[1] == _CONTENT and delta is None:
+                choice["text"] = (choice.get("text") or "") + text
+                continue
+            delta = choice.setdefault("delta", {}) if delta is None else delta
             if channel[1] == _CONTENT:
                 delta["content"] = (delta.get("content") or "") + text
+            elif channel[1] == _FUNCTION_CALL:
+                function_call = delta.setdefault("function_call", {})
+                function_call["arguments"] = (function_call.get("arguments") or "") + text
             else:
                 calls = delta.setdefault("tool_calls", [])
                 calls.append({"index": channel[1], "function": {"arguments": text}})
 
     def _flush_event(self) -> bytes:
         """A chunk of our own for text still held when the stream ends without a finish."""
+        completions = self._template.get("object") == "text_completion"
         choices = []
         for index in sorted({channel[0] for channel in self._held}):
-            delta: dict[str, Any] = {}
-            self._flush_into(index, delta)
-            choices.append({"index": index, "delta": delta, "finish_reason": None})
+            choice: dict[str, Any] = {"index": index, "finish_reason": None}
+            self._flush_into(index, choice, None if completions else choice.setdefault("delta", {}))
+            choices.append(choice)
         if not choices:
             return b""
         return b"data: " + orjson.dumps({**self._template, "choices": choices}) + b"\n\n"
