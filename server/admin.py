@@ -1,4 +1,5 @@
-"""The admin API under /admin: keys (create, list, show, update, revoke) and usage.
+"""The admin API under /admin: keys (create, list, show, update, revoke), usage, and the
+egress audit (report, chain verification).
 
 Protected by its own bearer token (`admin.token`), never by an API key. Bodies are
 validated here with pydantic and every error is an OpenAI-style error object that names
@@ -268,10 +269,7 @@ def admin_router(gw: Gateway) -> APIRouter:
                     "`group_by` must be one of key, model, target, day", param="group_by"
                 )
             key_id = (await find(q["key"])).id if "key" in q else None
-            since = _when(q["since"], "since") if "since" in q else None
-            until = _when(q["until"], "until") if "until" in q else None
-            if since is not None and until is not None and until <= since:
-                raise bad_request("`until` must be later than `since`", param="until")
+            since, until = _period(q.get("since"), q.get("until"))
             query = UsageQuery(key_id, q.get("model"), q.get("target"), since, until, group_by)
             rows = await gw.store.run(gw.store.usage, query)
             names = {k.id: k.name for _, k in await gw.store.run(gw.store.keys)}
@@ -280,4 +278,32 @@ def admin_router(gw: Gateway) -> APIRouter:
 
         return await guarded(request, work)
 
+    @router.get("/audit/egress")
+    async def egress_audit(request: Request) -> Response:
+        async def work() -> Response:
+            q = request.query_params
+            unknown = set(q) - {"since", "until"}
+            if unknown:
+                raise bad_request(f"unknown filter {sorted(unknown)[0]!r}; filters: since, until")
+            since, until = _period(q.get("since"), q.get("until"))
+            report = await gw.store.run(gw.store.egress_report, since, until)
+            return _json(report.to_json())
+
+        return await guarded(request, work)
+
+    @router.get("/audit/verify")
+    async def egress_verify(request: Request) -> Response:
+        async def work() -> Response:
+            return _json((await gw.store.run(gw.store.verify_egress)).to_json())
+
+        return await guarded(request, work)
+
     return router
+
+
+def _period(since_text: str | None, until_text: str | None) -> tuple[float | None, float | None]:
+    since = _when(since_text, "since") if since_text is not None else None
+    until = _when(until_text, "until") if until_text is not None else None
+    if since is not None and until is not None and until <= since:
+        raise bad_request("`until` must be later than `since`", param="until")
+    return since, until

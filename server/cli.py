@@ -1,4 +1,4 @@
-"""The `spillgate` command: `serve`, `config check`, `keys ...`, `usage`."""
+"""The `spillgate` command: `serve`, `config check`, `keys ...`, `usage`, `audit ...`."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file", type=Path)
-    cli_admin.add_commands(sub)  # keys, usage
+    cli_admin.add_commands(sub)  # keys, usage, audit
     cli_route.add_command(sub)  # route --explain
     return parser
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args, vllm_args)
-        if args.command in ("keys", "usage"):
+        if args.command in ("keys", "usage", "audit"):
             return cli_admin.run(args)
         if args.command == "route":
             return cli_route.run(args)

@@ -1,4 +1,5 @@
-"""`spillgate keys ...` and `spillgate usage`: the admin API from a terminal.
+"""`spillgate keys ...`, `spillgate usage` and `spillgate audit ...`: the admin API from a
+terminal.
 
 They talk to a running gateway (`--url`, default $SPILLGATE_URL or http://127.0.0.1:8000)
 with the admin token (`--admin-token`, default $SPILLGATE_ADMIN_TOKEN), so the gateway
@@ -8,6 +9,8 @@ stays the one writer of keys and every replica sees the same rules.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
 import sys
 from typing import Any
@@ -50,6 +53,26 @@ def add_commands(sub: Any) -> None:
     usage.add_argument("--target", help="only this target")
     usage.add_argument("--since", help="from this date (2025-01-31) or ISO time")
     usage.add_argument("--until", help="before this date or ISO time")
+
+    audit = sub.add_parser("audit", help="the egress audit: what left for cloud providers")
+    _connection(audit)
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    egress = audit_sub.add_parser(
+        "egress",
+        help="report what left: requests, targets, verdicts, detector versions, findings",
+        description="Exit status 1 if any body that left carried an on-prem mark.",
+    )
+    egress.add_argument("--since", help="from this date (2025-01-31) or ISO time")
+    egress.add_argument("--until", help="before this date or ISO time")
+    egress.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="check the audit's hash chain",
+        description="Exit status 0 when the chain holds, 1 when it is broken (printing where).",
+    )
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    for leaf in (egress, verify):
+        _connection(leaf, argparse.SUPPRESS)
 
 
 def _connection(parser: argparse.ArgumentParser, default: Any = None) -> None:
@@ -119,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         with httpx.Client(base_url=args.url, headers=headers, timeout=30.0) as client:
             if args.command == "usage":
                 return _usage(client, args)
+            if args.command == "audit":
+                return _audit(client, args)
             return _keys(client, args)
     except _Usage as err:
         print(f"spillgate: {err}", file=sys.stderr)
@@ -223,3 +248,56 @@ def _table(header: tuple[str, ...], rows: list[list[str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     if not rows:
         print("(nothing yet)")
+
+
+def _audit(client: httpx.Client, args: argparse.Namespace) -> int:
+    if args.audit_command == "verify":
+        result = _call(client, "GET", "/admin/audit/verify")
+        print(json.dumps(result, indent=2) if args.json else format_verification(result))
+        return 0 if result["ok"] else 1
+    params = {name: getattr(args, name) for name in ("since", "until") if getattr(args, name)}
+    report = _call(client, "GET", "/admin/audit/egress", params=params)
+    print(json.dumps(report, indent=2) if args.json else format_egress_report(report))
+    return 1 if report["onprem_marked"] else 0
+
+
+def format_egress_report(report: dict[str, Any]) -> str:
+    """The report as an auditor reads it; counts only, as recorded."""
+
+    def when(ts: float | None, open_end: str) -> str:
+        if ts is None:
+            return open_end
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    lines = [
+        f"Egress audit from {when(report['since'], 'the first record')} "
+        f"until {when(report['until'], 'now')}",
+        f"requests that left for a cloud provider  {report['requests']}",
+        f"bytes sent (request bodies)              {report['body_bytes']}",
+        f"carrying an on-prem mark                 {report['onprem_marked']}"
+        + ("   <- BREACH: on-prem requests must never leave" if report["onprem_marked"] else ""),
+    ]
+    for title, counts in (
+        ("by provider kind", report["by_provider_kind"]),
+        ("by target", report["by_target"]),
+        ("by verdict", report["by_verdict"]),
+        ("scanned by detector version", report["detector_versions"]),
+        ("findings redacted, by kind (counts; values are never recorded)", report["findings"]),
+    ):
+        lines.append(f"{title}:")
+        width = max((len(name) for name in counts), default=0)
+        lines += [f"  {name.ljust(width)}  {count}" for name, count in counts.items()]
+        if not counts:
+            lines.append("  (none)")
+    return "\n".join(lines)
+
+
+def format_verification(result: dict[str, Any]) -> str:
+    head = f"chain head: seq {result['head_seq']}, row_hash {result['head_hash']}"
+    if result["ok"]:
+        return f"egress audit chain holds: {result['rows_checked']} row(s) verified\n{head}"
+    return (
+        f"egress audit chain BROKEN at seq {result['first_broken_seq']} "
+        f"({result['problem']}): {result['detail']}\n"
+        f"{result['rows_checked']} row(s) before it verified\n{head}"
+    )

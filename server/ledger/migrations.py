@@ -1,6 +1,6 @@
 """Versioned schema migrations for the ledger database, SQLite and PostgreSQL alike.
 
-Why not Alembic: the schema is two tables, and Alembic would bring SQLAlchemy into the
+Why not Alembic: the schema is a few tables, and Alembic would bring SQLAlchemy into the
 gateway's runtime for them. Instead each migration is a numbered list of SQL statements
 (written once, portable to both databases), applied in order inside one transaction and
 recorded in `spillgate_schema`. On PostgreSQL an advisory lock makes replicas that start
@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from spillgate.server.ledger.egress import GENESIS
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,41 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX usage_records_ts ON usage_records (ts)",
             "CREATE INDEX usage_records_key_ts ON usage_records (key_id, ts)",
+        ),
+    ),
+    Migration(
+        2,
+        "egress audit hash chain",
+        (
+            # `seq` is the chain order; each row_hash covers prev_hash and every column
+            # before it (spillgate.server.ledger.egress.chain_hash).
+            """CREATE TABLE egress_audit (
+                seq BIGINT PRIMARY KEY,
+                record_id TEXT NOT NULL UNIQUE,
+                request_id TEXT NOT NULL,
+                ts DOUBLE PRECISION NOT NULL,
+                key_id TEXT,
+                model TEXT NOT NULL,
+                target TEXT NOT NULL,
+                provider_kind TEXT NOT NULL,
+                verdict TEXT NOT NULL,
+                detector_version TEXT NOT NULL,
+                findings TEXT NOT NULL,
+                body_sha256 TEXT NOT NULL,
+                body_bytes BIGINT NOT NULL,
+                onprem_marked BOOLEAN NOT NULL,
+                prev_hash TEXT NOT NULL,
+                row_hash TEXT NOT NULL
+            )""",
+            "CREATE INDEX egress_audit_ts ON egress_audit (ts)",
+            # One row: the newest seq and row_hash. Appenders lock it (serialising replicas)
+            # and verification compares it with the last row (a deleted newest row shows).
+            """CREATE TABLE egress_chain_head (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                seq BIGINT NOT NULL,
+                row_hash TEXT NOT NULL
+            )""",
+            f"INSERT INTO egress_chain_head VALUES (1, 0, '{GENESIS}')",
         ),
     ),
 )

@@ -22,6 +22,8 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from spillgate.server.keys import ApiKey
+from spillgate.server.ledger import audit_store
+from spillgate.server.ledger.egress import EgressRecord, EgressReport, EgressVerification
 from spillgate.server.ledger.migrations import SchemaTooNew, migrate
 from spillgate.server.ledger.record import COLUMNS, UsageRecord
 
@@ -104,7 +106,8 @@ class Store:
         )
         self.connect_timeout_s = connect_timeout_s
         self._conn: Any = None
-        #: Usage records committed by this store (touched on the worker thread only).
+        #: Spool records (usage and egress) committed by this store, so that it counts what
+        #: the spool's sequence numbers count (touched on the worker thread only).
         self.rows_written = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="spillgate-ledger")
 
@@ -181,10 +184,13 @@ class Store:
 
     # -- usage ------------------------------------------------------------------------------
 
-    def upsert_usage(self, records: Sequence[UsageRecord]) -> None:
-        with self._tx() as cur:
-            cur.executemany(_UPSERT, [r.row() for r in records])
-        self.rows_written += len(records)
+    def write_batch(self, usage: Sequence[UsageRecord], egress: Sequence[EgressRecord]) -> None:
+        """Commit a batch read from the spool, usage and egress records, in one transaction."""
+        with self._audit_tx() as cur:
+            if usage:
+                cur.executemany(_UPSERT, [r.row() for r in usage])
+            audit_store.insert(cur, self.dialect, egress)
+        self.rows_written += len(usage) + len(egress)
 
     def usage(self, query: UsageQuery) -> list[UsageRow]:
         group = {
@@ -237,6 +243,28 @@ class Store:
         with self._tx() as cur:
             cur.execute(sql, (day_start, min(day_start, month_start)))
             return {k: (float(d), float(m)) for k, d, m in cur.fetchall()}
+
+    # -- egress audit -----------------------------------------------------------------------
+
+    def insert_egress(self, records: Sequence[EgressRecord]) -> None:
+        """Append to the audit chain; a record_id already stored is skipped (a replay)."""
+        self.write_batch((), records)
+
+    def egress_report(self, since: float | None, until: float | None) -> EgressReport:
+        with self._tx() as cur:
+            return audit_store.report(cur, since, until)
+
+    def verify_egress(self) -> EgressVerification:
+        with self._tx() as cur:
+            return audit_store.verify(cur, self.dialect)
+
+    @contextlib.contextmanager
+    def _audit_tx(self) -> Iterator[Any]:
+        try:
+            with self._tx() as cur:
+                yield cur
+        except audit_store.ChainHeadMissing as err:
+            raise StoreUnavailable(str(err)) from None
 
     # -- keys -------------------------------------------------------------------------------
 

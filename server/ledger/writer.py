@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from spillgate.server.ledger.egress import EgressRecord
 from spillgate.server.ledger.record import UsageRecord
 from spillgate.server.ledger.spool import Spool, SpoolPosition
 from spillgate.server.ledger.store import Store, StoreUnavailable
@@ -52,6 +53,16 @@ class Ledger:
             self._wake.set()
         return self.spool.appended
 
+    def record_egress(self, rec: EgressRecord) -> None:
+        """Write ahead the audit record of a body that left for a cloud provider.
+
+        Same spool and guarantee as `record`. Its line takes a sequence number like a usage
+        line, so the backlog and the budgets' view of the database count the same lines.
+        """
+        self.spool.append(rec.to_line())
+        if self.backlog >= self.batch_size:
+            self._wake.set()
+
     @property
     def backlog(self) -> int:
         """Records in the spool that the database does not have yet."""
@@ -88,7 +99,7 @@ class Ledger:
                 self._advance(after, 0)
                 return True
             try:
-                await self.store.run(self.store.upsert_usage, _parse(lines))
+                await self.store.run(self.store.write_batch, *_parse(lines))
             except StoreUnavailable as err:
                 self._mark_down(err)
                 return False
@@ -139,12 +150,16 @@ class Ledger:
             )
 
 
-def _parse(lines: list[bytes]) -> list[UsageRecord]:
-    records = []
+def _parse(lines: list[bytes]) -> tuple[list[UsageRecord], list[EgressRecord]]:
+    usage, egress = [], []
     for line in lines:
         try:
-            records.append(UsageRecord.from_json(orjson.loads(line)))
-        except (orjson.JSONDecodeError, TypeError, KeyError):
+            data = orjson.loads(line)
+            if "egress" in data:
+                egress.append(EgressRecord.from_json(data["egress"]))
+            else:
+                usage.append(UsageRecord.from_json(data))
+        except (ValueError, TypeError, KeyError):  # orjson.JSONDecodeError is a ValueError
             # Only a power cut can tear a line; keep going rather than block the ledger.
             log.error("skipping an unreadable ledger spool line", extra={"bytes": len(line)})
-    return records
+    return usage, egress
