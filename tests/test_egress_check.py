@@ -99,6 +99,17 @@ async def test_the_url_is_read_too() -> None:
         await guard()(request(QUESTION), "o/x", "openai", call)
 
 
+async def test_a_body_whose_audit_record_cannot_be_written_does_not_leave() -> None:
+    def full_disk(record: EgressRecord) -> None:
+        raise OSError(28, "No space left on device")
+
+    call = adapter_for("openai").build(request(QUESTION))
+    runner = ScanRunner(Scanner(), 1 << 16, 10.0)
+    with pytest.raises(EgressRefused) as refused:
+        await EgressGuard(runner, Metrics(), full_disk)(request(QUESTION), "o/x", "openai", call)
+    assert refused.value.kinds == ("audit_unwritable",)
+
+
 class _Broken(Scanner):
     def scan(self, value: Any) -> Findings:
         raise RecursionError("too deep")

@@ -38,6 +38,8 @@ STRIPPED_FIELDS = ("user", "safety_identifier", "metadata", "store")
 
 #: The kind an on-prem mark reports when a body marked so reaches the guard.
 ON_PREM = "on_prem"
+#: The kind reported when the audit record of a body cannot be written ahead.
+AUDIT_UNWRITABLE = "audit_unwritable"
 
 
 def without_stripped_fields(payload: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +82,16 @@ class EgressGuard:
             if findings:
                 self._refuse(request, target, tuple(sorted(findings.kinds)))
             verdict = "redacted" if request.redacted else "clean"
-        self.metrics.egress.labels(target, verdict).inc()
         if self.record is not None:
+            self._audit(request, target, kind, call, verdict)
+        self.metrics.egress.labels(target, verdict).inc()
+
+    def _audit(
+        self, request: UpstreamRequest, target: str, kind: str, call: ProviderCall, verdict: str
+    ) -> None:
+        """Written ahead before the body is sent: what cannot be audited does not leave."""
+        assert self.record is not None
+        try:
             self.record(
                 EgressRecord(
                     record_id=uuid.uuid4().hex,
@@ -99,11 +109,18 @@ class EgressGuard:
                     onprem_marked=request.private,
                 )
             )
+        except OSError as err:
+            self.metrics.ledger_spool_errors.inc()
+            log.error(
+                "egress refused: its audit record could not be written ahead",
+                extra={"request_id": request.request_id, "route": target, "error": str(err)},
+            )
+            self._refuse(request, target, (AUDIT_UNWRITABLE,))
 
     def _refuse(self, request: UpstreamRequest, target: str, kinds: tuple[str, ...]) -> None:
         self.metrics.egress.labels(target, "refused").inc()
         log.warning(
-            "egress refused: the outbound body carries personal data or a secret",
+            "egress refused: the body was not sent to the cloud target",
             extra={"request_id": request.request_id, "route": target, "kinds": list(kinds)},
         )
         raise EgressRefused(kinds)

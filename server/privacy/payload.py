@@ -22,6 +22,7 @@ import orjson
 #: fn(text, is_json): `is_json` marks a string that holds JSON (tool-call arguments).
 TextFn = Callable[[str, bool], str]
 
+
 def texts(value: Any) -> tuple[list[str], list[str]]:
     """Every string in `value`, keys included; and the strings of the JSON written in them.
 

@@ -3,9 +3,9 @@
 A model writes a placeholder in pieces (`<EM`, `AIL_`, `1>`), and the network cuts the
 bytes anywhere, so the restorer keeps two kinds of leftovers: the bytes of an event not
 yet terminated, and per channel (a choice's content or text, the arguments of a tool call
-or of the legacy function_call) the end of the text that may still become a placeholder. Held text goes out as soon as it
-is complete or proven not to be a placeholder, or at the choice's finish_reason, at
-`[DONE]`, or at `finish()`, whichever comes first.
+or of the legacy function_call) the end of the text that may still become a placeholder.
+Held text goes out as soon as it is complete or proven not to be a placeholder, or at the
+choice's finish_reason, at `[DONE]`, or at `finish()`, whichever comes first.
 
 An event without `<` and with nothing held passes through byte for byte; only events
 that change are re-serialised.
