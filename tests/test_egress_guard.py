@@ -103,8 +103,8 @@ def chat(route: str, content: str = "Say hello.", **fields: Any) -> dict[str, An
 
 def _tool(description: str = "Send a message.", parameters: Any = None) -> dict[str, Any]:
     schema = parameters or {"type": "object", "properties": {"to": {"type": "string"}}}
-    return {"type": "function",
-            "function": {"name": "send", "description": description, "parameters": schema}}  # fmt: skip
+    function = {"name": "send", "description": description, "parameters": schema}
+    return {"type": "function", "function": function}
 
 
 def _tool_turns(arguments: str) -> list[dict[str, Any]]:
@@ -127,7 +127,8 @@ LEAKS: list[tuple[str, dict[str, Any], str]] = [
                     "content": "IBAN DE89\u202f3704\u202f0044\u202f0532\u202f0130\u202f00"}]},
      "DE89370400440532013000"),
     ("full-width digits",
-     {"messages": [{"role": "user", "content": "SSN \uff15\uff13\uff16-\uff12\uff12-\uff11\uff12\uff13\uff14"}]},
+     {"messages": [{"role": "user",
+                    "content": "SSN \uff15\uff13\uff16-\uff12\uff12-\uff11\uff12\uff13\uff14"}]},
      "536221234"),
     ("full-width at sign",
      {"messages": [{"role": "user", "content": "Write to jane.doe\uff20corp.io"}]},
@@ -159,6 +160,13 @@ LEAKS: list[tuple[str, dict[str, Any], str]] = [
     ("message name",
      {"messages": [{"role": "user", "name": "jane.doe@corp.io", "content": "hi"}]},
      "jane.doe@corp.io"),
+    ("percent-encoded email",
+     {"messages": [{"role": "user", "content": "see https://x.io/?u=jane.doe%40corp.io"}]},
+     "jane.doe@corp.io"),
+    ("base64 of a card number in a tool description",
+     {"messages": [{"role": "user", "content": "hi"}],
+      "tools": [_tool("fallback card Y2FyZCA0MTExIDExMTEgMTExMSAxMTEx")]},
+     "Y2FyZCA0MTExIDExMTEgMTExMSAxMTEx"),
     ("stop sequence",
      {"messages": [{"role": "user", "content": "hi"}], "stop": ["DE89 3704 0044 0532 0130 00"]},
      "DE89370400440532013000"),
