@@ -282,13 +282,9 @@ def test_windows_find_what_the_whole_text_holds(pieces: list[str]) -> None:
     assert Scanner().spans(text) == _whole_text_spans(text)
 
 
-def test_encoded_values_are_read_as_what_they_decode_to() -> None:
-    card = base64.b64encode(b"card 4111 1111 1111 1111").decode()
-    assert scan({"m": f"pay with {card}"}).counts == {"payment_card": 1}
+def test_percent_and_html_encoded_values_are_read_as_what_they_decode_to() -> None:
     assert scan({"m": "mail jane.doe%40corp.io"}).counts == {"email": 1}
     assert scan({"m": "mail jane.doe&#64;corp.io or ann&commat;corp.io"}).counts == {"email": 2}
-    # Base64 of clean text, of image bytes, and identifiers decode to nothing found.
-    clean = base64.b64encode(b"hello world, nothing here").decode()
     image = base64.b64encode(bytes(range(256)) * 64).decode()
-    for text in (clean, f"data:image/png;base64,{image}", "getElementByIdFromXy", "50% off"):
+    for text in (f"data:image/png;base64,{image}", "50% off", "fish &amp; chips", "a%2Fb"):
         assert not scan({"m": text}), text

@@ -8,9 +8,7 @@ No field is skipped for what it looks like: a skip rule would be a way around th
 A string is also read as what it decodes to, when it holds:
 - JSON (tool-call arguments, tool results, a schema sent as text): its strings, so
   `"m\\u00fcller@..."` is read as the address a provider would decode;
-- percent-encoding (`jane%40corp.io`) or HTML character references (`jane&#64;corp.io`);
-- base64 (standard alphabet, whole quanta) whose bytes are UTF-8 text
-  (`amFuZUBjb3JwLmlv`); image bytes are not text and decode to nothing readable.
+- percent-encoding (`jane%40corp.io`) or HTML character references (`jane&#64;corp.io`).
 
 `map_texts` rebuilds a container only where `fn` returned a different string (copy on
 write): the caller's body is never changed. It rewrites the JSON a string holds; the other
@@ -20,8 +18,6 @@ egress).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import html
 import re
 from collections.abc import Callable
@@ -98,37 +94,19 @@ def map_texts(value: Any, fn: TextFn) -> Any:
 
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-#: Runs of 16 or more base64 characters (12 bytes: an email's worth), padded to a whole
-#: quantum: base64 of text has both cases; identifiers of one case are not decoded at all.
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/](?<![A-Za-z0-9+/][A-Za-z0-9+/])[A-Za-z0-9+/]{15,}+={0,2}")
-#: Decoded base64 counts as text when it is UTF-8 and mostly printable.
-_PRINTABLE_SHARE = 0.9
 
 
 def _encoded_in(text: str) -> list[str]:
-    """The text `text` holds in percent, HTML or base64 encoding (none for most text)."""
+    """The text `text` holds in percent or HTML encoding (none for most text).
+
+    Both are gated on a character most text lacks, so the common case costs one lookup.
+    """
     found: list[str] = []
     if "%" in text and _PERCENT.search(text):
         found.append(unquote(text))
     if "&" in text and _ENTITY.search(text):
         found.append(html.unescape(text))
-    if len(text) >= 16:
-        for run in _BASE64_RUN.finditer(text):
-            decoded = _base64_text(run.group())
-            if decoded:
-                found.append(decoded)
     return found
-
-
-def _base64_text(run: str) -> str | None:
-    if len(run) % 4 or run.islower() or run.isupper():
-        return None
-    try:
-        decoded = base64.b64decode(run, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-    printable = sum(c.isprintable() or c.isspace() for c in decoded)
-    return decoded if printable >= _PRINTABLE_SHARE * len(decoded) else None
 
 
 def _json_in(text: str) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -83,9 +84,15 @@ class Scanner:
         egress guard reads it with the same scanner.
         """
         vault = Vault()
-        vault.reserve(itertools.chain(*payload_texts.texts(payload)))
+        plain, decoded = payload_texts.texts(payload)
+        vault.reserve(itertools.chain(plain, decoded))
+        # One joined scan tells which strings hold a finding; only those are read alone.
+        hits = self._holding_findings(plain) | self._holding_findings(decoded)
 
         def replace(text: str, is_json: bool) -> str:
+            # JSON text is written anew once what it decodes to is redacted: read it again.
+            if text not in hits and not is_json:
+                return text
             spans = self.spans(text)
             if not spans:
                 return text
@@ -99,6 +106,15 @@ class Scanner:
             return "".join(pieces)
 
         return payload_texts.map_texts(payload, replace), vault
+
+    def _holding_findings(self, texts: list[str]) -> set[str]:
+        if not texts:
+            return set()
+        starts, pos = [], 0
+        for text in texts:
+            starts.append(pos)
+            pos += len(text) + len(_JOIN)
+        return {texts[bisect_right(starts, s.start) - 1] for s in self.spans(_JOIN.join(texts))}
 
     def spans(self, text: str) -> list[Span]:
         """Every finding in `text`, in order, none overlapping, as spans of `text` itself.
