@@ -98,6 +98,7 @@ class Executor:
                 continue  # never: the decision does not list one, and this holds the line
             if outbound is None:
                 outbound = await self._outbound(upstream, decision.redact)
+            outbound.request.target_model = upstream.target_model
             opened = time.perf_counter()
             try:
                 reply = await backend.open(outbound.request)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from fakes.openai_server import FakeOpenAIServer
+from fakes.openai_server import Fault, FakeOpenAIServer
 from harness import FakeProviderProcess, GatewayProcess
 from services import metric
 
@@ -66,7 +66,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
             {"name": "gem", "kind": "gemini", "api_key": KEYS["gemini"],
              "retries": {"max_attempts": 1}},
         ],
-        "routes": {ROUTES[kind]: [TARGETS[kind]] for kind in ROUTES},
+        "routes": {**{ROUTES[kind]: [TARGETS[kind]] for kind in ROUTES},
+                   "failover": [TARGETS["openai"], TARGETS["anthropic"]]},
         "privacy": {"policy": "keep-local"},
         "admin": {"token": ADMIN},
         "server": {"max_body_bytes": 16 * 1024 * 1024},  # room for the hostile body
@@ -220,6 +221,22 @@ def test_end_user_fields_are_stripped_not_sent(cloud: Cloud, kind: str) -> None:
     assert "jane.doe@corp.io" not in seen and "DE89370400440532013000" not in seen
     if kind == "openai":
         assert not {"user", "metadata", "store", "safety_identifier"} & set(received[0])
+
+
+def test_each_cloud_target_of_a_failover_gets_its_own_model_and_a_stripped_body(
+    cloud: Cloud,
+) -> None:
+    cloud.openai.fail_next(Fault(status=500))
+    reply = httpx.post(
+        f"{cloud.gateway.url}/v1/chat/completions",
+        json=chat("failover", user="jane.doe@corp.io"),
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-spillgate-route"] == TARGETS["anthropic"]
+    [sent] = cloud.received("anthropic")
+    assert sent["body"]["model"] == "claude-sonnet-4-5"
+    assert "jane.doe@corp.io" not in readings(cloud.received("openai") + [sent])
 
 
 def test_arguments_given_as_an_object_are_refused(cloud: Cloud) -> None:
