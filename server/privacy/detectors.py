@@ -9,6 +9,15 @@ Each detector reads either the whole text (secrets: the engine finds their fixed
 fast) or windows of it (`Around`): around runs of six or more digits, found by one pass
 of `DIGIT_RUN` (every numeric identifier and phone number has one; most prose has none),
 or around each occurrence of an anchor such as `@`.
+
+No pattern backtracks badly, whatever the text (bench/privacy_hostile.py measures each
+kind's worst case). Python's `re` backtracks, and google-re2, which cannot, lacks the
+lookbehinds and the backreferences these patterns use; so the patterns are written not
+to: a run of a character class is possessive (`++`, `{n,m}+`) where giving characters
+back could not lead to a match (what follows it cannot be in it), and each repetition is
+bounded where a value is. A bounded pattern (`reach`) is searched in slices of a long
+text, so no single call holds the GIL for long; PEM blocks, of any length, are found by
+`pem.blocks`.
 """
 
 from __future__ import annotations
@@ -16,15 +25,17 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
 
-from spillgate.server.privacy import checksums
+from spillgate.server.privacy import checksums, pem
 
 #: How many leading characters of a candidate form a valid value (0: not one).
 Check = Callable[[str], int]
+#: The (start, end) of each value in `text[lo:hi]`, in order: `find(text, lo, hi)`.
+Find = Callable[[str, int, int], Iterator[tuple[int, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +54,10 @@ class Around:
 NUMBERS = Around((), before=24, after=16, digits=True)
 #: Six characters or more of digits and separators, from a digit to a digit: every value
 #: a NUMBERS detector finds holds one. (One character class, so the engine runs it fast.)
-DIGIT_RUN = re.compile(r"[0-9][0-9 ./-]{4,}[0-9]")
+#: A longer run is found as pieces of at most `DIGIT_RUN_REACH` characters, one after
+#: the other, so each piece is found by a short call: one window holds them all.
+DIGIT_RUN = re.compile(r"[0-9][0-9 ./-]{4,254}[0-9]")
+DIGIT_RUN_REACH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +72,12 @@ class Detector:
     min_run: int = 0
     #: The pattern group that holds the value (the rest is context, such as a key name).
     group: int = 0
+    #: The most characters a match attempt reads from where it starts, lookaheads
+    #: included (None: no bound). A bounded pattern is searched in slices of a long text.
+    reach: int | None = None
+    #: Finds the values itself, in short calls, where one search would be long; `pattern`
+    #: still defines them (the version digest and the tests read it).
+    find: Find | None = None
 
 
 def _whole(valid: Callable[[str], bool]) -> Check:
@@ -135,73 +155,79 @@ def _nino_ok(value: str) -> bool:
     return value[:2] not in ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ")
 
 
-def _secret(kind: str, prefix: str, rest: str, before: str = "A-Za-z0-9_-") -> Detector:
+#: Characters of a provider key after its prefix: real ones have a few hundred at most.
+#: A longer run is read this far, so each key pattern is bounded and searched in slices.
+KEY_RUN = 4096
+
+
+def _secret(kind: str, prefix: str, rest: str, reach: int, before: str = "A-Za-z0-9_-") -> Detector:
     """A secret that opens with a fixed `prefix` not preceded by a character of `before`."""
     pattern = re.compile(f"{prefix}(?<![{before}]{prefix}){rest}")
-    return Detector(kind, pattern, _always)
+    return Detector(kind, pattern, _always, reach=reach)
 
 
-# In tool-call arguments the text is JSON, so a newline inside a key block reads `\n`.
-_PEM_GAP = r"(?:\s|\\[nr])*"
-_PEM_LABEL = r"-----{}[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
 # After a number: no digit, and no decimal or date separator followed by one.
 _NUMBER_END = r"(?![0-9]|[.,/-][0-9])"
+# A domain label: up to 63 letters, digits, `-` and `_`, opening and closing with a letter
+# or a digit. One possessive run checked at both ends, so it never backtracks; a label is
+# always the whole run, as a dot or the end of the address comes next.
+_LABEL = r"(?=[^\W_])[\w-]{1,63}+(?<=[^\W_])"
 
 BUILTIN: tuple[Detector, ...] = (
     # Secrets first: where matches overlap, the earlier detector wins.
-    Detector(
-        "private_key",
-        re.compile(
-            _PEM_LABEL.format("BEGIN")
-            # A whole block, or a pasted block cut off before its END line.
-            + r"(?:[\s\S]{0,16384}?"
-            + _PEM_LABEL.format("END")
-            + r"|(?:"
-            + _PEM_GAP
-            + r"[A-Za-z0-9+/=]{16,})*)"
-        ),
-        _always,
-    ),
+    Detector("private_key", pem.PATTERN, _always, find=pem.blocks),
     Detector(
         "jwt",
         re.compile(
-            r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+            r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,8192}+\.eyJ[A-Za-z0-9_-]{8,8192}+"
+            r"\.[A-Za-z0-9_-]{0,8192}+"
         ),
         _whole(_jwt_ok),
+        reach=3 + 8192 + 4 + 8192 + 1 + 8192,
     ),
-    _secret("anthropic_key", "sk-ant-", "[A-Za-z0-9_-]{20,}"),
+    _secret("anthropic_key", "sk-ant-", f"[A-Za-z0-9_-]{{20,{KEY_RUN}}}+", 7 + KEY_RUN),
     Detector(
         "openai_key",
-        re.compile(r"sk-(?<![A-Za-z0-9_-]sk-)(?!ant-)[A-Za-z0-9_-]{20,}"),
+        re.compile(rf"sk-(?<![A-Za-z0-9_-]sk-)(?!ant-)[A-Za-z0-9_-]{{20,{KEY_RUN}}}+"),
         _whole(_mixed_key_ok),
+        reach=3 + KEY_RUN,
     ),
     Detector(
         "aws_access_key",
         re.compile(r"A(?<![A-Z0-9]A)(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Z0-9])"),
         _always,
+        reach=21,
     ),
     Detector(
         "aws_secret_key",
         # Forty base64 characters are only a secret next to their name.
         re.compile(
-            r"(?i:aws_?secret_?access_?key|secretaccesskey)[\"']?\s*[:=]\s*[\"']?"
+            r"(?i:aws_?secret_?access_?key|secretaccesskey)[\"']?\s{0,64}+[:=]\s{0,64}+[\"']?"
             r"([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
         ),
         _always,
         Around(("ecret", "ECRET"), before=16, after=96),
         group=1,
+        reach=21 + 1 + 64 + 1 + 64 + 1 + 40 + 1,
     ),
-    _secret("github_token", "gh[pousr]_", "[A-Za-z0-9]{36}(?![A-Za-z0-9_])", "A-Za-z0-9_"),
-    _secret("github_token", "github_pat_", "[A-Za-z0-9_]{22,255}(?![A-Za-z0-9_])", "A-Za-z0-9_"),
-    _secret("gitlab_token", "glpat-", "[A-Za-z0-9_-]{20,}"),
-    _secret("google_api_key", "AIza", "[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])"),
-    _secret("slack_token", "xox[abposre]-", "[A-Za-z0-9-]{10,}", "A-Za-z0-9"),
-    _secret("stripe_key", "sk_(?:live|test)_", "[A-Za-z0-9]{16,}", "A-Za-z0-9_"),
-    _secret("stripe_key", "rk_(?:live|test)_", "[A-Za-z0-9]{16,}", "A-Za-z0-9_"),
+    _secret("github_token", "gh[pousr]_", "[A-Za-z0-9]{36}(?![A-Za-z0-9_])", 41, "A-Za-z0-9_"),
+    _secret(
+        "github_token", "github_pat_", "[A-Za-z0-9_]{22,255}+(?![A-Za-z0-9_])", 267, "A-Za-z0-9_"
+    ),
+    _secret("gitlab_token", "glpat-", f"[A-Za-z0-9_-]{{20,{KEY_RUN}}}+", 6 + KEY_RUN),
+    _secret("google_api_key", "AIza", "[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])", 40),
+    _secret(
+        "slack_token", "xox[abposre]-", f"[A-Za-z0-9-]{{10,{KEY_RUN}}}+", 5 + KEY_RUN, "A-Za-z0-9"
+    ),
+    *(
+        _secret("stripe_key", prefix, f"[A-Za-z0-9]{{16,{KEY_RUN}}}+", 8 + KEY_RUN, "A-Za-z0-9_")
+        for prefix in ("sk_(?:live|test)_", "rk_(?:live|test)_")
+    ),
     Detector(
         "huggingface_token",
-        re.compile(r"hf_(?<![A-Za-z0-9_]hf_)[A-Za-z0-9]{34,}(?![A-Za-z0-9_])"),
+        re.compile(rf"hf_(?<![A-Za-z0-9_]hf_)[A-Za-z0-9]{{34,{KEY_RUN}}}+(?![A-Za-z0-9_])"),
         _whole(_mixed_case),
+        reach=3 + KEY_RUN + 1,
     ),
     Detector(
         "iban",
@@ -212,6 +238,7 @@ BUILTIN: tuple[Detector, ...] = (
         _iban_check,
         NUMBERS,
         min_run=8,
+        reach=4 + 7 * 5 + 4 + 1,
     ),
     Detector(
         "payment_card",
@@ -223,6 +250,7 @@ BUILTIN: tuple[Detector, ...] = (
         _whole(checksums.payment_card_ok),
         NUMBERS,
         min_run=13,
+        reach=19 + 1,
     ),
     Detector(
         "us_ssn",
@@ -230,6 +258,7 @@ BUILTIN: tuple[Detector, ...] = (
         _whole(checksums.us_ssn_ok),
         NUMBERS,
         min_run=11,
+        reach=11 + 2,
     ),
     Detector(
         "uk_nino",
@@ -239,6 +268,7 @@ BUILTIN: tuple[Detector, ...] = (
         ),
         _whole(_nino_ok),
         NUMBERS,
+        reach=13 + 1,
     ),
     Detector(
         "de_tax_id",
@@ -246,6 +276,7 @@ BUILTIN: tuple[Detector, ...] = (
         _whole(checksums.de_tax_id_ok),
         NUMBERS,
         min_run=11,
+        reach=14 + 2,
     ),
     Detector(
         "fr_nir",
@@ -255,6 +286,7 @@ BUILTIN: tuple[Detector, ...] = (
         ),
         _whole(checksums.fr_nir_ok),
         NUMBERS,
+        reach=21 + 1,
     ),
     Detector(
         "es_dni",
@@ -262,6 +294,7 @@ BUILTIN: tuple[Detector, ...] = (
         _whole(checksums.es_dni_ok),
         NUMBERS,
         min_run=7,
+        reach=10 + 1,
     ),
     Detector(
         "it_fiscal_code",
@@ -270,27 +303,33 @@ BUILTIN: tuple[Detector, ...] = (
             r"[0-9LMNP-V]{3}[A-Z](?![A-Za-z0-9])"
         ),
         _whole(checksums.it_fiscal_code_ok),
+        reach=16 + 1,
     ),
     Detector(
         "email",
+        # A domain has at most 128 labels (127 dots, as DNS allows in 255 characters).
         re.compile(
-            r"[\w.+%-](?<![\w.+%-][\w.+%-])[\w.+%-]{0,63}@[^\W_](?:[\w-]{0,62}[^\W_])?"
-            r"(?:\.[^\W_](?:[\w-]{0,62}[^\W_])?)*\.[^\W\d_]{2,24}(?![\w-])"
+            rf"[\w.+%-](?<![\w.+%-][\w.+%-])[\w.+%-]{{0,63}}+@{_LABEL}"
+            rf"(?:\.{_LABEL}){{0,126}}\.[^\W\d_]{{2,24}}+(?![\w-])"
         ),
         _whole(_email_ok),
         Around(("@",), before=64, after=1),
+        reach=64 + 1 + 63 + 126 * 64 + 1 + 24 + 1,
     ),
     # Phone numbers, international: + or 00, a country code, groups (E.164: 15 digits);
     # a 0 or 00 that continues groups of digits (an IBAN, an account) dials nothing.
+    # A group's digits are possessive, the whole of their run up to four: a split into
+    # shorter groups could only end the number where a digit follows, which it may not.
     Detector(
         "phone",
         re.compile(
             r"(?:\+(?<![\w+]\+)|00(?<![\w+]00)(?<![0-9][ .-]00))"
-            r"[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){1,6}(?![0-9])"
+            r"[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}+\)?){1,6}(?![0-9])"
         ),
         _phone_ok,
         NUMBERS,
         min_run=7,
+        reach=2 + 3 + 6 * 7 + 1,
     ),
     # National: North American (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567;
     # with a trunk 0, grouped: (030) 1234567, 020 7946 0958, 030/1234567, 01.23.45.67.89.
@@ -299,14 +338,15 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(
             r"(?:(?:\((?<![\w.+-]\()[2-9][0-9]{2}\) ?[2-9][0-9]{2}[-. ]"
             r"|[2-9](?<![\w.+-][2-9])[0-9]{2}([-. ])[2-9][0-9]{2}\1)[0-9]{4}"
-            r"|\((?<![\w.+/-]\()0[1-9][0-9]{0,4}\) ?[0-9]{2,8}(?:[ -][0-9]{2,4}){0,3}"
+            r"|\((?<![\w.+/-]\()0[1-9][0-9]{0,4}+\) ?[0-9]{2,8}+(?:[ -][0-9]{2,4}+){0,3}"
             r"|0(?<![\w.+/-]0)(?<![0-9][ .-]0)[1-9]"
-            r"(?:[0-9]{0,4}[ /-][0-9]{2,8}(?:[ -][0-9]{2,4}){0,3}"
+            r"(?:[0-9]{0,4}+[ /-][0-9]{2,8}+(?:[ -][0-9]{2,4}+){0,3}"
             r"|(?:\.[0-9]{2}){4}))" + _NUMBER_END
         ),
         _phone_ok,
         NUMBERS,
         min_run=7,
+        reach=9 + 8 + 3 * 5 + 2,
     ),
 )
 

@@ -13,18 +13,27 @@ import itertools
 import re
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from spillgate import __version__
 from spillgate.server.privacy import payload as payload_texts
-from spillgate.server.privacy.detectors import BUILTIN, DIGIT_RUN, Around, Detector
+from spillgate.server.privacy.detectors import (
+    BUILTIN,
+    DIGIT_RUN,
+    DIGIT_RUN_REACH,
+    Around,
+    Detector,
+)
 from spillgate.server.privacy.findings import Findings
 from spillgate.server.privacy.normalise import fold
 from spillgate.server.privacy.vault import Vault
 
 # Between joined texts: no detector matches across a NUL.
 _JOIN = "\x00\n"
+#: A bounded pattern searches a longer text or window in slices of this many characters
+#: (plus its reach), so that no single call holds the GIL long (see `_slices`).
+_SLICE = 1 << 18
 
 
 class Span(NamedTuple):
@@ -145,20 +154,34 @@ class Scanner:
                 regions = windows.get(det.scope)  # type: ignore[assignment]
                 if regions is None:
                     regions = windows[det.scope] = _windows(text, det.scope)
+            search, reach, find = det.pattern.search, det.reach, det.find
             for lo, hi, run in regions:
                 if run < det.min_run:
                     continue
-                search, pos = det.pattern.search, lo
-                while (match := search(text, pos, hi)) is not None:
-                    start, end = match.span(det.group)
-                    length = det.check(text[start:end])
-                    if length:
-                        found.append(Span(start, start + length, det.kind, rank))
-                        pos = start + length
-                    else:
-                        # A rejected candidate may hide a real value inside it: a card
-                        # after the digits of a phone number. Look again one further on.
-                        pos = match.start() + 1
+                if find is not None:
+                    found += [Span(s, e, det.kind, rank) for s, e in find(text, lo, hi)]
+                    continue
+                pos = lo
+                # Each match that starts before `limit` is the one a search up to `hi`
+                # finds; from `limit` on, the next slice searches again.
+                if reach is None or hi - lo <= _SLICE:
+                    slices: Iterable[tuple[int, int]] = ((hi, hi),)
+                else:
+                    slices = _slices(lo, hi, reach)
+                for limit, stop in slices:
+                    while (match := search(text, pos, stop)) is not None and (
+                        match.start() < limit
+                    ):
+                        start, end = match.span(det.group)
+                        length = det.check(text[start:end])
+                        if length:
+                            found.append(Span(start, start + length, det.kind, rank))
+                            pos = start + length
+                        else:
+                            # A rejected candidate may hide a real value inside it: a card
+                            # after the digits of a phone number. Look again one further on.
+                            pos = match.start() + 1
+                    pos = max(pos, limit)
         if self._extra is not None:
             found += self._extra.spans(text)
         if not found:
@@ -166,7 +189,7 @@ class Scanner:
         if self._allow is not None:
             allow = self._allow
             found = [s for s in found if not allow.fullmatch(text, s.start, s.end)]
-        return _without_overlaps(found)
+        return _resolve_overlaps(found)
 
 
 def _version(
@@ -185,7 +208,44 @@ def _version(
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
+def _slices(lo: int, hi: int, reach: int) -> Iterator[tuple[int, int]]:
+    """(limit, stop) of each slice of `[lo, hi)` for a pattern that reads at most `reach`
+    characters from where a match attempt starts.
+
+    An attempt that starts before `limit` reads nothing at `stop = limit + reach` or
+    after, so a search that stops at `stop` tries it exactly as one that stops at `hi`:
+    its first match starting before `limit` is the same, and if it has none, neither
+    has the search to `hi`. The next slice goes on from `limit`.
+    """
+    limit = lo + _SLICE
+    while limit + reach < hi:
+        yield limit, limit + reach
+        limit += _SLICE
+    yield hi, hi
+
+
+def _resolve_overlaps(spans: list[Span]) -> list[Span]:
+    """`_without_overlaps`, group by group of spans that overlap: the cost of keeping
+    the best of a group grows with the square of its size, not of all the findings."""
+    spans.sort()
+    groups: list[list[Span]] = []
+    group_end = 0
+    for span in spans:
+        if groups and span.start < group_end:
+            groups[-1].append(span)
+            group_end = max(group_end, span.end)
+        else:
+            groups.append([span])
+            group_end = span.end
+    if len(groups) == len(spans):
+        return spans
+    return [kept for group in groups for kept in _without_overlaps(group)]
+
+
 _WHITESPACE = re.compile(r"\s")
+#: For each scope's anchors: one inside a value (no whitespace or edge of the text next
+#: to it), first from a position on, and the last in a range.
+_ANCHORS: dict[Around, tuple[re.Pattern[str], re.Pattern[str], int]] = {}
 
 
 def _windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
@@ -193,13 +253,13 @@ def _windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
 
     Each window ends at whitespace (or the text's end), where no pattern can go on, so a
     pattern's lookahead sees what it would see in the whole text; a lookbehind reads
-    before a window's start anyway.
+    before a window's start anyway. Windows that reach into each other are one.
     """
     before, after, end_of_text = scope.before, scope.after, len(text)
     merged: list[tuple[int, int, int]] = []
     if scope.digits:
         lo, hi, longest = 0, -end_of_text, 0  # the window being grown; none yet
-        for start, end in map(re.Match.span, DIGIT_RUN.finditer(text)):
+        for start, end in _digit_runs(text):
             if start - before <= hi:
                 hi = end + after
                 longest = max(longest, end - start)
@@ -210,26 +270,69 @@ def _windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
         if hi > 0:
             merged.append((lo, hi, longest))
     else:
-        anchors: list[int] = []
-        for anchor in scope.anchors:
-            at = text.find(anchor)
-            while at >= 0:
-                end = at + len(anchor)
-                # Anchors sit inside the values (`a@b.io`, `aws_secret_access_key`): one
-                # with whitespace or the text's edge beside it anchors nothing.
-                inside = at > 0 and end < end_of_text
-                if inside and not (text[at - 1].isspace() or text[end].isspace()):
-                    anchors.append(at)
-                at = text.find(anchor, end)
-        for at in sorted(anchors):
-            if merged and at - before <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], at + after, 0)
-            else:
-                merged.append((max(at - before, 0), at + after, 0))
-    windows = []
+        merged = _anchor_windows(text, scope)
+    windows: list[tuple[int, int, int]] = []
     for lo, hi, longest in merged:
+        if windows and lo <= windows[-1][1]:
+            # Reaches into the window before, which already ends at whitespace at or
+            # after `hi`, or ends before it: then its whitespace is searched from `hi`.
+            lo, last_end, last_longest = windows.pop()
+            longest = max(longest, last_longest)
+            if hi <= last_end:
+                windows.append((lo, last_end, longest))
+                continue
         space = _WHITESPACE.search(text, hi) if hi < end_of_text else None
         windows.append((lo, space.start() if space else end_of_text, longest))
+    return windows
+
+
+def _digit_runs(text: str) -> Iterator[tuple[int, int]]:
+    """The spans of `DIGIT_RUN` in `text`, in slices of a long text."""
+    if len(text) <= _SLICE + DIGIT_RUN_REACH:
+        yield from map(re.Match.span, DIGIT_RUN.finditer(text))
+        return
+    pos = 0
+    for limit, stop in _slices(0, len(text), DIGIT_RUN_REACH):
+        for match in DIGIT_RUN.finditer(text, pos, stop):
+            if match.start() >= limit:
+                break
+            yield match.span()
+            pos = match.end()
+        pos = max(pos, limit)
+
+
+def _anchor_windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
+    """Windows around each anchor: `before` characters before it to `after` after it, an
+    anchor that starts within `before` of a window's end growing that window.
+
+    Where anchors crowd, a window grows by jumps: to the last anchor within reach of its
+    end, found by one call, not one anchor at a time.
+    """
+    if scope not in _ANCHORS:
+        size = len(scope.anchors[0])
+        if any(len(anchor) != size for anchor in scope.anchors):
+            raise ValueError(f"anchors of one scope have one length: {scope.anchors}")
+        # Anchors sit inside the values (`a@b.io`, `aws_secret_access_key`): one with
+        # whitespace or the text's edge beside it anchors nothing.
+        inside = "(?<=\\S)(?:{})(?=\\S)".format("|".join(map(re.escape, scope.anchors)))
+        _ANCHORS[scope] = (re.compile(inside), re.compile(f"(?s:.*){inside}"), size)
+    first, last, size = _ANCHORS[scope]
+    before, after, end_of_text = scope.before, scope.after, len(text)
+    windows = []
+    found = first.search(text)
+    while found is not None:
+        at = found.start()
+        lo = max(at - before, 0)
+        while True:
+            # Anchors that start by `reach` grow the window: the last of them ends it.
+            reach = at + after + before
+            # An anchor reads one character past its end: it starts at `reach` or before.
+            further = last.match(text, at + 1, min(reach + size + 1, end_of_text))
+            if further is None:
+                break
+            at = further.end() - size
+        windows.append((lo, at + after, 0))
+        found = first.search(text, reach + 1)
     return windows
 
 

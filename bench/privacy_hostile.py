@@ -1,0 +1,166 @@
+"""Worst cases for the privacy detectors: scan time against size, and the longest call.
+
+Each built-in kind has a hostile text (`HOSTILE[kind](chars)`): runs that almost match,
+built to make that kind's pattern try, and fail, as much as it can. A backtracking
+pattern shows here as a scan whose time grows faster than its input; a pattern that
+holds the GIL for long in one C call, as a long stall of the event loop.
+
+For each kind and each size the bench scans the text once (`Scanner().spans`) and prints
+the time, the growth per doubling of the size (linear is about 2) and, at the largest
+size, the longest single C-level call the scan made (a regular expression search or
+match, a `str.find`...), which is how long the event loop would wait on it.
+
+    python bench/privacy_hostile.py [--sizes 0.25,1,2,4,8] [--kinds email,phone,...]
+
+The sizes are MiB of text. Other engineers' benches import `HOSTILE` (privacy_healthz.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def repeat(unit: str, chars: int) -> str:
+    """`unit` repeated to `chars` characters."""
+    return (unit * (chars // len(unit) + 1))[:chars]
+
+
+def _with_tail(head: str, unit: str, chars: int) -> str:
+    return head + repeat(unit, max(chars - len(head), 0))
+
+
+_B64 = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"  # 64 characters
+
+#: A text of about the given number of characters for each kind, its worst case.
+HOSTILE: dict[str, Callable[[int], str]] = {
+    # The line a hostile user sent: every BEGIN searched for its END.
+    "private_key": lambda n: repeat("-----BEGIN PRIVATE KEY-----\n", n),
+    # Many candidates of three segments whose header is not JSON, each decoded and refused.
+    "jwt": lambda n: repeat("eyJhbGciOi.eyJzdWIiOj.", n),
+    "anthropic_key": lambda n: repeat(" sk-ant-api03-AbCdEfGhIj0123456", n),
+    # One run: the first `sk-` reads all of it, every later `sk-` is inside it.
+    "openai_key": lambda n: repeat("sk-", n),
+    "aws_access_key": lambda n: repeat(" AKIA" + "A" * 15, n),
+    "aws_secret_key": lambda n: repeat("aws_secret_access_key=" + "A" * 39 + ",", n),
+    "github_token": lambda n: repeat(" ghp_" + "aB3" * 11 + "a", n),
+    "gitlab_token": lambda n: repeat(" glpat-" + "a" * 19, n),
+    "google_api_key": lambda n: repeat(" AIza" + "A" * 34, n),
+    "slack_token": lambda n: repeat(" xoxb-" + "1" * 9, n),
+    "stripe_key": lambda n: repeat(" sk_live_" + "a" * 15, n),
+    # The token's run is followed by `_`: a backtracking run gives back every character.
+    "huggingface_token": lambda n: _with_tail(" hf_", "a", n - 1) + "_",
+    # Well-formed IBANs whose mod 97 fails, and `DE00` groups that almost continue them.
+    "iban": lambda n: repeat("DE00 DE00 DE00 DE00 DE00 DE00 DE00 DE00 1234 5678 ", n),
+    # Luhn fails; and digit runs with separators, every digit a place a number may start.
+    "payment_card": lambda n: repeat("4111 1111 1111 1112 1 2 3 4 5 6 7 8 9 0 ", n),
+    "us_ssn": lambda n: repeat("078-05-1120 1-2-3-4-5-6 ", n),
+    "uk_nino": lambda n: repeat("GB 12 34 56 C 1 2 3 4 5 6 ", n),
+    "de_tax_id": lambda n: repeat("86 095 742 718 1 234 567 890 1 ", n),
+    "fr_nir": lambda n: repeat("1 84 12 76 451 089 47 1 2 3 4 5 ", n),
+    "es_dni": lambda n: repeat("12345678A X1234567A 1234567 ", n),
+    "it_fiscal_code": lambda n: repeat("RSSMRA85T10A562T ", n),
+    # One address whose domain never reaches a top-level domain: the domain's labels.
+    "email": lambda n: _with_tail("a@", "b.", n),
+    # International numbers one digit too long for E.164, and trunk numbers whose groups
+    # can be split many ways: a backtracking pattern tries every split.
+    "phone": lambda n: repeat(
+        "+1 (" * 4 + "+1 2222 2222 2222 2222 2222 22 ,01 2222 2222 22222 ", n
+    ),
+}
+
+#: Further hostile texts, shown in the table after the kinds.
+VARIANTS: dict[str, Callable[[int], str]] = {
+    "private_key, no END": lambda n: _with_tail("-----BEGIN RSA PRIVATE KEY-----\n", _B64, n),
+    "private_key, one line": lambda n: _with_tail("-----BEGIN PRIVATE KEY-----\n", "A", n),
+    "private_key, JSON": lambda n: repeat("-----BEGIN PRIVATE KEY-----\\n", n),
+    "private_key, headers": lambda n: repeat(
+        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,AB\n", n
+    ),
+    "jwt, one run": lambda n: _with_tail("eyJ", "a", n),
+    "email, many @": lambda n: repeat("@", n),
+    "email, a@b.": lambda n: repeat("a@b.", n),
+    "digits 1 2 3": lambda n: repeat("1 2 3 4 5 6 7 8 9 0 ", n),
+    "digit, separators": lambda n: _with_tail("1", "-", n),
+    "phone +1 (": lambda n: repeat("+1 (", n),
+}
+
+
+class _LongestCall:
+    """The longest C-level call (`sys.setprofile` reports each one) made by this thread."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.name = ""
+        self._started: dict[int, float] = {}
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call":
+            self._started[id(arg)] = time.perf_counter()
+        elif event in ("c_return", "c_exception"):
+            started = self._started.pop(id(arg), None)
+            if started is not None:
+                took = time.perf_counter() - started
+                if took > self.longest:
+                    self.longest, self.name = took, getattr(arg, "__qualname__", repr(arg))
+
+
+def scan_once(text: str, profile: bool = False) -> tuple[float, _LongestCall | None]:
+    """Seconds one `Scanner().spans(text)` takes, in a thread as the gateway runs it."""
+    from spillgate.server.privacy import Scanner
+
+    scanner = Scanner()
+    longest = _LongestCall() if profile else None
+    took: list[float] = []
+
+    def run() -> None:
+        if longest is not None:
+            sys.setprofile(longest)
+        start = time.perf_counter()
+        scanner.spans(text)
+        took.append(time.perf_counter() - start)
+        sys.setprofile(None)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    return took[0], longest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="0.25,1,2,4,8", help="MiB of text, ascending")
+    parser.add_argument("--kinds", default=",".join([*HOSTILE, *VARIANTS]))
+    args = parser.parse_args()
+    sizes = [float(s) for s in args.sizes.split(",")]
+    texts = {**HOSTILE, **VARIANTS}
+    head = " | ".join(f"{s:g} MiB" for s in sizes)
+    print(f"| hostile text | {head} | growth per doubling | longest call at {sizes[-1]:g} MiB |")
+    print("| --- |" + " ---: |" * (len(sizes) + 2))
+    for kind in args.kinds.split(","):
+        times = []
+        for size in sizes:
+            took, _ = scan_once(texts[kind](int(size * 1024 * 1024)))
+            times.append(took)
+        _, longest = scan_once(texts[kind](int(sizes[-1] * 1024 * 1024)), profile=True)
+        assert longest is not None
+        # Growth per doubling over the whole range: (t_last / t_first) ** (1 / doublings).
+        doublings = max(len(sizes) - 1, 1)
+        from math import log2
+
+        doublings = log2(sizes[-1] / sizes[0]) or 1
+        growth = (times[-1] / max(times[0], 1e-9)) ** (1 / doublings)
+        cells = " | ".join(f"{t * 1000:,.0f} ms" if t < 10 else f"{t:,.1f} s" for t in times)
+        print(
+            f"| `{kind}` | {cells} | {growth:.2f} | "
+            f"{longest.longest * 1000:.1f} ms `{longest.name}` |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""PEM private keys: the whole block, of any length, in linear time on any text.
+
+A block opens with a BEGIN label (`-----BEGIN RSA PRIVATE KEY-----`, `... PGP PRIVATE KEY
+BLOCK-----`) and is either
+
+- **whole**: everything up to the first `-----BEGIN` or `-----END` after the label, when
+  that is an END label of a private key (the body is not read: armour headers, any
+  length, JSON's `\\n`, all inside); or
+- **cut off** (pasted without its END line, or followed by something else): the label and
+  the lines after it that read as key material: base64 (a run of 16 characters or more,
+  or a shorter one that ends its line), armour headers (`Proc-Type: 4,ENCRYPTED`,
+  `DEK-Info: ...`, `Comment: "..."`, `Version: ...`), separated by whitespace or, inside
+  JSON text, `\\n` and `\\r`.
+
+Neither form crosses a NUL (the scanner joins texts with one). `PATTERN` says this as one
+regular expression, the definition the scanner's version digest and the tests read; each
+of its quantifiers is possessive and its body stops at the next marker, so it never
+backtracks far. `blocks` finds the same blocks without any long call (the scanner uses
+it): every `-----BEGIN` and `-----END` is found once, each BEGIN takes the next marker by
+bisection instead of searching for its END (repeated BEGIN lines cost one pass), and
+runs of key material are matched in chunks of `CHUNK` characters, so no single call
+holds the GIL for long.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterator
+
+#: The most characters one regular expression call of `blocks` reads at a time.
+CHUNK = 1 << 16
+
+_PRIVATE = r"[A-Z0-9 ]{0,64}+(?:(?<=PRIVATE KEY)|(?<=PRIVATE KEY BLOCK))-----"
+_BEGIN = "-----BEGIN" + _PRIVATE
+_END = "-----END" + _PRIVATE
+# Anything but a NUL, up to the next `-----BEGIN` or `-----END`.
+_BODY = r"(?:[^\x00-]++|-(?!----(?:BEGIN|END)))*+"
+# Between lines: whitespace, or in JSON text the two characters `\n` or `\r`.
+_GAP = r"(?:\s++|\\[nr])*+"
+_BASE64 = r"[A-Za-z0-9+/=]"
+# Where a line ends: a line break (JSON's too), the quote that ends a string, the text.
+_LINE_END = r'[\r\n"]|\\[nr"]'
+_HEADER_NAME = r"[A-Za-z][A-Za-z0-9-]{0,63}+:[ \t]"
+# A header's value, to the end of its line: JSON's `\"` and `\\` are in it, `\n` is not.
+_HEADER_VALUE = r"(?:[^\x00\r\n\\]++|\\[^\x00nr])*+"
+_LINE = f"(?:{_BASE64}{{16,}}+|{_BASE64}{{1,15}}+(?={_LINE_END}|\\Z)|{_HEADER_NAME}{_HEADER_VALUE})"
+
+PATTERN = re.compile(f"{_BEGIN}(?:{_BODY}{_END}|(?:{_GAP}{_LINE})*+)")
+
+_BEGIN_AT = re.compile(_BEGIN)
+_END_AT = re.compile(_END)
+_GAP_RUN = re.compile(_GAP)
+_BASE64_RUN = re.compile(f"{_BASE64}*+")
+_LINE_END_AT = re.compile(_LINE_END)
+_HEADER_NAME_AT = re.compile(_HEADER_NAME)
+_HEADER_VALUE_RUN = re.compile(_HEADER_VALUE)
+
+
+def blocks(text: str, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) of each block in `text[lo:hi]`, in order: what `PATTERN` finds
+    searching from `lo`, and from the end of each block on."""
+    begins = _occurrences(text, "-----BEGIN", lo, hi)
+    ends = _occurrences(text, "-----END", lo, hi)
+    covered = lo
+    for i, begin in enumerate(begins):
+        if begin < covered:
+            continue  # inside the block before
+        label = _BEGIN_AT.match(text, begin, hi)
+        if label is None:
+            continue  # a public key, a certificate
+        body = label.end()
+        # The first marker after the label: the next BEGIN, or the next END before it.
+        k = bisect_left(begins, body, i + 1)
+        marker = begins[k] if k < len(begins) else hi
+        j = bisect_left(ends, body)
+        if j < len(ends) and ends[j] < marker:
+            marker = ends[j]
+        end = _END_AT.match(text, marker, hi) if marker < hi else None
+        if end is not None and text.find("\x00", body, marker) < 0:
+            covered = end.end()
+        else:
+            covered = _lines_end(text, body, hi)
+        yield begin, covered
+
+
+def _occurrences(text: str, marker: str, lo: int, hi: int) -> list[int]:
+    found = []
+    at = text.find(marker, lo, hi)
+    while at >= 0:
+        found.append(at)
+        at = text.find(marker, at + len(marker), hi)
+    return found
+
+
+def _lines_end(text: str, pos: int, hi: int) -> int:
+    """Where `(?:GAP LINE)*+` of `PATTERN`, matched at `pos`, ends: one line at a time."""
+    while True:
+        start = _run_end(_GAP_RUN, text, pos, hi)
+        end = _run_end(_BASE64_RUN, text, start, hi)
+        if end - start >= 16 or (
+            end > start and (end == hi or _LINE_END_AT.match(text, end, hi) is not None)
+        ):
+            pos = end
+            continue
+        header = _HEADER_NAME_AT.match(text, start, hi)
+        if header is None:
+            return pos
+        pos = _run_end(_HEADER_VALUE_RUN, text, header.end(), hi)
+
+
+def _run_end(run: re.Pattern[str], text: str, pos: int, hi: int) -> int:
+    """Where `run` matched at `pos` ends, read in chunks.
+
+    `run` is a possessive repetition of items of at most two characters, so a match
+    that stops two characters or more before its chunk's end stopped where the text
+    stops it; otherwise the last whole item ends the chunk and the next one goes on.
+    """
+    while True:
+        stop = min(pos + CHUNK, hi)
+        match = run.match(text, pos, stop)
+        end = pos if match is None else match.end()
+        if end < stop - 1 or stop == hi:
+            return end
+        pos = end
