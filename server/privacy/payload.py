@@ -30,30 +30,35 @@ import orjson
 TextFn = Callable[[str, bool], str]
 
 
+#: Layers of encoding undone, at most (`%2540` is `%40` is `@`): a bound, so a string
+#: encoded a thousand times over costs a few passes, not a thousand.
+MAX_DECODINGS = 4
+
+
 def texts(value: Any) -> tuple[list[str], list[str]]:
-    """Every string in `value`, keys included; and the strings of the JSON written in them.
+    """Every string in `value`, keys included; and what the encoded ones decode to.
 
     The second list is kept apart so a value seen both ways counts once.
     """
     plain: list[str] = []
     decoded: list[str] = []
-    stack: list[tuple[Any, list[str]]] = [(value, plain)]
+    stack: list[tuple[Any, list[str], int]] = [(value, plain, 0)]
     while stack:
-        item, found = stack.pop()
+        item, found, depth = stack.pop()
         if isinstance(item, str):
             if item:
                 found.append(item)
                 inner = _json_in(item)
                 if inner is not None:
-                    stack.append((inner, decoded))
-                decoded += _encoded_in(item)
+                    stack.append((inner, decoded, depth))
+                if depth < MAX_DECODINGS:
+                    stack.extend((text, decoded, depth + 1) for text in _encoded_in(item))
         elif isinstance(item, dict):
             for key, inner in item.items():
-                if key:
-                    found.append(key)
-                stack.append((inner, found))
+                stack.append((key, found, depth))  # a key leaves like any other string
+                stack.append((inner, found, depth))
         elif isinstance(item, list):
-            stack.extend((inner, found) for inner in item)
+            stack.extend((inner, found, depth) for inner in item)
     return plain, decoded
 
 
@@ -93,20 +98,31 @@ def map_texts(value: Any, fn: TextFn) -> Any:
 
 
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+#: JSON's (and Python's, JavaScript's) `\\uXXXX` escapes, written into plain text.
+_U_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
 def _encoded_in(text: str) -> list[str]:
-    """The text `text` holds in percent or HTML encoding (none for most text).
+    """The text `text` holds in percent, HTML or `\\u` escapes (none for most text).
 
-    Both are gated on a character most text lacks, so the common case costs one lookup.
+    Each is gated on characters most text lacks, so the common case costs a lookup each.
+    A decoded text is read in turn, so escapes within escapes are undone too.
     """
     found: list[str] = []
     if "%" in text and _PERCENT.search(text):
         found.append(unquote(text))
     if "&" in text and _ENTITY.search(text):
         found.append(html.unescape(text))
-    return found
+    if "\\u" in text and _U_ESCAPE.search(text):
+        found.append(_unescape_u(text))
+    return [decoded for decoded in found if decoded != text]
+
+
+def _unescape_u(text: str) -> str:
+    unescaped = _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    # `\\ud83d\\ude00` is one character written as a surrogate pair.
+    return unescaped.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _json_in(text: str) -> Any:
