@@ -411,9 +411,23 @@ def test_no_planted_value_reaches_a_cloud_provider(cloud: Cloud, provider: str, 
     _report(outcomes)
     summary = _summary(outcomes)
     print(f"\n[{provider}, {form}] {summary}")
-    # Not vacuous: the route works, and takes a good share of the clean requests.
-    assert sum(o.clean_reached for o in outcomes) >= len(outcomes) // 3, summary
+    _REACHED.setdefault(provider, []).extend(o.clean_reached for o in outcomes)
     assert sum(bool(o.leaked) for o in outcomes) == 0, summary
+
+
+#: Per provider kind, whether each clean twin reached its provider (filled by the above).
+_REACHED: dict[str, list[bool]] = {}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_clean_twins_reached_their_provider(provider: str) -> None:
+    """Not vacuous: each route works, and takes a good share of the clean requests (some
+    generated requests are refused by the provider's adapter, the planted twin with them).
+    Counted over every form of the property test above, which runs first."""
+    reached = _REACHED.get(provider)
+    if reached is None:
+        pytest.skip("runs after test_no_planted_value_reaches_a_cloud_provider")
+    assert sum(reached) >= len(reached) // 3, f"{sum(reached)} of {len(reached)} reached"
 
 
 def _report(outcomes: list[Outcome]) -> None:

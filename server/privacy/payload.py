@@ -98,13 +98,16 @@ def map_texts(value: Any, fn: TextFn) -> Any:
 
 
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
-#: JSON's (and Python's, JavaScript's) `\\uXXXX` escapes, written into plain text.
-_U_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
+#: JSON string escapes written into plain text (JSON quoted inside a sentence, a log line):
+#: `\u00fc`, `\"`, `\\`, `\n`...
+_JSON_ESCAPE = re.compile(r'\\(u[0-9A-Fa-f]{4}|["\\/bfnrt])')
+_SIMPLE_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
+                   "t": "\t"}  # fmt: skip
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
 def _encoded_in(text: str) -> list[str]:
-    """The text `text` holds in percent, HTML or `\\u` escapes (none for most text).
+    """The text `text` holds in percent, HTML or JSON escapes (none for most text).
 
     Each is gated on characters most text lacks, so the common case costs a lookup each.
     A decoded text is read in turn, so escapes within escapes are undone too.
@@ -114,14 +117,20 @@ def _encoded_in(text: str) -> list[str]:
         found.append(unquote(text))
     if "&" in text and _ENTITY.search(text):
         found.append(html.unescape(text))
-    if "\\u" in text and _U_ESCAPE.search(text):
-        found.append(_unescape_u(text))
+    if "\\u" in text or '\\"' in text:
+        found.append(_json_unescaped(text))
     return [decoded for decoded in found if decoded != text]
 
 
-def _unescape_u(text: str) -> str:
-    unescaped = _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-    # `\\ud83d\\ude00` is one character written as a surrogate pair.
+def _json_unescaped(text: str) -> str:
+    """One layer of JSON string escapes undone; `\\\\u0040` needs two, as it did to write."""
+
+    def unescape(match: re.Match[str]) -> str:
+        escape = match.group(1)
+        return chr(int(escape[1:], 16)) if len(escape) > 1 else _SIMPLE_ESCAPES[escape]
+
+    unescaped = _JSON_ESCAPE.sub(unescape, text)
+    # `\ud83d\ude00` is one character written as a surrogate pair.
     return unescaped.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
