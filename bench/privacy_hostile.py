@@ -42,7 +42,7 @@ HOSTILE: dict[str, Callable[[int], str]] = {
     "private_key": lambda n: repeat("-----BEGIN PRIVATE KEY-----\n", n),
     # Many candidates of three segments whose header is not JSON, each decoded and refused.
     "jwt": lambda n: repeat("eyJhbGciOi.eyJzdWIiOj.", n),
-    "anthropic_key": lambda n: repeat(" sk-ant-api03-AbCdEfGhIj0123456", n),
+    "anthropic_key": lambda n: repeat(" sk-ant-api03-AbCdEfGhIj012", n),
     # One run: the first `sk-` reads all of it, every later `sk-` is inside it.
     "openai_key": lambda n: repeat("sk-", n),
     "aws_access_key": lambda n: repeat(" AKIA" + "A" * 15, n),
@@ -66,11 +66,9 @@ HOSTILE: dict[str, Callable[[int], str]] = {
     "it_fiscal_code": lambda n: repeat("RSSMRA85T10A562T ", n),
     # One address whose domain never reaches a top-level domain: the domain's labels.
     "email": lambda n: _with_tail("a@", "b.", n),
-    # International numbers one digit too long for E.164, and trunk numbers whose groups
-    # can be split many ways: a backtracking pattern tries every split.
-    "phone": lambda n: repeat(
-        "+1 (" * 4 + "+1 2222 2222 2222 2222 2222 22 ,01 2222 2222 22222 ", n
-    ),
+    # International numbers with more digits than six groups hold, one after the other:
+    # a backtracking pattern tries every split of the digits into groups.
+    "phone": lambda n: repeat("+1" + "2" * 30 + " ", n),
 }
 
 #: Further hostile texts, shown in the table after the kinds.

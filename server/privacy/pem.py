@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterator
 
 #: The most characters one regular expression call of `blocks` reads at a time.
 CHUNK = 1 << 16
@@ -57,11 +56,14 @@ _HEADER_NAME_AT = re.compile(_HEADER_NAME)
 _HEADER_VALUE_RUN = re.compile(_HEADER_VALUE)
 
 
-def blocks(text: str, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+def blocks(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
     """The (start, end) of each block in `text[lo:hi]`, in order: what `PATTERN` finds
     searching from `lo`, and from the end of each block on."""
     begins = _occurrences(text, "-----BEGIN", lo, hi)
+    if not begins:
+        return []
     ends = _occurrences(text, "-----END", lo, hi)
+    found = []
     covered = lo
     for i, begin in enumerate(begins):
         if begin < covered:
@@ -81,7 +83,8 @@ def blocks(text: str, lo: int, hi: int) -> Iterator[tuple[int, int]]:
             covered = end.end()
         else:
             covered = _lines_end(text, body, hi)
-        yield begin, covered
+        found.append((begin, covered))
+    return found
 
 
 def _occurrences(text: str, marker: str, lo: int, hi: int) -> list[int]:

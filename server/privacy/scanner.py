@@ -147,6 +147,8 @@ class Scanner:
         found: list[Span] = []
         whole = [(0, len(text), len(text))]
         windows: dict[Around, list[tuple[int, int, int]]] = {}
+        # A text no longer than a slice has no window longer than one.
+        sliced = len(text) > _SLICE
         for rank, det in enumerate(self._detectors):
             if det.scope is None:
                 regions = whole
@@ -154,21 +156,24 @@ class Scanner:
                 regions = windows.get(det.scope)  # type: ignore[assignment]
                 if regions is None:
                     regions = windows[det.scope] = _windows(text, det.scope)
-            search, reach, find = det.pattern.search, det.reach, det.find
+            if det.find is not None:
+                for lo, hi, run in regions:
+                    if run >= det.min_run:
+                        for start, end in det.find(text, lo, hi):
+                            found.append(Span(start, end, det.kind, rank))
+                continue
+            search = det.pattern.search
             for lo, hi, run in regions:
                 if run < det.min_run:
                     continue
-                if find is not None:
-                    found += [Span(s, e, det.kind, rank) for s, e in find(text, lo, hi)]
-                    continue
-                pos = lo
                 # Each match that starts before `limit` is the one a search up to `hi`
-                # finds; from `limit` on, the next slice searches again.
-                if reach is None or hi - lo <= _SLICE:
-                    slices: Iterable[tuple[int, int]] = ((hi, hi),)
-                else:
-                    slices = _slices(lo, hi, reach)
-                for limit, stop in slices:
+                # finds; from `limit` on, the next slice searches again (`_slices`).
+                pos = lo
+                limit = stop = hi
+                if sliced and hi - lo > _SLICE and det.reach is not None:
+                    slices = _slices(lo, hi, det.reach)
+                    limit, stop = next(slices)
+                while True:
                     while (match := search(text, pos, stop)) is not None and (
                         match.start() < limit
                     ):
@@ -181,7 +186,10 @@ class Scanner:
                             # A rejected candidate may hide a real value inside it: a card
                             # after the digits of a phone number. Look again one further on.
                             pos = match.start() + 1
+                    if limit == hi:
+                        break
                     pos = max(pos, limit)
+                    limit, stop = next(slices)
         if self._extra is not None:
             found += self._extra.spans(text)
         if not found:
@@ -245,7 +253,7 @@ def _resolve_overlaps(spans: list[Span]) -> list[Span]:
 _WHITESPACE = re.compile(r"\s")
 #: For each scope's anchors: one inside a value (no whitespace or edge of the text next
 #: to it), first from a position on, and the last in a range.
-_ANCHORS: dict[Around, tuple[re.Pattern[str], re.Pattern[str], int]] = {}
+_ANCHORS: dict[tuple[str, ...], tuple[tuple[re.Pattern[str], ...], re.Pattern[str], int]] = {}
 
 
 def _windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
@@ -286,11 +294,14 @@ def _windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
     return windows
 
 
-def _digit_runs(text: str) -> Iterator[tuple[int, int]]:
+def _digit_runs(text: str) -> Iterable[tuple[int, int]]:
     """The spans of `DIGIT_RUN` in `text`, in slices of a long text."""
     if len(text) <= _SLICE + DIGIT_RUN_REACH:
-        yield from map(re.Match.span, DIGIT_RUN.finditer(text))
-        return
+        return map(re.Match.span, DIGIT_RUN.finditer(text))
+    return _sliced_digit_runs(text)
+
+
+def _sliced_digit_runs(text: str) -> Iterator[tuple[int, int]]:
     pos = 0
     for limit, stop in _slices(0, len(text), DIGIT_RUN_REACH):
         for match in DIGIT_RUN.finditer(text, pos, stop):
@@ -308,20 +319,36 @@ def _anchor_windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
     Where anchors crowd, a window grows by jumps: to the last anchor within reach of its
     end, found by one call, not one anchor at a time.
     """
-    if scope not in _ANCHORS:
-        size = len(scope.anchors[0])
-        if any(len(anchor) != size for anchor in scope.anchors):
-            raise ValueError(f"anchors of one scope have one length: {scope.anchors}")
+    anchors, before, after, end_of_text = scope.anchors, scope.before, scope.after, len(text)
+    for anchor in anchors:
+        if anchor in text:
+            break
+    else:
+        return []
+    if anchors not in _ANCHORS:
+        size = len(anchors[0])
+        if any(len(anchor) != size for anchor in anchors):
+            raise ValueError(f"anchors of one scope have one length: {anchors}")
         # Anchors sit inside the values (`a@b.io`, `aws_secret_access_key`): one with
         # whitespace or the text's edge beside it anchors nothing.
-        inside = "(?<=\\S)(?:{})(?=\\S)".format("|".join(map(re.escape, scope.anchors)))
-        _ANCHORS[scope] = (re.compile(inside), re.compile(f"(?s:.*){inside}"), size)
-    first, last, size = _ANCHORS[scope]
-    before, after, end_of_text = scope.before, scope.after, len(text)
-    windows = []
-    found = first.search(text)
-    while found is not None:
-        at = found.start()
+        inside = [f"{re.escape(a)}(?<=\\S{re.escape(a)})(?=\\S)" for a in anchors]
+        _ANCHORS[anchors] = (
+            tuple(map(re.compile, inside)),
+            re.compile("(?s:.*)(?:{})".format("|".join(inside))),
+            size,
+        )
+    insides, last, size = _ANCHORS[anchors]
+    # The next anchor of each kind at or after the position searched from (-1: none left).
+    upcoming = [_next_anchor(text, 0, *kind) for kind in zip(anchors, insides, strict=True)]
+    windows: list[tuple[int, int, int]] = []
+    pos = 0
+    while True:
+        for i, at in enumerate(upcoming):
+            if 0 <= at < pos:
+                upcoming[i] = _next_anchor(text, pos, anchors[i], insides[i])
+        at = min((at for at in upcoming if at >= 0), default=-1)
+        if at < 0:
+            return windows
         lo = max(at - before, 0)
         while True:
             # Anchors that start by `reach` grow the window: the last of them ends it.
@@ -332,8 +359,16 @@ def _anchor_windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
                 break
             at = further.end() - size
         windows.append((lo, at + after, 0))
-        found = first.search(text, reach + 1)
-    return windows
+        pos = reach + 1
+
+
+def _next_anchor(text: str, pos: int, anchor: str, inside: re.Pattern[str]) -> int:
+    """Where the first `anchor` inside a value starts, at `pos` or after (-1: none)."""
+    at = text.find(anchor, pos)  # the common case: the first one found is inside
+    if at < 0 or inside.match(text, at):
+        return at
+    found = inside.search(text, at + 1)  # many that are not: the engine skips them
+    return -1 if found is None else found.start()
 
 
 def _without_overlaps(spans: Iterable[Span]) -> list[Span]:
