@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from math import log2
 from typing import Any
 
 
@@ -73,26 +74,45 @@ HOSTILE: dict[str, Callable[[int], str]] = {
 
 #: Further hostile texts, shown in the table after the kinds.
 VARIANTS: dict[str, Callable[[int], str]] = {
-    "private_key, no END": lambda n: _with_tail("-----BEGIN RSA PRIVATE KEY-----\n", _B64, n),
-    "private_key, one line": lambda n: _with_tail("-----BEGIN PRIVATE KEY-----\n", "A", n),
-    "private_key, JSON": lambda n: repeat("-----BEGIN PRIVATE KEY-----\\n", n),
-    "private_key, headers": lambda n: repeat(
+    "private_key: BEGIN then base64 lines no END": lambda n: _with_tail(
+        "-----BEGIN RSA PRIVATE KEY-----\n", _B64 + "\n", n
+    ),
+    "private_key: BEGIN then one long line": lambda n: _with_tail(
+        "-----BEGIN PRIVATE KEY-----\n", "A", n
+    ),
+    "private_key: BEGIN lines in JSON": lambda n: repeat("-----BEGIN PRIVATE KEY-----\\n", n),
+    "private_key: BEGIN and armour headers": lambda n: repeat(
         "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,AB\n", n
     ),
-    "jwt, one run": lambda n: _with_tail("eyJ", "a", n),
-    "email, many @": lambda n: repeat("@", n),
-    "email, a@b.": lambda n: repeat("a@b.", n),
-    "digits 1 2 3": lambda n: repeat("1 2 3 4 5 6 7 8 9 0 ", n),
-    "digit, separators": lambda n: _with_tail("1", "-", n),
-    "phone +1 (": lambda n: repeat("+1 (", n),
+    "jwt: one run": lambda n: _with_tail("eyJ", "a", n),
+    "email: many @": lambda n: repeat("@", n),
+    "email: @ beside spaces": lambda n: repeat("@ ", n),
+    "email: a@b.": lambda n: repeat("a@b.", n),
+    "email: @ far apart without whitespace": lambda n: repeat("x" * 99 + "@", n),
+    "digits: 1 2 3": lambda n: repeat("1 2 3 4 5 6 7 8 9 0 ", n),
+    "digits: runs far apart without whitespace": lambda n: repeat("123456" + "x" * 50, n),
+    "digits: one digit then separators": lambda n: _with_tail("1", "-", n),
+    "phone: +1 (": lambda n: repeat("+1 (", n),
+    "findings of every kind": lambda n: repeat(_EVERY_KIND, n),
 }
+
+# One value of each kind, as a request full of personal data has them.
+_EVERY_KIND = (
+    "jane.doe@corp.io +44 20 7946 0958 4111 1111 1111 1111 DE89 3704 0044 0532 0130 00 "
+    "536-22-1234 AB 12 34 56 C 86095742719 1 84 12 76 451 089 46 12345678Z RSSMRA85T10A562S "
+    "sk-proj-Ab3dEf6hIj9kLmN0pQrStUvWx AKIAIOSFODNN7EXAMPLE "
+    "ghp_aB3aB3aB3aB3aB3aB3aB3aB3aB3aB3aB3aB3 "
+    "glpat-Ab3dEf6hIj9kLmN0pQrS AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q xoxb-123456789012-abc "
+    "sk_live_4eC39HqLyjWDarjtT1zdp7dc hf_AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh\n"
+)
 
 
 class _LongestCall:
-    """The longest C-level call (`sys.setprofile` reports each one) made by this thread."""
+    """The longest C-level call (`sys.setprofile` reports each one) made by this thread,
+    and the longest of them that searched text (a regular expression, `str.find`)."""
 
     def __init__(self) -> None:
-        self.longest = 0.0
+        self.longest = self.longest_search = 0.0
         self.name = ""
         self._started: dict[int, float] = {}
 
@@ -101,10 +121,14 @@ class _LongestCall:
             self._started[id(arg)] = time.perf_counter()
         elif event in ("c_return", "c_exception"):
             started = self._started.pop(id(arg), None)
-            if started is not None:
-                took = time.perf_counter() - started
-                if took > self.longest:
-                    self.longest, self.name = took, getattr(arg, "__qualname__", repr(arg))
+            if started is None:
+                return
+            took = time.perf_counter() - started
+            name = getattr(arg, "__qualname__", repr(arg))
+            if name.startswith(("Pattern.", "str.find", "str.rfind")):
+                self.longest_search = max(self.longest_search, took)
+            if took > self.longest:
+                self.longest, self.name = took, name
 
 
 def scan_once(text: str, profile: bool = False) -> tuple[float, _LongestCall | None]:
@@ -132,13 +156,16 @@ def scan_once(text: str, profile: bool = False) -> tuple[float, _LongestCall | N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="0.25,1,2,4,8", help="MiB of text, ascending")
-    parser.add_argument("--kinds", default=",".join([*HOSTILE, *VARIANTS]))
+    parser.add_argument("--kinds", default=",".join([*HOSTILE, *VARIANTS]), help="names, by ,")
     args = parser.parse_args()
     sizes = [float(s) for s in args.sizes.split(",")]
     texts = {**HOSTILE, **VARIANTS}
     head = " | ".join(f"{s:g} MiB" for s in sizes)
-    print(f"| hostile text | {head} | growth per doubling | longest call at {sizes[-1]:g} MiB |")
-    print("| --- |" + " ---: |" * (len(sizes) + 2))
+    print(
+        f"| hostile text | {head} | growth per doubling | longest search call at "
+        f"{sizes[-1]:g} MiB | longest C call |"
+    )
+    print("| --- |" + " ---: |" * (len(sizes) + 2) + " --- |")
     for kind in args.kinds.split(","):
         times = []
         for size in sizes:
@@ -147,14 +174,11 @@ def main() -> None:
         _, longest = scan_once(texts[kind](int(sizes[-1] * 1024 * 1024)), profile=True)
         assert longest is not None
         # Growth per doubling over the whole range: (t_last / t_first) ** (1 / doublings).
-        doublings = max(len(sizes) - 1, 1)
-        from math import log2
-
         doublings = log2(sizes[-1] / sizes[0]) or 1
         growth = (times[-1] / max(times[0], 1e-9)) ** (1 / doublings)
         cells = " | ".join(f"{t * 1000:,.0f} ms" if t < 10 else f"{t:,.1f} s" for t in times)
         print(
-            f"| `{kind}` | {cells} | {growth:.2f} | "
+            f"| `{kind}` | {cells} | {growth:.2f} | {longest.longest_search * 1000:.1f} ms | "
             f"{longest.longest * 1000:.1f} ms `{longest.name}` |",
             flush=True,
         )

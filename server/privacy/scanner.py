@@ -9,6 +9,7 @@ about to spill.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import re
 from bisect import bisect_right
@@ -232,10 +233,18 @@ def _slices(lo: int, hi: int, reach: int) -> Iterator[tuple[int, int]]:
     yield hi, hi
 
 
+#: Findings sorted in one call, at most: a sort holds the GIL; more are sorted in parts.
+_SORT_AT_ONCE = 1 << 14
+
+
 def _resolve_overlaps(spans: list[Span]) -> list[Span]:
     """`_without_overlaps`, group by group of spans that overlap: the cost of keeping
     the best of a group grows with the square of its size, not of all the findings."""
-    spans.sort()
+    if len(spans) <= _SORT_AT_ONCE:
+        spans.sort()
+    else:  # parts sorted, then merged in Python, which lets other threads run
+        parts = [sorted(spans[i : i + _SORT_AT_ONCE]) for i in range(0, len(spans), _SORT_AT_ONCE)]
+        spans = list(heapq.merge(*parts))
     groups: list[list[Span]] = []
     group_end = 0
     for span in spans:
@@ -289,9 +298,19 @@ def _windows(text: str, scope: Around) -> list[tuple[int, int, int]]:
             if hi <= last_end:
                 windows.append((lo, last_end, longest))
                 continue
-        space = _WHITESPACE.search(text, hi) if hi < end_of_text else None
-        windows.append((lo, space.start() if space else end_of_text, longest))
+        windows.append((lo, _space_at_or_after(text, hi), longest))
     return windows
+
+
+def _space_at_or_after(text: str, pos: int) -> int:
+    """Where the first whitespace at or after `pos` is (the text's end: none), a slice at
+    a time: a window may have no whitespace for megabytes after it."""
+    while pos < len(text):
+        space = _WHITESPACE.search(text, pos, pos + _SLICE)
+        if space is not None:
+            return space.start()
+        pos += _SLICE
+    return len(text)
 
 
 def _digit_runs(text: str) -> Iterable[tuple[int, int]]:
@@ -367,8 +386,16 @@ def _next_anchor(text: str, pos: int, anchor: str, inside: re.Pattern[str]) -> i
     at = text.find(anchor, pos)  # the common case: the first one found is inside
     if at < 0 or inside.match(text, at):
         return at
-    found = inside.search(text, at + 1)  # many that are not: the engine skips them
-    return -1 if found is None else found.start()
+    # Many that are not: the engine skips them, a slice at a time. An attempt reads one
+    # character past the anchor, so one that starts by `limit` is tried as in the text.
+    pos = at + 1
+    while pos < len(text):
+        limit = pos + _SLICE
+        found = inside.search(text, pos, limit + len(anchor) + 1)
+        if found is not None and found.start() <= limit:
+            return found.start()
+        pos = limit + 1
+    return -1
 
 
 def _without_overlaps(spans: Iterable[Span]) -> list[Span]:
