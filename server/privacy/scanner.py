@@ -34,7 +34,7 @@ from spillgate.server.privacy.vault import Vault
 _JOIN = "\x00\n"
 #: A bounded pattern searches a longer text or window in slices of this many characters
 #: (plus its reach), so that no single call holds the GIL long (see `_slices`).
-_SLICE = 1 << 18
+_SLICE = 1 << 16
 
 
 class Span(NamedTuple):
@@ -245,18 +245,23 @@ def _resolve_overlaps(spans: list[Span]) -> list[Span]:
     else:  # parts sorted, then merged in Python, which lets other threads run
         parts = [sorted(spans[i : i + _SORT_AT_ONCE]) for i in range(0, len(spans), _SORT_AT_ONCE)]
         spans = list(heapq.merge(*parts))
-    groups: list[list[Span]] = []
-    group_end = 0
-    for span in spans:
-        if groups and span.start < group_end:
-            groups[-1].append(span)
-            group_end = max(group_end, span.end)
-        else:
-            groups.append([span])
-            group_end = span.end
-    if len(groups) == len(spans):
+    # Where each group starts (ints, not lists: many findings make no garbage to collect).
+    starts: list[int] = []
+    group_end = -1
+    for i, span in enumerate(spans):
+        if span.start >= group_end:
+            starts.append(i)
+        group_end = max(group_end, span.end) if span.start < group_end else span.end
+    if len(starts) == len(spans):
         return spans
-    return [kept for group in groups for kept in _without_overlaps(group)]
+    starts.append(len(spans))
+    kept: list[Span] = []
+    for start, end in itertools.pairwise(starts):
+        if end - start == 1:
+            kept.append(spans[start])
+        else:
+            kept += _without_overlaps(spans[start:end])
+    return kept
 
 
 _WHITESPACE = re.compile(r"\s")
