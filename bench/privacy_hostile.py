@@ -5,10 +5,13 @@ built to make that kind's pattern try, and fail, as much as it can. A backtracki
 pattern shows here as a scan whose time grows faster than its input; a pattern that
 holds the GIL for long in one C call, as a long stall of the event loop.
 
-For each kind and each size the bench scans the text once (`Scanner().spans`) and prints
-the time, the growth per doubling of the size (linear is about 2) and, at the largest
-size, the longest single C-level call the scan made (a regular expression search or
-match, a `str.find`...), which is how long the event loop would wait on it.
+For each kind and each size the bench scans the text once (`Scanner().spans`, in a
+worker thread as the gateway does) and prints the time, the growth per doubling of the
+size (linear is about 2) and, at the largest size: the longest single call that searched
+text (a regular expression, `str.find`), the longest C-level call of any kind (both in
+the thread's CPU time), and the longest another thread waited for the GIL meanwhile, as
+the event loop would (at least the 5 ms switch interval, plus any pause of the garbage
+collector, plus on a busy machine the time the system ran other processes).
 
     python bench/privacy_hostile.py [--sizes 0.25,1,2,4,8] [--kinds email,phone,...]
 
@@ -23,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from math import log2
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def repeat(unit: str, chars: int) -> str:
@@ -135,26 +138,40 @@ class _LongestCall:
                 self.longest, self.name = took, name
 
 
-def scan_once(text: str, profile: bool = False) -> tuple[float, _LongestCall | None]:
-    """Seconds one `Scanner().spans(text)` takes, in a thread as the gateway runs it."""
+class Scan(NamedTuple):
+    seconds: float
+    #: The longest time this thread waited for the GIL while the scan ran: what the
+    #: event loop would wait (never less than the 5 ms switch interval).
+    stall: float
+    calls: _LongestCall | None
+
+
+def scan_once(text: str, profile: bool = False) -> Scan:
+    """One `Scanner().spans(text)` in a worker thread, as the gateway runs a large scan,
+    while this thread wakes every half millisecond and notes how late it woke."""
     from spillgate.server.privacy import Scanner
 
     scanner = Scanner()
-    longest = _LongestCall() if profile else None
+    calls = _LongestCall() if profile else None
     took: list[float] = []
 
     def run() -> None:
-        if longest is not None:
-            sys.setprofile(longest)
+        if calls is not None:
+            sys.setprofile(calls)
         start = time.perf_counter()
         scanner.spans(text)
         took.append(time.perf_counter() - start)
         sys.setprofile(None)
 
     worker = threading.Thread(target=run)
+    stall, last = 0.0, time.perf_counter()
     worker.start()
+    while worker.is_alive():
+        time.sleep(0.0005)
+        now = time.perf_counter()
+        stall, last = max(stall, now - last - 0.0005), now
     worker.join()
-    return took[0], longest
+    return Scan(took[0], stall, calls)
 
 
 def main() -> None:
@@ -165,25 +182,26 @@ def main() -> None:
     sizes = [float(s) for s in args.sizes.split(",")]
     texts = {**HOSTILE, **VARIANTS}
     head = " | ".join(f"{s:g} MiB" for s in sizes)
+    last = f"{sizes[-1]:g} MiB"
     print(
-        f"| hostile text | {head} | growth per doubling | longest search call at "
-        f"{sizes[-1]:g} MiB | longest C call |"
+        f"| hostile text | {head} | growth per doubling | longest search call at {last} "
+        f"| longest C call at {last} | longest GIL wait at {last} |"
     )
-    print("| --- |" + " ---: |" * (len(sizes) + 2) + " --- |")
+    print("| --- |" + " ---: |" * (len(sizes) + 2) + " --- | ---: |")
     for kind in args.kinds.split(","):
-        times = []
-        for size in sizes:
-            took, _ = scan_once(texts[kind](int(size * 1024 * 1024)))
-            times.append(took)
-        _, longest = scan_once(texts[kind](int(sizes[-1] * 1024 * 1024)), profile=True)
-        assert longest is not None
+        scans = [scan_once(texts[kind](int(size * 1024 * 1024))) for size in sizes]
+        calls = scan_once(texts[kind](int(sizes[-1] * 1024 * 1024)), profile=True).calls
+        assert calls is not None
         # Growth per doubling over the whole range: (t_last / t_first) ** (1 / doublings).
         doublings = log2(sizes[-1] / sizes[0]) or 1
-        growth = (times[-1] / max(times[0], 1e-9)) ** (1 / doublings)
-        cells = " | ".join(f"{t * 1000:,.0f} ms" if t < 10 else f"{t:,.1f} s" for t in times)
+        growth = (scans[-1].seconds / max(scans[0].seconds, 1e-9)) ** (1 / doublings)
+        cells = " | ".join(
+            f"{s.seconds * 1000:,.0f} ms" if s.seconds < 10 else f"{s.seconds:,.1f} s"
+            for s in scans
+        )
         print(
-            f"| `{kind}` | {cells} | {growth:.2f} | {longest.longest_search * 1000:.1f} ms | "
-            f"{longest.longest * 1000:.1f} ms `{longest.name}` |",
+            f"| `{kind}` | {cells} | {growth:.2f} | {calls.longest_search * 1000:.1f} ms | "
+            f"{calls.longest * 1000:.1f} ms `{calls.name}` | {scans[-1].stall * 1000:.0f} ms |",
             flush=True,
         )
 

@@ -7,10 +7,11 @@ BLOCK-----`) and is either
   that is an END label of a private key (the body is not read: armour headers, any
   length, JSON's `\\n`, all inside); or
 - **cut off** (pasted without its END line, or followed by something else): the label and
-  the lines after it that read as key material: base64 (a run of 16 characters or more,
-  or a shorter one that ends its line), armour headers (`Proc-Type: 4,ENCRYPTED`,
-  `DEK-Info: ...`, `Comment: "..."`, `Version: ...`), separated by whitespace or, inside
-  JSON text, `\\n` and `\\r`.
+  the lines after it that read as key material: base64 (a run of 16 characters or more;
+  a shorter one only as a whole line right after the one before, the last line of a
+  key cut off), armour headers (`Proc-Type: 4,ENCRYPTED`, `DEK-Info: ...`,
+  `Comment: "..."`, `Version: ...`), separated by whitespace or, inside JSON text, `\\n`
+  and `\\r`.
 
 Neither form crosses a NUL (the scanner joins texts with one). `PATTERN` says this as one
 regular expression, the definition the scanner's version digest and the tests read; each
@@ -38,20 +39,30 @@ _BODY = r"(?:[^\x00-]++|-(?!----(?:BEGIN|END)))*+"
 # Between lines: whitespace, or in JSON text the two characters `\n` or `\r`.
 _GAP = r"(?:\s++|\\[nr])*+"
 _BASE64 = r"[A-Za-z0-9+/=]"
-# Where a line ends: a line break (JSON's too), the quote that ends a string, the text.
-_LINE_END = r'[\r\n"]|\\[nr"]'
+# One line break (JSON's too), spaces around it: no blank line.
+_BREAK = r"[ \t]{0,64}+(?:\r\n?|\n|\\r(?:\\n)?|\\n)[ \t]{0,64}+"
+# Where a line ends: spaces, then a line break (JSON's too), the quote that ends a
+# string, or the end of the text.
+_LINE_END = r'[ \t]{0,64}+(?:[\r\n"]|\\[nr"]|\Z)'
 _HEADER_NAME = r"[A-Za-z][A-Za-z0-9-]{0,63}+:[ \t]"
 # A header's value, to the end of its line: JSON's `\"` and `\\` are in it, `\n` is not.
 _HEADER_VALUE = r"(?:[^\x00\r\n\\]++|\\[^\x00nr])*+"
-_LINE = f"(?:{_BASE64}{{16,}}+|{_BASE64}{{1,15}}+(?={_LINE_END}|\\Z)|{_HEADER_NAME}{_HEADER_VALUE})"
+# A line of key material: base64 (16 characters or more), an armour header, or, on the
+# line right after one (no blank line between: that would end the key), the short last
+# line of a key cut off.
+_LINE = (
+    f"(?:{_GAP}(?:{_BASE64}{{16,}}+|{_HEADER_NAME}{_HEADER_VALUE})"
+    f"|{_BREAK}{_BASE64}{{1,15}}+(?={_LINE_END}))"
+)
 
-PATTERN = re.compile(f"{_BEGIN}(?:{_BODY}{_END}|(?:{_GAP}{_LINE})*+)")
+PATTERN = re.compile(f"{_BEGIN}(?:{_BODY}{_END}|{_LINE}*+)")
 
 _BEGIN_AT = re.compile(_BEGIN)
 _END_AT = re.compile(_END)
 _GAP_RUN = re.compile(_GAP)
 _BASE64_RUN = re.compile(f"{_BASE64}*+")
 _LINE_END_AT = re.compile(_LINE_END)
+_ONE_BREAK = re.compile(_BREAK)
 _HEADER_NAME_AT = re.compile(_HEADER_NAME)
 _HEADER_VALUE_RUN = re.compile(_HEADER_VALUE)
 
@@ -97,19 +108,25 @@ def _occurrences(text: str, marker: str, lo: int, hi: int) -> list[int]:
 
 
 def _lines_end(text: str, pos: int, hi: int) -> int:
-    """Where `(?:GAP LINE)*+` of `PATTERN`, matched at `pos`, ends: one line at a time."""
+    """Where `_LINE*+` of `PATTERN`, matched at `pos`, ends: one line at a time."""
     while True:
         start = _run_end(_GAP_RUN, text, pos, hi)
         end = _run_end(_BASE64_RUN, text, start, hi)
-        if end - start >= 16 or (
-            end > start and (end == hi or _LINE_END_AT.match(text, end, hi) is not None)
-        ):
+        if end - start >= 16:
             pos = end
             continue
         header = _HEADER_NAME_AT.match(text, start, hi)
-        if header is None:
+        if header is not None:
+            pos = _run_end(_HEADER_VALUE_RUN, text, header.end(), hi)
+            continue
+        if not (
+            end > start
+            and _LINE_END_AT.match(text, end, hi) is not None
+            and start - pos <= 2 * 64 + 4  # the break, spaces around it, and no more
+            and _ONE_BREAK.fullmatch(text, pos, start) is not None
+        ):
             return pos
-        pos = _run_end(_HEADER_VALUE_RUN, text, header.end(), hi)
+        pos = end
 
 
 def _run_end(run: re.Pattern[str], text: str, pos: int, hi: int) -> int:
