@@ -114,18 +114,21 @@ class _LongestCall:
     """The longest C-level call (`sys.setprofile` reports each one) made by this thread,
     and the longest of them that searched text (a regular expression, `str.find`).
 
-    Calls are timed in the thread's CPU time: on a shared machine, wall time would add
-    whatever time the operating system gave other processes meanwhile.
+    A call that runs Python code inside it (`any` over a generator, a sort's key) lets
+    other threads in meanwhile, so it does not count. Calls are timed in the thread's CPU
+    time: on a shared machine, wall time would add the time other processes ran.
     """
 
     def __init__(self) -> None:
         self.longest = self.longest_search = 0.0
         self.name = ""
-        self._started: dict[int, float] = {}
+        self._started: dict[int, float | None] = {}  # None: Python code ran inside
 
     def __call__(self, frame: Any, event: str, arg: Any) -> None:
         if event == "c_call":
             self._started[id(arg)] = time.thread_time()
+        elif event == "call":
+            self._started = dict.fromkeys(self._started)
         elif event in ("c_return", "c_exception"):
             started = self._started.pop(id(arg), None)
             if started is None:
