@@ -41,7 +41,8 @@ Find = Callable[[str, int, int], Iterable[tuple[int, int]]]
 @dataclass(frozen=True, slots=True)
 class Around:
     """Windows of the text a detector reads: `before` and `after` characters around each
-    anchor, an occurrence of one of `anchors`, or with `digits`, each run of digits."""
+    anchor, an occurrence of one of `anchors` (all of one length), or with `digits`, each
+    run of digits."""
 
     anchors: tuple[str, ...]
     before: int
@@ -54,8 +55,10 @@ class Around:
 NUMBERS = Around((), before=24, after=16, digits=True)
 #: Six characters or more of digits and separators, from a digit to a digit: every value
 #: a NUMBERS detector finds holds one. (One character class, so the engine runs it fast.)
-#: A longer run is found as pieces of at most `DIGIT_RUN_REACH` characters, one after
-#: the other, so each piece is found by a short call: one window holds them all.
+#: A longer run is found as pieces of at most `DIGIT_RUN_REACH` characters, each from a
+#: digit to a digit, so each is found by a short call. A value's separators come one or
+#: two at a time, so the pieces of its run are closer than a window's reach: they share
+#: one window, whose longest piece is the whole run or longer than any `min_run`.
 DIGIT_RUN = re.compile(r"[0-9][0-9 ./-]{4,254}[0-9]")
 DIGIT_RUN_REACH = 256
 

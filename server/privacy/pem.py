@@ -99,11 +99,16 @@ def blocks(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
 
 
 def _occurrences(text: str, marker: str, lo: int, hi: int) -> list[int]:
+    """Where `marker` occurs in `text[lo:hi]`, searched a chunk at a time."""
     found = []
-    at = text.find(marker, lo, hi)
-    while at >= 0:
-        found.append(at)
-        at = text.find(marker, at + len(marker), hi)
+    pos = lo
+    while pos < hi:
+        at = text.find(marker, pos, min(pos + CHUNK + len(marker) - 1, hi))
+        if at < 0:
+            pos += CHUNK
+        else:
+            found.append(at)
+            pos = at + len(marker)
     return found
 
 
