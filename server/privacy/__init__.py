@@ -1,10 +1,12 @@
 """Personal data and secrets in requests: find them, count them, redact and restore them.
 
-The scheduler calls `scan(payload)` to learn whether a request may leave the box, and for
-keys with the `redact-then-spill` policy `redact(payload)` before sending it to a cloud
-target, then `vault.restore_json(body)` or `vault.stream_restorer()` on the answer.
-`build_scanner(PrivacyConfig)` makes a scanner for a configuration; the module functions
-use the built-in detectors. See docs/privacy.md.
+The request reader scans a request (`scan(payload)`: every string, folded and decoded) to
+tell the scheduler whether it may leave the box; the egress guard (`egress.py`) scans the
+exact body a provider adapter built before it is sent, and refuses it on any finding.
+Under the `redact-then-spill` policy `redact(payload)` makes the copy that leaves, and
+`vault.restore_json(body)` or `vault.stream_restorer()` put the originals back in the
+answer. `build_scanner(PrivacyConfig)` makes a scanner for a configuration; the module
+functions use the built-in detectors. See docs/privacy.md.
 """
 
 from __future__ import annotations
