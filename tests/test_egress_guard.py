@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from fakes.openai_server import Fault, FakeOpenAIServer
+from fakes.openai_server import FakeOpenAIServer, Fault
 from harness import FakeProviderProcess, GatewayProcess
 from services import metric
 
@@ -236,7 +236,7 @@ def test_each_cloud_target_of_a_failover_gets_its_own_model_and_a_stripped_body(
     assert reply.headers["x-spillgate-route"] == TARGETS["anthropic"]
     [sent] = cloud.received("anthropic")
     assert sent["body"]["model"] == "claude-sonnet-4-5"
-    assert "jane.doe@corp.io" not in readings(cloud.received("openai") + [sent])
+    assert "jane.doe@corp.io" not in readings([*cloud.received("openai"), sent])
 
 
 def test_arguments_given_as_an_object_are_refused(cloud: Cloud) -> None:

@@ -309,9 +309,11 @@ def test_unicode_forms_are_redacted_where_they_were_written() -> None:
 
 def test_json_in_a_string_is_redacted_in_what_it_decodes_to() -> None:
     arguments = '{"to": "m\\u00fcller@b\\u00fccher.de", "cc": ["ann@corp.io"]}'
-    payload = {"model": "m", "messages": [{"role": "assistant", "content": None,
-               "tool_calls": [{"id": "c", "type": "function",
-                               "function": {"name": "send", "arguments": arguments}}]}]}  # fmt: skip
+    call = {"id": "c", "type": "function", "function": {"name": "send", "arguments": arguments}}
+    payload = {
+        "model": "m",
+        "messages": [{"role": "assistant", "content": None, "tool_calls": [call]}],
+    }
     redacted, vault = redact(payload)
     sent = redacted["messages"][0]["tool_calls"][0]["function"]["arguments"]
     assert orjson.loads(sent) == {"to": "<EMAIL_1>", "cc": ["<EMAIL_2>"]}
