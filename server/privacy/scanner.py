@@ -2,8 +2,8 @@
 
 `Scanner.scan` is on the hot path of every request a key may spill, so it joins the texts
 and runs each detector once over the whole (or over its windows of it, see detectors.py).
-`Scanner.redact` needs the places, so it scans text by text; it runs only for requests
-about to spill.
+`Scanner.redact` needs the places: after one joined scan it reads alone only the strings
+that hold a finding; it runs only for requests about to spill under redact-then-spill.
 """
 
 from __future__ import annotations
