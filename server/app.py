@@ -48,6 +48,15 @@ def _error_response(err: GatewayError, request_id: str, route: str = "none") -> 
     return Response(err.body(), err.status, headers=headers, media_type="application/json")
 
 
+def _unknown_model(model: str, served: list[str]) -> GatewayError:
+    return GatewayError(
+        404,
+        f"model {model!r} is not served here; available models: {', '.join(served) or 'none'}",
+        code="model_not_found",
+        param="model",
+    )
+
+
 def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given and len(given) <= 128 and given.isprintable():
@@ -303,13 +312,7 @@ class Handler:
         )
 
     def _unknown_model(self, model: str) -> GatewayError:
-        available = ", ".join(self.gw.model_ids()) or "none"
-        return GatewayError(
-            404,
-            f"model {model!r} is not served here; available models: {available}",
-            code="model_not_found",
-            param="model",
-        )
+        return _unknown_model(model, self.gw.model_ids())
 
     def _account(
         self,
@@ -383,6 +386,15 @@ def create_app(gateway: Gateway) -> FastPath:
         return Response(
             orjson.dumps({"object": "list", "data": data}), media_type="application/json"
         )
+
+    @app.get("/v1/models/{model:path}")
+    async def retrieve_model(request: Request, model: str) -> Response:
+        if model not in gateway.model_ids():
+            err = _unknown_model(model, gateway.model_ids())
+            return _error_response(err, _request_id(request))
+        created = int(time.time())
+        body = {"id": model, "object": "model", "created": created, "owned_by": "spillgate"}
+        return Response(orjson.dumps(body), media_type="application/json")
 
     @app.get("/healthz")
     async def healthz() -> Response:

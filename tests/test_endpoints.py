@@ -119,6 +119,15 @@ def test_models_lists_served_names_and_aliases(client: openai.OpenAI) -> None:
     assert sorted(m.id for m in client.models.list()) == ["gpt-4o-mini", "standin-model"]
 
 
+def test_model_retrieved_by_name_or_404(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("gpt-4o-mini")
+    assert (model.id, model.object, model.owned_by) == ("gpt-4o-mini", "model", "spillgate")
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.models.retrieve("llama-9000")
+    assert refused.value.code == "model_not_found"
+    assert "standin-model" in refused.value.message
+
+
 def test_health_ready_and_metrics(standin_gateway: GatewayProcess, client: openai.OpenAI) -> None:
     client.chat.completions.create(
         model="standin-model", messages=[{"role": "user", "content": "m"}]
