@@ -1,8 +1,9 @@
 """A fake OpenAI-compatible provider: a real aiohttp server on loopback, in a thread.
 
 Three dialects, as the real services differ:
-- `openai`: POST /v1/chat/completions and /v1/embeddings, `Authorization: Bearer KEY`;
-  the request is checked against OpenAI's documented schema (see openai_schema.py);
+- `openai`: POST /v1/chat/completions, /v1/completions and /v1/embeddings,
+  `Authorization: Bearer KEY`; a chat request is checked against OpenAI's documented
+  schema (see openai_schema.py);
   streams are OpenAI's chunks (role, content or tool-call deltas, finish, the usage chunk
   when `stream_options.include_usage`, `[DONE]`).
 - `azure`: POST /openai/deployments/{deployment}/chat/completions?api-version=...,
@@ -132,6 +133,7 @@ class FakeOpenAIServer:
             app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         else:
             app.router.add_post("/v1/chat/completions", self._chat)
+            app.router.add_post("/v1/completions", self._completions)
             app.router.add_post("/v1/embeddings", self._embeddings)
         return app
 
@@ -178,6 +180,37 @@ class FakeOpenAIServer:
         tokens = sum(len(str(x).split()) for x in inputs)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return _json(200, {"object": "list", "data": data, "model": body["model"], "usage": usage})
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        """Legacy completions, as OpenAI serves them for its instruct models: one text choice,
+        whole or as `text_completion` chunks (the usage chunk when asked, then `[DONE]`)."""
+        admitted = await self._admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        body, _ = admitted
+        if not isinstance(body.get("prompt"), str | list):
+            return _json(*openai_error("'prompt' is a required property", "prompt"))
+        text = f"fake completion of {len(str(body['prompt']).split())} words"
+        head = {
+            "id": f"cmpl-{uuid.uuid4().hex[:20]}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body["model"],
+        }
+        words = len(str(body["prompt"]).split())
+        usage = {"prompt_tokens": words, "completion_tokens": 4, "total_tokens": words + 4}
+        choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
+        if not body.get("stream"):
+            return _json(200, {**head, "choices": [choice], "usage": usage})
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(_sse({**head, "choices": [{**choice, "finish_reason": None}]}))
+        await resp.write(_sse({**head, "choices": [{**choice, "text": ""}]}))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(_sse({**head, "choices": [], "usage": usage}))
+        await resp.write(_sse("[DONE]"))
+        await resp.write_eof()
+        return resp
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         admitted = await self._admit(request)
