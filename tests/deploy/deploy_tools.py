@@ -70,7 +70,7 @@ def dockerfile_cmd(path: Path) -> list[str]:
 #: Where the Kubernetes overlays mount the Secret `spillgate-provider-keys` (api_key_file).
 PROVIDER_KEYS_MOUNT = "/run/secrets/spillgate"
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
-_KEY_FILE = re.compile(r"^\s*api_key_file:\s*(\S+)", re.M)
+_KEY_FILE = re.compile(r"^[\s-]*api_key_file:\s*(\S+)", re.M)  # "- api_key_file:" too
 
 
 def env_file(path: Path) -> dict[str, str]:
