@@ -297,21 +297,16 @@ def test_with_its_defaults_the_chart_is_the_cluster_overlay(tmp_path: Path) -> N
     chart, overlay = helm({}, tmp_path), render("cluster")
     assert_same_objects(chart, overlay)
     assert_same_configuration(chart, overlay)
-    # The one image, at the chart's appVersion, and what the overlay's replicas were.
-    chart_yaml = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    for name in ("spillgate", "vllm-engine"):
-        image = container(
-            one(overlay, "Deployment", name), "gateway" if name == "spillgate" else "vllm"
-        )
-        assert image["image"] == f"spillgate-gpu:{chart_yaml['appVersion']}"
-    assert (
-        one(overlay, "Deployment", "spillgate")["spec"]["replicas"]
-        == (one(chart, "HorizontalPodAutoscaler", "spillgate")["spec"]["minReplicas"])
-    )
-    assert (
-        one(overlay, "Deployment", "vllm-engine")["spec"]["replicas"]
-        == (one(chart, "ScaledObject", "spillgate-vllm-engine")["spec"]["minReplicaCount"])
-    )
+    # The image the overlay names is the chart's appVersion (compared above as rendered).
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    gateway = container(one(overlay, "Deployment", "spillgate"), "gateway")
+    assert gateway["image"] == f"spillgate-gpu:{app_version}"
+    # The overlay's replica counts are where the chart's autoscalers start.
+    hpa = one(chart, "HorizontalPodAutoscaler", "spillgate")["spec"]
+    scaled = one(chart, "ScaledObject", "spillgate-vllm-engine")["spec"]
+    assert one(overlay, "Deployment", "spillgate")["spec"]["replicas"] == hpa["minReplicas"]
+    engines = one(overlay, "Deployment", "vllm-engine")["spec"]
+    assert engines["replicas"] == scaled["minReplicaCount"]
     for name in ("spillgate", "spillgate-vllm-engine"):
         assert "replicas" not in one(chart, "Deployment", name)["spec"]
 
