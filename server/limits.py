@@ -22,6 +22,7 @@ from spillgate.errors import GatewayError
 from spillgate.server.config import LimitsConfig
 from spillgate.server.keys import ApiKey
 from spillgate.server.observe import Metrics
+from spillgate.server.urls import redact_url
 
 log = logging.getLogger("spillgate.limits")
 
@@ -211,5 +212,4 @@ def _redis_key(key_id: str, kind: str, minute: int) -> str:
 
 
 def _redis_host(config: LimitsConfig) -> str:
-    url = config.redis_url or ""
-    return url.split("@")[-1]
+    return redact_url(config.redis_url or "")

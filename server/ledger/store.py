@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from spillgate.server.ledger import audit_store
 from spillgate.server.ledger.egress import EgressRecord, EgressReport, EgressVerification
 from spillgate.server.ledger.migrations import SchemaTooNew, migrate
 from spillgate.server.ledger.record import COLUMNS, UsageRecord
+from spillgate.server.urls import redact_url
 
 T = TypeVar("T")
 GroupBy = Literal["key", "model", "target", "day"]
@@ -37,11 +37,6 @@ class StoreUnavailable(Exception):
 
 class DuplicateKeyName(Exception):
     pass
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced, fit for logs and error messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 _UPSERT_COLUMNS = ", ".join(COLUMNS)
@@ -169,7 +164,7 @@ class Store:
         except errors.fault as err:
             self._drop()
             raise StoreUnavailable(
-                f"ledger database {redact(self.url)} is unavailable: {_first_line(err)}"
+                f"ledger database {redact_url(self.url)} is unavailable: {_first_line(err)}"
             ) from None
 
     def _drop(self) -> None:
