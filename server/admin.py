@@ -9,7 +9,6 @@ the field and says what to change.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import time
 from typing import TYPE_CHECKING, Annotated, Any, get_args
 
@@ -20,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from spillgate.errors import GatewayError, bad_request
-from spillgate.server.keys import ApiKey, new_key_id, new_secret
+from spillgate.server.keys import ApiKey, bearer_matches, new_key_id, new_secret
 from spillgate.server.ledger.store import DuplicateKeyName, GroupBy, StoreUnavailable, UsageQuery
 from spillgate.server.usage import summarize
 
@@ -120,9 +119,7 @@ def require_admin(token: str | None, request: Request) -> None:
             type="permission_error",
             code="admin_disabled",
         )
-    given = request.headers.get("authorization", "")
-    scheme, _, secret = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(secret.strip(), token):
+    if not bearer_matches(request.headers.get("authorization"), token):
         raise GatewayError(
             401,
             "send the admin token as `Authorization: Bearer <admin.token>`",

@@ -8,6 +8,7 @@ guessed, and checking a request costs one hash and one dict lookup, no database 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -65,6 +66,25 @@ def new_key_id() -> str:
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """Whether an `Authorization` header is `Bearer <token>`, compared in constant time.
+
+    Compared as bytes: `hmac.compare_digest` refuses str with non-ASCII characters.
+    """
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(_header_bytes(given.strip()), token.encode())
+
+
+def _header_bytes(value: str) -> bytes:
+    # The ASGI server decoded the header's bytes as latin-1: this gives the client's bytes.
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode()
 
 
 def _unauthorized(message: str) -> GatewayError:
