@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from spillgate.scrub import message_of, safe_detail, scrub
+
 
 @dataclass
 class GatewayError(Exception):
@@ -29,7 +31,7 @@ class GatewayError(Exception):
         return orjson.dumps(
             {
                 "error": {
-                    "message": self.message,
+                    "message": scrub(self.message),
                     "type": self.type,
                     "param": self.param,
                     "code": self.code,
@@ -81,6 +83,30 @@ class EgressRefused(UpstreamError):
             retryable=False,
         )
         self.kinds = kinds
+
+
+def upstream_error_body(status: int, body: bytes, source: str) -> bytes:
+    """An upstream's error answer as OpenAI's error object, whatever shape it came in: vLLM's
+    `{"object": "error", ...}`, FastAPI's `{"detail": ...}`, or plain text (an engine that
+    lacks an endpoint answers `404 Not Found`). Its message, `param` and `code` are kept."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    message = message_of(parsed)
+    if message is None:
+        text = body.decode("utf-8", "replace").strip() if parsed is None else ""
+        message = f"{source} answered {status}: {safe_detail(text) if text else 'no message'}"
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    fields = error if isinstance(error, dict) else parsed if isinstance(parsed, dict) else {}
+    param, code = fields.get("param"), fields.get("code")
+    return GatewayError(
+        status,
+        message,
+        type="invalid_request_error" if status < 500 else "server_error",
+        code=code if isinstance(code, str) else None,
+        param=param if isinstance(param, str) else None,
+    ).body()
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from spillgate.protocol import Usage
+from spillgate.scrub import scrub
 
 DONE = b"data: [DONE]\n\n"
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 
 def event(payload: dict[str, Any]) -> bytes:
@@ -17,7 +21,21 @@ def event(payload: dict[str, Any]) -> bytes:
 
 def error_event(message: str, type: str = "upstream_error", code: str | None = None) -> bytes:
     """A terminating error, as OpenAI streams one; the official SDK raises APIError on it."""
-    return event({"error": {"message": message, "type": type, "param": None, "code": code}})
+    return event({"error": {"message": scrub(message), "type": type, "param": None, "code": code}})
+
+
+def client_wants_usage(payload: dict[str, Any]) -> bool:
+    """Did the client ask for the usage chunk at the end of its stream?"""
+    options = payload.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def with_usage_requested(payload: dict[str, Any]) -> dict[str, Any]:
+    """The request asking for the usage chunk at the end of its stream: accounting needs it.
+    Where the client did not ask, the chunk is dropped again before it reaches the client."""
+    options = payload.get("stream_options")
+    kept = options if isinstance(options, dict) else {}
+    return {**payload, "stream_options": {**kept, "include_usage": True}}
 
 
 class UsageTap:
@@ -26,28 +44,43 @@ class UsageTap:
     Only a complete event whose bytes contain `"usage":{` (the final chunk with
     `stream_options.include_usage`) is parsed; the others pass by untouched. A partial
     event at the end of a read is kept until its terminator arrives.
+
+    With `strip`, `feed` passes on only whole events, less the usage chunk (one whose
+    `choices` are empty): for a stream whose client did not ask for it.
     """
 
-    __slots__ = ("_tail", "usage")
+    __slots__ = ("_tail", "strip", "usage")
 
     _MAX_TAIL = 1 << 20
 
-    def __init__(self) -> None:
+    def __init__(self, strip: bool = False) -> None:
         self._tail = b""
+        self.strip = strip
         self.usage: Usage | None = None
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> bytes:
+        """Bytes as read; returns the bytes to pass on (`data` itself unless stripping)."""
         buf = self._tail + data if self._tail else data
-        cut = buf.rfind(b"\n\n")
-        if cut < 0:
+        end = _last_event_end(buf)
+        if end < 0:
             self._tail = buf if len(buf) < self._MAX_TAIL else b""
-            return
-        complete, self._tail = buf[:cut], buf[cut + 2 :]
-        if b'"usage":{' in complete or b'"usage": {' in complete:
-            self._parse(complete)
+            if not self.strip:
+                return data
+            return b"" if self._tail else buf  # an endless event is not held back
+        complete, self._tail = buf[:end], buf[end:]
+        if b'"usage":{' not in complete and b'"usage": {' not in complete:
+            return complete if self.strip else data
+        kept = [event for event in _events(complete) if not self._usage_only(event)]
+        return b"".join(kept) if self.strip else data
 
-    def _parse(self, complete: bytes) -> None:
-        for line in complete.split(b"\n"):
+    def rest(self) -> bytes:
+        """The end of the stream: bytes held back after its last whole event."""
+        tail, self._tail = self._tail, b""
+        return tail if self.strip else b""
+
+    def _usage_only(self, event: bytes) -> bool:
+        """Note the usage an event carries; True for the usage chunk itself."""
+        for line in event.split(b"\n"):
             if not line.startswith(b"data:") or b'"usage"' not in line:
                 continue
             try:
@@ -58,3 +91,19 @@ class UsageTap:
                 usage = Usage.from_openai(chunk.get("usage"))
                 if usage is not None:
                     self.usage = usage
+                    return not chunk.get("choices")
+        return False
+
+
+def _last_event_end(buf: bytes) -> int:
+    """Where the bytes after the last whole event start (LF or CRLF framing); -1: none."""
+    lf, crlf = buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
+
+
+def _events(complete: bytes) -> Iterator[bytes]:
+    """Whole events, each with its terminator."""
+    start = 0
+    for end in _EVENT_END.finditer(complete):
+        yield complete[start : end.end()]
+        start = end.end()

@@ -20,10 +20,10 @@ from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translate
 from spillgate.fallback.resilience import retry_after_seconds
 from spillgate.fallback.sse_events import EventSplitter, event_data
 from spillgate.protocol import Endpoint, UpstreamRequest, Usage
-from spillgate.sse import DONE
+from spillgate.scrub import message_of
+from spillgate.sse import DONE, client_wants_usage, with_usage_requested
 
 _JSON = "application/json"
-_MESSAGE_LIMIT = 500
 
 
 class OpenAIAdapter:
@@ -48,11 +48,7 @@ class OpenAIAdapter:
             and request.endpoint is not Endpoint.EMBEDDINGS
             and "stream_options" not in self.settings.drop_params
         ):
-            options = payload.get("stream_options")
-            payload["stream_options"] = {
-                **(options if isinstance(options, dict) else {}),
-                "include_usage": True,
-            }
+            payload = with_usage_requested(payload)
         return payload
 
     def url(self, request: UpstreamRequest) -> str:
@@ -95,11 +91,6 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         if self.settings.api_key:
             headers["api-key"] = self.settings.api_key
         return headers
-
-
-def client_wants_usage(payload: dict[str, Any]) -> bool:
-    options = payload.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def parse_answer(provider: str, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
@@ -201,7 +192,7 @@ def parse_chunk(provider: str, data: bytes) -> dict[str, Any]:
             code="provider_stream_malformed",
         )
     if chunk.get("error"):
-        message = _message_of(chunk) or "no details given"
+        message = message_of(chunk) or "no details given"
         raise UpstreamError(
             502,
             f"provider {provider!r} reported an error mid-stream: {message}",
@@ -274,7 +265,7 @@ def provider_error(
             retry_after_s=retry_after,
         )
     parsed = _json_or_none(body)
-    message = _message_of(parsed) if parsed is not None else None
+    message = message_of(parsed) if parsed is not None else None
     err = UpstreamError(
         413 if status == 413 else 400,
         f"provider {provider!r} rejected the request: {message or f'HTTP {status}'}",
@@ -291,33 +282,6 @@ def _json_or_none(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-
-
-def _message_of(parsed: Any) -> str | None:
-    """The human message of the error shapes OpenAI, Azure, Mistral and FastAPI servers use."""
-    if not isinstance(parsed, dict):
-        return None
-    error = parsed.get("error")
-    source = error if isinstance(error, dict) else parsed
-    message: Any = source.get("message")
-    if message is None and isinstance(error, str):
-        message = error
-    if isinstance(message, dict):  # Mistral's 422: {"message": {"detail": [...]}}
-        message = message.get("detail")
-    if message is None:
-        message = parsed.get("detail")
-    if isinstance(message, list):  # pydantic-style details: keep the location and the reason
-        message = "; ".join(_detail_line(item) for item in message[:5])
-    if not isinstance(message, str) or not message:
-        return None
-    return message[:_MESSAGE_LIMIT]
-
-
-def _detail_line(item: Any) -> str:
-    if not isinstance(item, dict):
-        return str(item)
-    loc = ".".join(str(part) for part in item.get("loc", []) if part != "body")
-    return f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", ""))
 
 
 def _field_of(parsed: Any, name: str) -> str | None:

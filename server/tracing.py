@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from spillgate.scrub import scrub
 from spillgate.server.config import TracingConfig
 
 
@@ -64,7 +65,7 @@ class Tracing:
         if error is not None:
             from opentelemetry.trace import Status, StatusCode
 
-            span.set_status(Status(StatusCode.ERROR, error))
+            span.set_status(Status(StatusCode.ERROR, scrub(error)))
         span.end()
 
     @staticmethod

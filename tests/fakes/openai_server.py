@@ -47,6 +47,10 @@ class Fault:
     error_event_after_chunks: int | None = None  # then send an `error` event
     chunk_delay_s: float = 0.0  # between stream events
     extra_words: int = 0  # make the answer this many words longer (a long, slow stream)
+    usage: Any = None  # report this as `usage` instead of the real counts (any JSON)
+    omit_usage: bool = False  # report no usage: no `usage` field, no usage chunk
+    whole_for_stream: bool = False  # answer a stream request with a whole JSON answer
+    echo_request: bool = False  # the error's message quotes the key and the prompt back
 
 
 @dataclass
@@ -163,7 +167,8 @@ class FakeOpenAIServer:
         if self.dialect == "azure" and "api-version" not in request.query:
             return _json(*openai_error("Missing required query parameter: api-version"))
         if fault.status is not None:
-            body_ = {"error": {"message": "fake told to fail", "type": "server_error"}}
+            message = _echo(request, body) if fault.echo_request else "fake told to fail"
+            body_ = {"error": {"message": message, "type": "server_error"}}
             return _json(fault.status, body_, fault.headers)
         return body, fault
 
@@ -222,7 +227,8 @@ class FakeOpenAIServer:
             self.rejected.append({"status": problem[0], "body": problem[1]})
             return _json(*problem)
         turn = _Turn(body, self.dialect, self.cached_tokens, fault.extra_words)
-        if body.get("stream"):
+        turn.usage_as_sent, turn.omit_usage = fault.usage, fault.omit_usage
+        if body.get("stream") and not fault.whole_for_stream:
             return await self._stream(request, body, turn, fault)
         return _json(200, turn.completion(request.match_info.get("deployment")))
 
@@ -258,6 +264,17 @@ class FakeOpenAIServer:
         return resp
 
 
+def _echo(request: web.Request, body: dict[str, Any]) -> str:
+    """What careless servers answer: the key they were sent, and the input in pydantic's words."""
+    given = request.headers.get("authorization") or request.headers.get("api-key")
+    content = (body.get("messages") or [{}])[-1].get("content")
+    return (
+        f"Request with key {given} failed: 1 validation error for ChatCompletionRequest\n"
+        f"messages.0.content\n  Value error [type=value_error, input_value={content!r}, "
+        "input_type=str]"
+    )
+
+
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
@@ -286,6 +303,8 @@ class _Turn:
             self.completion_tokens = 10 * len(self.tool_calls)
         else:
             self.completion_tokens = len((self.content or "").split())
+        self.usage_as_sent: Any = None
+        self.omit_usage = False
 
     # -- the "model" -------------------------------------------------------------------------
 
@@ -361,7 +380,9 @@ class _Turn:
         words, images, _ = self._seen()
         return words + 85 * images + 4 * len(self.body["messages"])
 
-    def _usage(self) -> dict[str, Any]:
+    def _usage(self) -> Any:
+        if self.usage_as_sent is not None:
+            return self.usage_as_sent
         usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -396,6 +417,8 @@ class _Turn:
             "choices": choices,
             "usage": self._usage(),
         }
+        if self.omit_usage:
+            del answer["usage"]
         if self.dialect == "openai":
             answer["system_fingerprint"] = "fp_fake"
             answer["service_tier"] = "default"
@@ -438,6 +461,7 @@ class _Turn:
                     }
                 )
             )
+        include_usage = include_usage and not self.omit_usage
         marked = {"usage": None} if include_usage and self.dialect != "mistral" else {}
         n = self.body.get("n") or 1
         for i in range(n):
@@ -449,7 +473,7 @@ class _Turn:
             out.append(_sse(self._chunk([self._delta(i, piece)], **marked)))
         for i in range(n):
             last = self._delta(i, {}, self.finish)
-            if self.dialect == "mistral" and i == n - 1:
+            if self.dialect == "mistral" and i == n - 1 and not self.omit_usage:
                 out.append(_sse(self._chunk([last], usage=self._usage())))
             else:
                 out.append(_sse(self._chunk([last], **marked)))
