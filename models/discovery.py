@@ -14,7 +14,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -58,6 +58,8 @@ class DiscoverySpec:
     health_interval_s: float
     served_models: frozenset[str]
     first_byte_timeout_s: float
+    #: The key the engines take (vLLM's `--api-key`), when they are started with one.
+    api_key: str | None = field(default=None, repr=False)
 
 
 def engine_url(address: str, port: int) -> str:
@@ -125,6 +127,7 @@ class DiscoveredEngines:
             self._session,
             served_models=self.spec.served_models,
             first_byte_timeout_s=self.spec.first_byte_timeout_s,
+            api_key=self.spec.api_key,
         )
         on_models = None
         if not self.spec.served_models and self._on_models is not None:

@@ -9,8 +9,9 @@ import aiohttp
 import orjson
 
 from spillgate.errors import UpstreamError
-from spillgate.protocol import TargetKind, UpstreamReply, UpstreamRequest, Usage
-from spillgate.sse import UsageTap, error_event
+from spillgate.protocol import Endpoint, TargetKind, UpstreamReply, UpstreamRequest, Usage
+from spillgate.scrub import error_message, scrub_bytes
+from spillgate.sse import UsageTap, client_wants_usage, error_event, with_usage_requested
 
 _JSON = {"content-type": "application/json"}
 
@@ -19,7 +20,9 @@ class LocalEngine:
     """An OpenAI-compatible engine reached over HTTP (a supervised vLLM child or an attached one).
 
     `base_url` ends in `/v1`. The client's body is forwarded byte for byte unless the
-    engine knows the model under another name, when only the `model` field is rewritten.
+    engine knows the model under another name (the `model` field is rewritten), or it is a
+    stream that does not ask for its usage (`stream_options.include_usage` is added, and the
+    usage chunk dropped again on the way back).
     """
 
     kind = TargetKind.LOCAL
@@ -32,6 +35,7 @@ class LocalEngine:
         *,
         served_models: frozenset[str],
         first_byte_timeout_s: float = 600.0,
+        api_key: str | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -39,6 +43,9 @@ class LocalEngine:
         self.served_models = served_models
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=None, sock_read=first_byte_timeout_s)
+        #: Sent on every call to the engine: a launched vLLM takes only the gateway's key.
+        self.auth_headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = {**_JSON, **self.auth_headers}
         self.healthy = False
         self.in_flight = 0
         self.ready_event = asyncio.Event()
@@ -56,9 +63,16 @@ class LocalEngine:
 
     async def open(self, request: UpstreamRequest) -> UpstreamReply:
         body = request.body
-        if request.target_model != request.model:
-            body = orjson.dumps({**request.payload, "model": request.target_model})
-        headers = {**_JSON, "x-request-id": request.request_id}
+        # A stream's tokens are counted from its usage chunk: ask for it always.
+        ask_usage = (
+            request.stream
+            and request.endpoint is not Endpoint.EMBEDDINGS
+            and not client_wants_usage(request.payload)
+        )
+        if ask_usage or request.target_model != request.model:
+            payload = {**request.payload, "model": request.target_model}
+            body = orjson.dumps(with_usage_requested(payload) if ask_usage else payload)
+        headers = {**self._headers, "x-request-id": request.request_id}
         url = f"{self.base_url}/{request.endpoint.value}"
         try:
             resp = await self._session.post(url, data=body, headers=headers, timeout=self._timeout)
@@ -82,12 +96,20 @@ class LocalEngine:
                 else:
                     resp.close()
 
+        if resp.status in (401, 403):
+            await close()
+            raise UpstreamError(
+                502,
+                f"local engine {self.name} refused the gateway's key (HTTP {resp.status}); "
+                "check engines[].api_key in the configuration",
+                code="engine_auth_failed",
+            )
         if resp.status >= 500 or resp.status == 429:
-            text = await _read_quietly(resp)
+            detail = error_message(await _read_quietly(resp)) or "no error message"
             await close()
             raise UpstreamError(
                 resp.status,
-                f"local engine {self.name} answered {resp.status}: {text[:200]}",
+                f"local engine {self.name} answered {resp.status}: {detail}",
                 retryable=True,
             )
         content_type = resp.headers.get("content-type", "application/json")
@@ -98,22 +120,27 @@ class LocalEngine:
                 await close()
                 raise UpstreamError(502, f"local engine {self.name} broke off its answer") from exc
             await close()
+            if resp.status >= 400:
+                data = scrub_bytes(data)  # the client's own error, less any key we hold
             usage = _usage_of(data) if resp.status < 400 else None
             return UpstreamReply(
                 status=resp.status, content_type=content_type, body=data, usage=usage
             )
         reply = UpstreamReply(status=resp.status, content_type=content_type, close=close)
-        reply.chunks = self._relay(resp, reply)
+        reply.chunks = self._relay(resp, reply, UsageTap(strip=ask_usage))
         return reply
 
     async def _relay(
-        self, resp: aiohttp.ClientResponse, reply: UpstreamReply
+        self, resp: aiohttp.ClientResponse, reply: UpstreamReply, tap: UsageTap
     ) -> AsyncIterator[bytes]:
-        tap = UsageTap()
         try:
             async for data in resp.content.iter_any():
-                tap.feed(data)
-                yield data
+                out = tap.feed(data)
+                if out:
+                    yield out
+            rest = tap.rest()
+            if rest:
+                yield rest
         except (TimeoutError, aiohttp.ClientError):
             # The engine died or stalled mid-stream: end the client's stream with an error
             # event instead of leaving it hanging.
@@ -132,8 +159,8 @@ def _usage_of(body: bytes) -> Usage | None:
     return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
 
 
-async def _read_quietly(resp: aiohttp.ClientResponse) -> str:
+async def _read_quietly(resp: aiohttp.ClientResponse) -> bytes:
     try:
-        return (await resp.read()).decode("utf-8", "replace")
+        return await resp.read()
     except (TimeoutError, aiohttp.ClientError):
-        return ""
+        return b""

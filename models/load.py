@@ -234,8 +234,10 @@ class LoadScraper:
         timeout_s: float = 2.0,
         max_num_seqs: int | None = None,
         on_load: Callable[[EngineLoad], None] | None = None,
+        auth_headers: dict[str, str] | None = None,
     ) -> None:
         self.root_url = root_url.rstrip("/").removesuffix("/v1")
+        self._headers = auth_headers or {}
         self.interval_s = interval_s
         self.window_s = max(window_s, interval_s)
         self.latest: EngineLoad | None = None
@@ -250,7 +252,9 @@ class LoadScraper:
     async def scrape_once(self) -> EngineLoad:
         """One scrape: fetch, parse, derive, publish. Never raises for engine faults."""
         try:
-            async with self._session.get(f"{self.root_url}/metrics", timeout=self._timeout) as resp:
+            async with self._session.get(
+                f"{self.root_url}/metrics", headers=self._headers, timeout=self._timeout
+            ) as resp:
                 text = await resp.text() if resp.status == 200 else None
         except (TimeoutError, aiohttp.ClientError, OSError):
             text = None
@@ -282,7 +286,7 @@ class LoadScraper:
     async def _read_limits(self) -> None:
         try:
             async with self._session.get(
-                f"{self.root_url}/v1/models", timeout=self._timeout
+                f"{self.root_url}/v1/models", headers=self._headers, timeout=self._timeout
             ) as resp:
                 listing = await resp.json(content_type=None) if resp.status == 200 else None
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):

@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 
 from spillgate.models.engine import LocalEngine
+from spillgate.models.launch import API_KEY_ENV
 
 log = logging.getLogger("spillgate.engine")
 
@@ -34,6 +35,8 @@ class LaunchSpec:
     argv: Sequence[str]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    #: The key the engine requires on /v1 (vLLM's `--api-key`), given in its environment.
+    api_key: str | None = field(default=None, repr=False)
     startup_timeout_s: float = 900.0
     health_interval_s: float = 2.0
     backoff_initial_s: float = 1.0
@@ -75,7 +78,9 @@ class HealthWatch:
             return
         try:
             async with self._session.get(
-                f"{self.engine.base_url}/models", timeout=aiohttp.ClientTimeout(total=5)
+                f"{self.engine.base_url}/models",
+                headers=self.engine.auth_headers,
+                timeout=aiohttp.ClientTimeout(total=5),
             ) as resp:
                 listing = await resp.json(content_type=None)
             names = frozenset(str(m["id"]) for m in listing["data"])
@@ -89,7 +94,9 @@ class HealthWatch:
     async def probe(self) -> bool:
         try:
             async with self._session.get(
-                f"{self.engine.root_url}/health", timeout=aiohttp.ClientTimeout(total=5)
+                f"{self.engine.root_url}/health",
+                headers=self.engine.auth_headers,
+                timeout=aiohttp.ClientTimeout(total=5),
             ) as resp:
                 return resp.status == 200
         except (TimeoutError, aiohttp.ClientError, OSError):
@@ -127,7 +134,7 @@ class EngineProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
-                env={**os.environ, **self.spec.env},
+                env=self._environment(),
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
@@ -135,6 +142,13 @@ class EngineProcess:
             "engine %s started (pid %d), log %s", self.engine.name, process.pid, self.spec.log_path
         )
         return process
+
+    def _environment(self) -> dict[str, str]:
+        env = {**os.environ, **self.spec.env}
+        env.pop(API_KEY_ENV, None)  # not a key of the gateway's own environment
+        if self.spec.api_key is not None:
+            env[API_KEY_ENV] = self.spec.api_key
+        return env
 
     async def _wait_ready(self, process: asyncio.subprocess.Process) -> bool:
         deadline = time.monotonic() + self.spec.startup_timeout_s

@@ -182,11 +182,13 @@ class TokenCounter:
         *,
         cache_size: int = 1024,
         timeout_s: float = 5.0,
+        auth_headers: dict[str, str] | None = None,
     ) -> None:
         self.root_url = root_url.rstrip("/").removesuffix("/v1")
         self.model = model
         self.cost: TemplateCost | None = None
         self._session = session
+        self._headers = {"content-type": "application/json", **(auth_headers or {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._cache: OrderedDict[bytes, int] = OrderedDict()
         self._cache_size = cache_size
@@ -272,7 +274,7 @@ class TokenCounter:
             async with self._session.post(
                 f"{self.root_url}/tokenize",
                 data=data,
-                headers={"content-type": "application/json"},
+                headers=self._headers,
                 timeout=self._timeout,
             ) as resp:
                 answer = await resp.json(content_type=None) if resp.status == 200 else None

@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import logging
 import socket
-import sys
 from collections.abc import Callable
 
 import aiohttp
 
-from spillgate import __version__
+from spillgate import __version__, scrub
 from spillgate.fallback.adapter import CloudTarget, ProviderAdapter, ProviderSettings
 from spillgate.fallback.breaker import CircuitBreaker
 from spillgate.fallback.prices import Price, PriceBook
@@ -19,6 +18,7 @@ from spillgate.fallback.registry import KINDS, create_adapter
 from spillgate.fallback.resilience import RetryPolicy, Timeouts
 from spillgate.models.discovery import DiscoveredEngines, DiscoverySpec, Resolver, resolve_dns
 from spillgate.models.engine import LocalEngine
+from spillgate.models.launch import new_engine_key, vllm_argv
 from spillgate.models.supervisor import EngineProcess, HealthWatch, LaunchSpec
 from spillgate.protocol import Backend
 from spillgate.server.access import Access
@@ -40,31 +40,11 @@ from spillgate.server.usage import PriceLookup, TokenPrices, no_cloud_prices
 
 log = logging.getLogger("spillgate.gateway")
 
-VLLM_SERVER = ["-m", "vllm.entrypoints.openai.api_server"]
-
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def vllm_argv(engine: EngineConfig, port: int) -> list[str]:
-    """The command line of a launched engine: ours first, the user's vLLM arguments after."""
-    launcher = engine.launcher or [sys.executable, *VLLM_SERVER]
-    assert engine.model is not None
-    return [
-        *launcher,
-        "--model",
-        engine.model,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--served-model-name",
-        *engine.model_names,
-        *engine.args,
-    ]
 
 
 class Gateway:
@@ -74,6 +54,8 @@ class Gateway:
 
     def __init__(self, config: Config, resolve: Resolver = resolve_dns) -> None:
         self.config = config
+        for secret in config.secrets():
+            scrub.remember(secret)
         self._resolve = resolve  # engine discovery's DNS lookup; tests hand in a fake answer
         self.metrics = Metrics()
         self.engines: list[LocalEngine] = []
@@ -255,12 +237,14 @@ class Gateway:
             return
         port = cfg.port or free_port()
         url = cfg.url or f"http://127.0.0.1:{port}/v1"
+        api_key = _engine_key(cfg)
         engine = LocalEngine(
             cfg.name,
             url,
             self.session,
             served_models=frozenset(cfg.model_names),
             first_byte_timeout_s=server.first_byte_timeout_s,
+            api_key=api_key,
         )
         self.engines.append(engine)
         assert self.monitor is not None
@@ -270,10 +254,12 @@ class Gateway:
             watch = HealthWatch(engine, self.session, cfg.health_interval_s, discover)
             self._tasks.append(asyncio.create_task(watch.run()))
             return
+        assert cfg.model is not None
         spec = LaunchSpec(
-            argv=vllm_argv(cfg, port),
+            argv=vllm_argv(cfg.launcher, cfg.model, port, cfg.model_names, cfg.args),
             log_path=self.config.home / "logs" / f"engine-{cfg.name}.log",
             env=cfg.env,
+            api_key=api_key,
             startup_timeout_s=cfg.startup_timeout_s,
             health_interval_s=cfg.health_interval_s,
         )
@@ -293,6 +279,7 @@ class Gateway:
             health_interval_s=cfg.health_interval_s,
             served_models=frozenset(cfg.served_model_names),
             first_byte_timeout_s=self.config.server.first_byte_timeout_s,
+            api_key=_engine_key(cfg),
         )
         group = DiscoveredEngines(
             spec, self.session, self._engines_changed, self._resolve, self._discovered
@@ -353,7 +340,11 @@ class Gateway:
                 self.cloud_targets[entry] = target
                 caps = provider.capabilities
                 self.cloud_caps[target.name] = Capabilities(
-                    caps.tools, caps.images, caps.json_schema, caps.max_context
+                    caps.tools,
+                    caps.images,
+                    caps.json_schema,
+                    caps.max_context,
+                    max_output=prices.max_output(KINDS[provider.kind].price_family, model),
                 )
                 state = self.metrics.circuit_state.labels(target.name)
                 state.set_function(lambda t=target: float(t.breaker.state))
@@ -405,6 +396,15 @@ class Gateway:
         self.store.close()
         if self.scans is not None:
             self.scans.close()
+
+
+def _engine_key(cfg: EngineConfig) -> str | None:
+    """The key an engine requires: configured for an attached one, made for a launched one."""
+    if cfg.model is None:
+        return cfg.api_key.get_secret_value() if cfg.api_key is not None else None
+    key = new_engine_key()
+    scrub.remember(key)
+    return key
 
 
 def provider_settings(provider: ProviderConfig) -> ProviderSettings:

@@ -57,6 +57,7 @@ class EngineMonitor:
             interval_s=self._interval_s,
             max_num_seqs=max_num_seqs_from_args(args or []),
             on_load=lambda load, e=engine: self._on_load(e, load),
+            auth_headers=engine.auth_headers,
         )
         self._scrapers[engine.name] = (scraper, asyncio.create_task(scraper.run()))
 
@@ -117,7 +118,9 @@ class EngineMonitor:
         counter = self._counters.get(engine.name)
         if counter is None and engine.served_models and engine.ready:
             model = sorted(engine.served_models)[0]
-            counter = TokenCounter(engine.root_url, model, self._session)
+            counter = TokenCounter(
+                engine.root_url, model, self._session, auth_headers=engine.auth_headers
+            )
             self._counters[engine.name] = counter
         return counter
 

@@ -5,7 +5,8 @@ It answers chat, completions and embeddings (JSON and SSE), exposes vLLM's metri
 counts tokens on POST /tokenize (vLLM's shape, with a tokenizer of its own: one token per
 4-byte piece of each word, a chat template of 4 tokens per message plus 2 for the
 generation prompt), lists `max_model_len` in /v1/models, and accepts vLLM's command-line
-flags, so the gateway can launch it in place of vLLM. `--max-num-seqs` makes requests
+flags, so the gateway can launch it in place of vLLM. Like vLLM, it requires the key in
+`VLLM_API_KEY` (or `--api-key`) on /v1 when one is given. `--max-num-seqs` makes requests
 beyond that many wait, and count as waiting, as in vLLM. Tests steer its faults through
 POST /_standin/mode and read what it saw from GET /_standin/stats.
 """
@@ -26,12 +27,15 @@ from aiohttp import web
 
 DEFAULT_MODE: dict[str, Any] = {
     "status": 200,  # answer every request with this status (an OpenAI error when >= 400)
+    "plain_errors": False,  # errors as text/plain, as a server without the endpoint answers
+    "echo_errors": False,  # errors quote the request's input back, as vLLM's validation does
     "chunks": 8,  # stream this many content chunks
     "chunk_delay_s": 0.0,  # wait between chunks
     "first_byte_delay_s": 0.0,  # wait before answering at all
     "cut_after_chunks": None,  # drop the connection after this many chunks
     "exit_after_chunks": None,  # kill the whole process after this many chunks
     "healthy": True,
+    "usage": None,  # report this as `usage` (any JSON) instead of the real counts
 }
 
 
@@ -52,8 +56,10 @@ class Standin:
         embeddings: bool,
         max_model_len: int = 2048,
         max_num_seqs: int | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.names = names
+        self.api_key = api_key
         self.ready_at = time.monotonic() + startup_delay_s
         self.embeddings = embeddings
         self.max_model_len = max_model_len
@@ -65,6 +71,7 @@ class Standin:
             "cancelled_streams": 0,
             "tokenize_requests": 0,
             "last_body": None,
+            "unauthorized": 0,  # /v1 requests refused for a missing or wrong key
         }
         self.slots = asyncio.Semaphore(max_num_seqs) if max_num_seqs else None
         self.running = 0
@@ -75,7 +82,7 @@ class Standin:
         self.histograms = {name: [0.0, 0] for name in HISTOGRAMS}  # [sum, count]
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self.guard])
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embed)
@@ -86,6 +93,16 @@ class Standin:
         app.router.add_post("/_standin/mode", self.set_mode)
         app.router.add_get("/_standin/stats", self.get_stats)
         return app
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """vLLM's `--api-key`: /v1 needs `Authorization: Bearer <key>`; /health, /metrics and
+        /tokenize stay open."""
+        guarded = self.api_key and request.path.startswith("/v1")
+        if guarded and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            self.stats["unauthorized"] += 1
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        return await handler(request)
 
     # -- control ----------------------------------------------------------------------------
 
@@ -189,6 +206,11 @@ class Standin:
         if payload.get("model") not in self.names:
             return _error(404, f"The model `{payload.get('model')}` does not exist.")
         if self.mode["status"] >= 400:
+            if self.mode["plain_errors"]:
+                return web.Response(status=self.mode["status"], text="Not Found")
+            if self.mode["echo_errors"]:
+                echoed = {"type": "value_error", "loc": ["body"], "input": payload}
+                return _error(self.mode["status"], f"1 validation error:\n  {echoed}")
             return _error(self.mode["status"], "stand-in told to fail")
         return payload
 
@@ -243,7 +265,7 @@ class Standin:
         id_ = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:16]}"
         obj = "chat.completion" if chat else "text_completion"
         created = int(time.time())
-        usage = {
+        usage = self.mode["usage"] or {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
             "total_tokens": prompt_tokens + len(words),
@@ -281,7 +303,7 @@ class Standin:
                     os._exit(3)
                 delta = {"content": piece} if chat else None
                 choice = {"index": 0, "finish_reason": None}
-                choice.update({"delta": delta} if chat else {"text": piece})
+                choice.update({"delta": delta} if chat else {"text": piece, "logprobs": None})
                 chunk = {
                     "id": id_,
                     "object": f"{obj}.chunk" if chat else obj,
@@ -301,13 +323,13 @@ class Standin:
                 if self.mode["chunk_delay_s"]:
                     await asyncio.sleep(self.mode["chunk_delay_s"])
             final = {"index": 0, "finish_reason": "stop"}
-            final.update({"delta": {}} if chat else {"text": ""})
+            final.update({"delta": {}} if chat else {"text": "", "logprobs": None})
             await resp.write(
                 b"data: "
                 + orjson.dumps(
                     {
                         "id": id_,
-                        "object": obj,
+                        "object": f"{obj}.chunk" if chat else obj,
                         "created": created,
                         "model": payload["model"],
                         "choices": [final],
@@ -321,7 +343,7 @@ class Standin:
                     + orjson.dumps(
                         {
                             "id": id_,
-                            "object": obj,
+                            "object": f"{obj}.chunk" if chat else obj,
                             "created": created,
                             "model": payload["model"],
                             "choices": [],
@@ -377,6 +399,7 @@ def main() -> None:
     parser.add_argument("--embeddings", action="store_true")
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--max-num-seqs", type=int, default=None)
+    parser.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY"))
     args, _vllm_flags = parser.parse_known_args()
     standin = Standin(
         args.served_model_name or [args.model],
@@ -384,6 +407,7 @@ def main() -> None:
         args.embeddings,
         max_model_len=args.max_model_len,
         max_num_seqs=args.max_num_seqs,
+        api_key=args.api_key,
     )
     web.run_app(standin.app(), host=args.host, port=args.port, print=None, access_log=None)
 
