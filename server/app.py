@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -20,15 +21,17 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from spillgate import __version__
-from spillgate.errors import EgressRefused, GatewayError
+from spillgate.errors import EgressRefused, GatewayError, upstream_error_body
 from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
 from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
 from spillgate.server.accounting import RequestState
 from spillgate.server.admin import admin_router
+from spillgate.server.budgets import CloudSpend, OutputAsked
 from spillgate.server.executor import Executor, Outcome
 from spillgate.server.explain import explain
 from spillgate.server.gateway import Gateway
+from spillgate.server.keys import bearer_matches
 from spillgate.server.relay import StreamRelay
 from spillgate.server.requests import FeatureReader, parse, read_body
 from spillgate.server.scheduler import (
@@ -41,6 +44,19 @@ from spillgate.server.scheduler import (
 )
 
 log = logging.getLogger("spillgate.server")
+
+
+def _context_param(features: RequestFeatures, payload: dict[str, Any], window: Any) -> str:
+    """What to change about a request too long for the context: its length limit when the
+    prompt alone fits and the client set one, else the prompt."""
+    prompt = {Endpoint.CHAT: "messages", Endpoint.COMPLETIONS: "prompt"}.get(
+        features.endpoint, "input"
+    )
+    if isinstance(window, int) and features.prompt_tokens_max < window:
+        for name in ("max_completion_tokens", "max_tokens"):
+            if payload.get(name) is not None:
+                return name
+    return prompt
 
 
 def _error_response(err: GatewayError, request_id: str, route: str = "none") -> Response:
@@ -72,6 +88,7 @@ class Handler:
         self.endpoint = endpoint
         self.limit = gateway.config.server.max_body_bytes
         self.features = FeatureReader(gateway, endpoint)
+        self.default_max_tokens = gateway.config.budgets.default_max_tokens
         self.executor = Executor(gateway)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -106,9 +123,18 @@ class Handler:
                 features = await self.gw.monitor.exact_prompt_tokens(
                     features, parsed.payload, local
                 )
+            st.prompt_tokens = features.prompt_tokens
+            st.spend = self.gw.budgets.claim(
+                st.key,
+                features.prompt_tokens_max,
+                OutputAsked.of(parsed.payload, self.endpoint),
+                self.default_max_tokens,
+            )
             decision = self._decide(features, candidates)
             if not decision.targets:
-                decision = await self._wait_for_ready(features, candidates, decision)
+                decision = await self._wait_for_ready(
+                    features, candidates, decision, parsed.payload
+                )
             st.reason = decision.reason.value
             self.gw.tracing.end(decide_span, {"spillgate.reason": st.reason})
             upstream = UpstreamRequest(
@@ -128,14 +154,16 @@ class Handler:
             try:
                 try:
                     outcome = await self._run_watched(
-                        request, upstream, decision, features, key, started
+                        request, upstream, decision, features, key, started, st.spend
                     )
                 except EgressRefused as refused:
-                    features, decision = await self._keep_home(features, candidates, refused)
+                    features, decision = await self._keep_home(
+                        features, candidates, refused, parsed.payload
+                    )
                     st.reason = decision.reason.value
                     upstream.private = True
                     outcome = await self._run_watched(
-                        request, upstream, decision, features, key, started
+                        request, upstream, decision, features, key, started, st.spend
                     )
             except GatewayError as err:
                 self.gw.tracing.end(call, {"http.response.status_code": err.status}, err.message)
@@ -154,8 +182,13 @@ class Handler:
                 st.reason = err.code  # refused before a decision: the ledger says why
             self._account(st, "none", "none", err.status, None, False)
             return _error_response(err, request_id)
+        except BaseException:
+            if st.spend is not None:
+                st.spend.release()  # no record will settle it
+            raise
 
         backend, reply = outcome.backend, outcome.reply
+        st.price = backend.price if isinstance(backend, CloudTarget) else None
         reason = outcome.reason
         st.reason = reason.value
         self.gw.metrics.decisions.labels(reason.value).inc()
@@ -167,9 +200,12 @@ class Handler:
         }
         if reply.chunks is None:
             self._account(st, backend.name, backend.kind.value, reply.status, reply, False)
-            return Response(
-                reply.body, reply.status, headers=headers, media_type=reply.content_type
-            )
+            body, media_type = reply.body, reply.content_type
+            if reply.status >= 400:  # an engine's own words, in OpenAI's shape whatever theirs
+                source = f"{backend.name} ({backend.kind.value})"
+                body = upstream_error_body(reply.status, body or b"", source)
+                media_type = "application/json"
+            return Response(body, reply.status, headers=headers, media_type=media_type)
         return self._stream(reply, headers, st, backend)
 
     async def _run_watched(
@@ -180,13 +216,14 @@ class Handler:
         features: RequestFeatures,
         key: str,
         started: float,
+        spend: CloudSpend | None,
     ) -> Outcome:
         """Run the decision; a whole (non-streamed) answer from a cloud target can take long,
         so a client that hangs up meanwhile cancels the provider call (a stream's relay
         does the same for streams)."""
         clouds = self.gw.cloud_targets
         if upstream.stream or not any(t in clouds for t in decision.targets):
-            return await self.executor.run(upstream, decision, features, key, started)
+            return await self.executor.run(upstream, decision, features, key, started, spend)
         handler = asyncio.current_task()
         assert handler is not None
 
@@ -197,7 +234,7 @@ class Handler:
 
         watcher = asyncio.create_task(watch())
         try:
-            return await self.executor.run(upstream, decision, features, key, started)
+            return await self.executor.run(upstream, decision, features, key, started, spend)
         except asyncio.CancelledError:
             if not watcher.done():
                 raise
@@ -209,7 +246,11 @@ class Handler:
             watcher.cancel()
 
     async def _keep_home(
-        self, features: RequestFeatures, candidates: list[Backend], refused: EgressRefused
+        self,
+        features: RequestFeatures,
+        candidates: list[Backend],
+        refused: EgressRefused,
+        payload: dict[str, Any],
     ) -> tuple[RequestFeatures, Decision]:
         """The egress guard found what the decision did not expect: decide again, with the
         request kept on the box, as if the ingress scan had found it."""
@@ -217,7 +258,7 @@ class Handler:
         decision = self._decide(features, candidates)
         decision.explain["egress_refused"] = list(refused.kinds)
         if not decision.targets:
-            decision = await self._wait_for_ready(features, candidates, decision)
+            decision = await self._wait_for_ready(features, candidates, decision, payload)
         return features, decision
 
     def _decide(self, features: RequestFeatures, candidates: list[Backend]) -> Decision:
@@ -250,11 +291,15 @@ class Handler:
         return StreamRelay(b"", chunks, raw, on_done, reply.aclose)
 
     async def _wait_for_ready(
-        self, features: RequestFeatures, candidates: list[Backend], decision: Decision
+        self,
+        features: RequestFeatures,
+        candidates: list[Backend],
+        decision: Decision,
+        payload: dict[str, Any],
     ) -> Decision:
         """Nothing may serve it now: a capability the box lacks, or engines still starting."""
         if decision.reason in GAP_REASONS:
-            raise self._gap_error(features, decision)
+            raise self._gap_error(features, decision, payload)
         wait_s = self.gw.config.server.ready_wait_s
         events = [c.ready_event.wait() for c in candidates if isinstance(c, LocalEngine)]
         if events and wait_s > 0:
@@ -267,6 +312,8 @@ class Handler:
             decision = self._decide(features, candidates)
             if decision.targets:
                 return decision
+            if decision.reason in GAP_REASONS:  # ready now, and it cannot take this request
+                raise self._gap_error(features, decision, payload)
         cloud_waits = [c.retry_in_s for c in candidates if isinstance(c, CloudTarget)]
         if cloud_waits and len(cloud_waits) == len(candidates):
             raise GatewayError(
@@ -285,18 +332,29 @@ class Handler:
             retry_after_s=5,
         )
 
-    def _gap_error(self, features: RequestFeatures, decision: Decision) -> GatewayError:
-        """The local model cannot do it, and the request may not (or cannot) go elsewhere."""
-        what = {
-            Reason.MODEL_NOT_LOCAL: f"model {features.model!r} is not served on this box",
+    def _gap_error(
+        self, features: RequestFeatures, decision: Decision, payload: dict[str, Any]
+    ) -> GatewayError:
+        """The route's models cannot do it, and the request may not (or cannot) go elsewhere."""
+        window = decision.explain.get("max_context")
+        what, param = {
+            Reason.MODEL_NOT_LOCAL: (
+                f"model {features.model!r} is not served on this box",
+                "model",
+            ),
             Reason.CONTEXT_TOO_LONG: (
                 f"the prompt (up to {features.prompt_tokens_max} tokens) plus max_tokens "
-                f"({features.max_tokens}) exceeds the local model's context window"
+                f"({features.max_tokens}) exceeds the model's {window}-token context window",
+                _context_param(features, payload, window),
             ),
-            Reason.TOOLS_UNSUPPORTED: "the local model does not support tools",
-            Reason.IMAGES_UNSUPPORTED: "the local model does not accept images",
-            Reason.JSON_SCHEMA_UNSUPPORTED: "the local model does not support json_schema",
+            Reason.TOOLS_UNSUPPORTED: ("the model does not support tools", "tools"),
+            Reason.IMAGES_UNSUPPORTED: ("the model does not accept images", "messages"),
+            Reason.JSON_SCHEMA_UNSUPPORTED: (
+                "the model does not support json_schema",
+                "response_format",
+            ),
         }[decision.reason]
+        code = decision.reason.value
         if decision.explain.get("blocked") == "budget":
             return GatewayError(
                 429,
@@ -306,9 +364,12 @@ class Handler:
             )
         if decision.explain.get("blocked") == "private":
             why = "this request may not leave the box (marked on-prem or carries personal data)"
-            return GatewayError(400, f"{what}, and {why}", code=decision.reason.value)
+            return GatewayError(400, f"{what}, and {why}", code=code, param=param)
         return GatewayError(
-            400, f"{what}, and no cloud target can take it", code=decision.reason.value
+            400,
+            f"{what}, and no other target of {features.model!r} can take it",
+            code=code,
+            param=param,
         )
 
     def _unknown_model(self, model: str) -> GatewayError:
@@ -409,8 +470,18 @@ def create_app(gateway: Gateway) -> FastPath:
         headers = {} if ready else {"retry-after": "5"}
         return Response(body, 200 if ready else 503, headers=headers, media_type="application/json")
 
+    metrics_token = gateway.config.server.metrics_token
+
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        given = request.headers.get("authorization")
+        if metrics_token is not None and not bearer_matches(given, metrics_token):
+            err = GatewayError(
+                401,
+                "/metrics needs `Authorization: Bearer <server.metrics_token>`",
+                code="invalid_metrics_token",
+            )
+            return _error_response(err, _request_id(request))
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return FastPath(app, handlers)

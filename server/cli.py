@@ -10,7 +10,14 @@ from typing import Any
 
 from spillgate import __version__
 from spillgate.server import cli_admin, cli_route
-from spillgate.server.config import Config, ConfigError, EngineConfig, from_dict, load
+from spillgate.server.config import (
+    Config,
+    ConfigError,
+    EngineConfig,
+    from_dict,
+    is_loopback,
+    load,
+)
 
 log = logging.getLogger("spillgate")
 
@@ -86,7 +93,7 @@ def build_config(args: argparse.Namespace, vllm_args: list[str]) -> Config:
 def _single_user_auth(base: dict[str, Any]) -> None:
     """Without a config file, the gateway is a single-user box: no keys, loopback only."""
     host = base.get("server", {}).get("host", "127.0.0.1")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(host):
         raise ConfigError(
             f"without --config, API keys are off, so the gateway listens on loopback only; "
             f"to listen on {host}, write a config file (auth is on there by default)"

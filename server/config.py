@@ -6,6 +6,7 @@ Every key is documented in docs/configuration.md. Validation errors name the key
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -25,12 +26,14 @@ from pydantic import (
 
 from spillgate.fallback import registry
 from spillgate.models.cpu_model import spillgate_home
+from spillgate.models.launch import API_KEY_ENV, reserved_arg
 from spillgate.server.config_routing import (
     CloudCapabilitiesConfig,
     EngineRoutingConfig,
     PrivacyConfig,
     SchedulerConfig,
 )
+from spillgate.server.urls import ambiguous_userinfo, url_password
 
 
 class ConfigError(Exception):
@@ -53,6 +56,22 @@ class ServerConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Write one JSON line per request to the `spillgate.access` log.
     access_log: bool = True
+    #: Bearer token /metrics requires; open while unset.
+    metrics_token: str | None = Field(None, min_length=16)
+
+    @property
+    def loopback_only(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (a name other than localhost may not be)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # -- engine discovery (issue 6: deploy) ---------------------------------------------------
@@ -97,6 +116,8 @@ class EngineConfig(_Strict):
     port: int | None = Field(None, ge=1, le=65535)
     #: The command that starts the engine; the vLLM OpenAI server unless set.
     launcher: list[str] | None = None
+    #: The key an attached or discovered engine requires (its `--api-key`).
+    api_key: SecretStr | None = None
     startup_timeout_s: float = Field(900.0, gt=0)
     health_interval_s: float = Field(2.0, gt=0)
     scheduling: EngineRoutingConfig = Field(default_factory=EngineRoutingConfig)
@@ -113,7 +134,25 @@ class EngineConfig(_Strict):
             raise ValueError(f"`url` must start with http:// or https://, got {self.url!r}")
         if self.model is None and (self.args or self.launcher or self.port or self.env):
             raise ValueError("`args`, `env`, `launcher` and `port` apply to launched engines only")
+        if self.model is not None:
+            self._launch_is_ours()
         return self
+
+    def _launch_is_ours(self) -> None:
+        """The gateway alone holds a launched engine's key, and its log holds no prompt."""
+        reserved = reserved_arg(self.args)
+        if reserved is not None:
+            raise ValueError(f"`args` may not set {reserved}")
+        if API_KEY_ENV in self.env:
+            raise ValueError(
+                f"`env` may not set {API_KEY_ENV}: the gateway gives each launched engine "
+                "a key of its own"
+            )
+        if self.api_key is not None:
+            raise ValueError(
+                "`api_key` is for attached and discovered engines; the gateway gives each "
+                "launched engine a random key of its own"
+            )
 
     @property
     def model_names(self) -> list[str]:
@@ -224,6 +263,8 @@ class ProviderConfig(_Strict):
 class AuthConfig(_Strict):
     #: Require an API key (`Authorization: Bearer sk-sg-...`) on /v1. Off only when you say so.
     enabled: bool = True
+    #: Serve without keys on an address other hosts can reach; refused unless set.
+    allow_public: bool = False
     #: How often keys created or revoked through another replica are picked up.
     key_refresh_s: float = Field(5.0, gt=0)
 
@@ -251,6 +292,11 @@ class LedgerConfig(_Strict):
                 "`url` must start with sqlite:/// or postgresql:// "
                 f"(got {url.split('://')[0]!r}://...)"
             )
+        if url is not None and ambiguous_userinfo(url):
+            raise ValueError(
+                "`url`: percent-encode the special characters of the password "
+                "(@ as %40, / as %2F, ? as %3F, # as %23)"
+            )
         return url
 
 
@@ -266,6 +312,10 @@ class LimitsConfig(_Strict):
 class BudgetsConfig(_Strict):
     #: How often spend is re-read from the ledger (to see other replicas' spend).
     refresh_s: float = Field(10.0, gt=0)
+    #: While a request runs at a cloud target, its worst-case cost is held against its key's
+    #: budget: per answer, its `max_tokens`, else the model's documented output limit, else
+    #: this many completion tokens.
+    default_max_tokens: int = Field(4096, ge=1)
 
 
 class TracingConfig(_Strict):
@@ -356,6 +406,25 @@ class Config(_Strict):
                         f"provider ({providers}) nor a model a local engine serves"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _no_open_door(self) -> Config:
+        if self.auth.enabled or self.auth.allow_public or self.server.loopback_only:
+            return self
+        raise ValueError(
+            f"auth.enabled is false and server.host is {self.server.host!r}, which other "
+            "machines can reach: anyone there could use this gateway and its providers. "
+            "Set auth.enabled: true (then create keys with `spillgate keys create`), listen "
+            "on 127.0.0.1, or say it is meant with `auth: {enabled: false, allow_public: true}`"
+        )
+
+    def secrets(self) -> list[str]:
+        """Every secret the configuration holds: none may appear in text that leaves."""
+        found = [p.secret for p in self.providers]
+        found += [e.api_key.get_secret_value() for e in self.engines if e.api_key is not None]
+        found += [self.admin.token, self.server.metrics_token]
+        found += [url_password(self.ledger.url), url_password(self.limits.redis_url)]
+        return [s for s in found if s]
 
     @model_validator(mode="after")
     def _aliases_resolve(self) -> Config:

@@ -10,6 +10,8 @@ from typing import Any, TextIO
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from spillgate.scrub import scrub
+
 access_log = logging.getLogger("spillgate.access")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -104,8 +106,9 @@ class Metrics:
         )
         self.budget_remaining = Gauge(
             "spillgate_key_budget_remaining_usd",
-            "Cloud budget left to a key, by period (day or month).",
-            ["key", "period"],
+            "Cloud budget left to a key, by key id and period (day or month). By id, not name:"
+            " a name may be a person's email address.",
+            ["key_id", "period"],
             registry=r,
         )
         self.ledger_backlog = Gauge(
@@ -142,6 +145,14 @@ class Metrics:
             "spillgate_local_queue_depth",
             "Requests waiting in Spillgate's queue for a local engine.",
             ["engine"],
+            registry=r,
+        )
+        self.usage_anomalies = Counter(
+            "spillgate_usage_anomalies",
+            "Answers whose upstream reported usage that is not a token count (`invalid`: "
+            "counted as 0) or none at all (`missing`: the relayed tokens counted instead), "
+            "by route.",
+            ["route", "problem"],
             registry=r,
         )
         self.upstream_errors = Counter(
@@ -198,7 +209,8 @@ class _JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+        # Upstream error text and tracebacks may quote a key this gateway holds.
+        return scrub(orjson.dumps(line, default=str).decode())
 
 
 def write_access_line(fields: dict[str, Any]) -> None:

@@ -79,7 +79,7 @@ def test_budget_remaining_is_exported_per_key_and_period() -> None:
     book.charge(1, "key_1", 0.25, JAN_31_NOON)
     book.export([key(budget_day_usd=1.0)], JAN_31_NOON)
     sample = metrics.registry.get_sample_value(
-        "spillgate_key_budget_remaining_usd", {"key": "team", "period": "day"}
+        "spillgate_key_budget_remaining_usd", {"key_id": "key_1", "period": "day"}
     )
     assert sample == pytest.approx(0.75)
 
