@@ -85,6 +85,30 @@ def test_readiness_and_the_engines_vllm_metrics(real_gateway: GatewayProcess) ->
         assert f"{name}{{" in metrics
 
 
+def test_vllm_takes_only_the_gateway_s_key_and_logs_no_prompt(
+    real_gateway: GatewayProcess, client: openai.OpenAI
+) -> None:
+    canary = "violet-canary-51c2"
+    asked = [{"role": "user", "content": f"Say the word {canary}."}]
+    assert client.chat.completions.create(model="smollm2", messages=asked, max_tokens=8)
+    assert real_gateway.proc is not None
+    argv: list[str] = []
+    for pid in children_of(real_gateway.proc.pid):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        if "vllm.entrypoints.openai.api_server" in argv:
+            break
+    assert "--api-key" not in argv
+    port = argv[argv.index("--port") + 1]
+    direct = httpx.post(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        json={"model": "smollm2", "messages": asked, "max_tokens": 8},
+        timeout=60,
+    )
+    assert direct.status_code == 401  # only the gateway holds the key
+    log = Path(real_gateway.config["home"]) / "logs" / "engine-smollm2.log"
+    assert canary not in log.read_text(errors="replace")
+
+
 def test_sigkill_of_the_gateway_takes_vllm_and_its_engine_core_down(
     real_gateway: GatewayProcess, tmp_path: Path
 ) -> None:
