@@ -24,21 +24,67 @@ class TargetKind(StrEnum):
     CLOUD = "cloud"
 
 
+#: A usage number above this is not a token count (no model reads or writes that many for
+#: one request), and would overflow the ledger's integer columns.
+MAX_REPORTED_TOKENS = 100_000_000
+
+
+def reported_tokens(value: Any) -> int | None:
+    """A token count as an upstream reported it: 0 when absent, None when it is not a count
+    (negative, fractional, not a number, beyond MAX_REPORTED_TOKENS)."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= MAX_REPORTED_TOKENS else None
+
+
 @dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    #: Fields the upstream reported as something other than a token count (counted as 0).
+    invalid: tuple[str, ...] = ()
 
     @classmethod
-    def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
+    def reported(
+        cls, prompt: tuple[Any, ...], completion: tuple[Any, ...], cached: tuple[Any, ...] = ()
+    ) -> Usage:
+        """Usage from the numbers an upstream sent, each field the sum of its parts (Anthropic
+        reports the prompt in three). Never raises, whatever was sent: a field with a part
+        that is not a count is 0 and named in `invalid`."""
+        counts: list[int] = []
+        invalid: list[str] = []
+        for name, parts in (
+            ("prompt_tokens", prompt),
+            ("completion_tokens", completion),
+            ("cached_tokens", cached),
+        ):
+            values = [reported_tokens(part) for part in parts]
+            total = sum(v for v in values if v is not None)
+            if None in values or total > MAX_REPORTED_TOKENS:
+                invalid.append(name)
+                total = 0
+            counts.append(total)
+        prompt_tokens, completion_tokens, cached_tokens = counts
+        if cached_tokens > prompt_tokens:  # cached tokens are part of the prompt
+            invalid.append("cached_tokens")
+            cached_tokens = prompt_tokens
+        return cls(prompt_tokens, completion_tokens, cached_tokens, tuple(invalid))
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> Usage | None:
+        """OpenAI's `usage` object; None when there is none (absent, or not an object)."""
         if not isinstance(usage, dict):
             return None
-        details = usage.get("prompt_tokens_details") or {}
-        return cls(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
+        details = usage.get("prompt_tokens_details")
+        # Details of another type count as an invalid `cached_tokens`.
+        cached = details.get("cached_tokens") if isinstance(details, dict) else details
+        return cls.reported(
+            (usage.get("prompt_tokens"),), (usage.get("completion_tokens"),), (cached,)
         )
 
 

@@ -44,12 +44,10 @@ def finish_reason(stop_reason: Any, called_client_tool: bool) -> str:
 def usage_of(anthropic_usage: Any) -> Usage:
     """Anthropic counts cached input apart from `input_tokens`; OpenAI counts it inside."""
     u = anthropic_usage if isinstance(anthropic_usage, dict) else {}
-    cached = int(u.get("cache_read_input_tokens") or 0)
-    written = int(u.get("cache_creation_input_tokens") or 0)
-    return Usage(
-        prompt_tokens=int(u.get("input_tokens") or 0) + cached + written,
-        completion_tokens=int(u.get("output_tokens") or 0),
-        cached_tokens=cached,
+    cached = u.get("cache_read_input_tokens")
+    written = u.get("cache_creation_input_tokens")
+    return Usage.reported(
+        (u.get("input_tokens"), cached, written), (u.get("output_tokens"),), (cached,)
     )
 
 

@@ -116,8 +116,9 @@ class AnthropicStreamTranslator:
         if self._stopped:
             return []
         if kind == "message_start":
-            message = payload.get("message") or {}
-            self._anthropic_usage.update(message.get("usage") or {})
+            message = payload.get("message")
+            if isinstance(message, dict):
+                self._anthropic_usage.update(_fields(message.get("usage")))
             return [self._delta({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             return self._on_block_start(payload.get("index"), payload.get("content_block") or {})
@@ -125,7 +126,7 @@ class AnthropicStreamTranslator:
             return self._on_block_delta(payload.get("index"), payload.get("delta") or {})
         if kind == "message_delta":
             self._anthropic_usage.update(
-                {k: v for k, v in (payload.get("usage") or {}).items() if v is not None}
+                {k: v for k, v in _fields(payload.get("usage")).items() if v is not None}
             )
             stop_reason = (payload.get("delta") or {}).get("stop_reason")
             reason = finish_reason(stop_reason, bool(self._tool_calls))
@@ -187,3 +188,8 @@ class AnthropicStreamTranslator:
         if self._include_usage:
             chunk["usage"] = usage  # OpenAI sends `usage: null` on every chunk but the last
         return event(chunk)
+
+
+def _fields(usage: Any) -> dict[str, Any]:
+    """A usage object as sent; anything else reports nothing (accounting estimates then)."""
+    return usage if isinstance(usage, dict) else {}

@@ -12,7 +12,7 @@ import orjson
 
 from spillgate.errors import UpstreamError
 from spillgate.fallback.gemini_ids import new_call_id
-from spillgate.protocol import Usage
+from spillgate.protocol import Usage, reported_tokens
 from spillgate.sse import DONE, event
 
 # Gemini finish reasons that mean "blocked"; MAX_TOKENS is a length stop, the rest a plain stop.
@@ -45,17 +45,26 @@ def finish_reason(reason: str | None, called_tools: bool) -> str | None:
     return "tool_calls" if called_tools else "stop"
 
 
+def usage_of(meta: dict[str, Any]) -> Usage:
+    """`usageMetadata` → Usage; thinking tokens are billed as output, so they count."""
+    return Usage.reported(
+        (meta.get("promptTokenCount"), meta.get("toolUsePromptTokenCount")),
+        (meta.get("candidatesTokenCount"), meta.get("thoughtsTokenCount")),
+        (meta.get("cachedContentTokenCount"),),
+    )
+
+
 def openai_usage(meta: dict[str, Any]) -> dict[str, Any]:
-    """`usageMetadata` → OpenAI `usage`; thinking tokens are billed as output, so they count."""
-    prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    completion = int(meta.get("candidatesTokenCount") or 0) + thoughts
+    """`usageMetadata` → OpenAI `usage`."""
+    usage = usage_of(meta)
     return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": int(meta.get("cachedContentTokenCount") or 0)},
-        "completion_tokens_details": {"reasoning_tokens": thoughts},
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {
+            "reasoning_tokens": reported_tokens(meta.get("thoughtsTokenCount")) or 0
+        },
     }
 
 
@@ -149,7 +158,7 @@ def whole_answer(body: bytes, model: str, provider: str) -> tuple[bytes, Usage |
     usage = None
     if isinstance(data.get("usageMetadata"), dict):
         answer["usage"] = openai_usage(data["usageMetadata"])
-        usage = Usage.from_openai(answer["usage"])
+        usage = usage_of(data["usageMetadata"])
     return orjson.dumps(answer), usage
 
 
@@ -248,7 +257,7 @@ class GeminiStream:
             self._id = _completion_id(data)
         if isinstance(data.get("usageMetadata"), dict):
             self._usage_body = openai_usage(data["usageMetadata"])
-            self.usage = Usage.from_openai(self._usage_body)
+            self.usage = usage_of(data["usageMetadata"])
         out = b""
         for position, candidate in enumerate(data.get("candidates") or []):
             index = candidate.get("index", position)

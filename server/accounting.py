@@ -1,9 +1,16 @@
 """What happens at the end of every request: one ledger record, metrics, the access log
-line, the key's budget and token counters, and the end of its trace span."""
+line, the key's budget and token counters, and the end of its trace span.
+
+Nothing an upstream reports can make it fail: usage numbers that are not token counts, and
+usage that never came (a stream cut before its usage chunk), are replaced by what the
+answer carried (completion tokens counted from its text, the prompt as the decision
+estimated it), logged without any text, and counted in `spillgate_usage_anomalies_total`.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator
@@ -12,13 +19,15 @@ from typing import Any
 
 import orjson
 
-from spillgate.protocol import Endpoint, UpstreamReply
-from spillgate.server.budgets import BudgetBook
+from spillgate.fallback.prices import Price, cost_usd
+from spillgate.protocol import Endpoint, UpstreamReply, Usage
+from spillgate.server.budgets import BudgetBook, CloudSpend
 from spillgate.server.keys import ApiKey
 from spillgate.server.ledger.record import UsageRecord
 from spillgate.server.ledger.writer import Ledger
 from spillgate.server.limits import Limiter
 from spillgate.server.observe import Metrics, write_access_line
+from spillgate.server.tally import StreamTally, text_tokens
 from spillgate.server.tracing import Tracing
 
 log = logging.getLogger("spillgate.ledger")
@@ -44,6 +53,14 @@ class RequestState:
     first_byte: float | None = None
     span: Any = None
     captured: bytearray | None = None
+    #: The prompt's tokens as the decision estimated them (exact where the engine counted).
+    prompt_tokens: int = 0
+    #: The serving cloud target's price (None: a local engine, or an unpriced target).
+    price: Price | None = None
+    #: The completion tokens a stream relayed, for when its upstream does not say.
+    tally: StreamTally | None = None
+    #: The claim on the key's cloud budget (None where no budget applies).
+    spend: CloudSpend | None = None
 
 
 def reply_cost_usd(reply: UpstreamReply | None) -> float:
@@ -58,9 +75,10 @@ def reply_cost_usd(reply: UpstreamReply | None) -> float:
     if cost is None:
         cost = reply.headers.get("x-spillgate-cost-usd")
     try:
-        return max(0.0, float(cost)) if cost is not None else 0.0
-    except ValueError:
+        value = float(cost) if cost is not None else 0.0
+    except (TypeError, ValueError):
         return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
 
 
 class Accounting:
@@ -91,7 +109,7 @@ class Accounting:
 
     def stream_opened(self, st: RequestState, route: str, kind: str) -> None:
         """Write a stream's record before its first byte, so a crash mid-stream leaves it."""
-        self._write(st, route, kind, 200, None, streamed=True, complete=False)
+        self._write(st, route, kind, 200, None, 0.0, answered=True, streamed=True, complete=False)
 
     def finish(
         self,
@@ -103,7 +121,13 @@ class Accounting:
         streamed: bool,
     ) -> None:
         elapsed = time.perf_counter() - st.started
-        record = self._write(st, route, kind, status, reply, streamed=streamed, complete=True)
+        usage, cost = self._counted(st, route, status, reply)
+        record = self._write(
+            st, route, kind, status, usage, cost,
+            answered=reply is not None, streamed=streamed, complete=True,
+        )  # fmt: skip
+        if st.spend is not None:
+            st.spend.release()  # the record has charged what the request really cost
         m = self.metrics
         m.requests.labels(st.endpoint.value, route, st.reason, str(status)).inc()
         if reply is not None:
@@ -133,20 +157,72 @@ class Accounting:
         if self.access_log_enabled:
             self._log(st, record, reply)
 
+    def _counted(
+        self, st: RequestState, route: str, status: int, reply: UpstreamReply | None
+    ) -> tuple[Usage | None, float]:
+        """The usage and cost to count: the upstream's, where it reported token counts, else
+        what the answer carried."""
+        if reply is None:
+            return None, 0.0
+        reported = reply.usage
+        if reported is None:
+            if reply.status >= 400:
+                return None, 0.0  # an error answer used nothing
+            usage = self._relayed(st, reply)
+            if status < 400:  # a client that left early is no upstream's fault
+                self._anomaly(st, route, "missing", "upstream sent no usage")
+            return usage, self._priced(st, usage)
+        usage = Usage.reported(
+            (reported.prompt_tokens,), (reported.completion_tokens,), (reported.cached_tokens,)
+        )
+        invalid = sorted({*reported.invalid, *usage.invalid})
+        if not invalid:
+            return usage, reply_cost_usd(reply)
+        self._anomaly(
+            st, route, "invalid", "upstream reported usage that is not a token count", invalid
+        )
+        relayed = self._relayed(st, reply)
+        usage = Usage(
+            *(
+                getattr(relayed if name in invalid else usage, name)
+                for name in ("prompt_tokens", "completion_tokens", "cached_tokens")
+            )
+        )
+        return usage, self._priced(st, usage)
+
+    def _relayed(self, st: RequestState, reply: UpstreamReply) -> Usage:
+        completion = (
+            st.tally.completion_tokens if st.tally is not None else text_tokens(reply.body or b"")
+        )
+        return Usage(st.prompt_tokens, completion)
+
+    def _priced(self, st: RequestState, usage: Usage) -> float:
+        return cost_usd(st.price, usage) if st.price is not None else 0.0
+
+    def _anomaly(
+        self, st: RequestState, route: str, problem: str, what: str, fields: list[str] | None = None
+    ) -> None:
+        self.metrics.usage_anomalies.labels(route, problem).inc()
+        log.warning(
+            f"{what}; counted the tokens the answer carried instead",
+            extra={"request_id": st.request_id, "route": route, "fields": fields},
+        )
+
     def _write(
         self,
         st: RequestState,
         route: str,
         kind: str,
         status: int,
-        reply: UpstreamReply | None,
+        usage: Usage | None,
+        cost: float,
         *,
+        answered: bool,
         streamed: bool,
         complete: bool,
     ) -> UsageRecord:
         now = time.perf_counter()
-        usage = reply.usage if reply is not None else None
-        first = st.first_byte if streamed else (now if reply is not None else None)
+        first = st.first_byte if streamed else (now if answered else None)
         record = UsageRecord(
             record_id=st.record_id,
             request_id=st.request_id,
@@ -160,7 +236,7 @@ class Accounting:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             cached_tokens=usage.cached_tokens if usage else 0,
-            cost_usd=reply_cost_usd(reply),
+            cost_usd=cost,
             ttft_ms=None if first is None else round((first - st.started) * 1000, 3),
             total_ms=round((now - st.started) * 1000, 3) if complete else None,
             status=status,
@@ -204,14 +280,17 @@ class Accounting:
         write_access_line(extra)
 
     async def relay(self, st: RequestState, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Pass a stream through, noting its first byte (and keeping it when opted in)."""
+        """Pass a stream through, noting its first byte and counting what it carries (and
+        keeping it when opted in)."""
         capture = st.key is not None and st.key.log_prompts
         if capture:
             st.captured = bytearray()
+        tally = st.tally = StreamTally()
         try:
             async for chunk in chunks:
                 if st.first_byte is None:
                     st.first_byte = time.perf_counter()
+                tally.feed(chunk)
                 if capture and st.captured is not None and len(st.captured) < _CAPTURE_BYTES:
                     st.captured += chunk
                 yield chunk
