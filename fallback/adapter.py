@@ -18,7 +18,7 @@ import aiohttp
 from spillgate.errors import GatewayError, UpstreamError
 from spillgate.fallback.breaker import CircuitBreaker
 from spillgate.fallback.prices import Price, cost_usd
-from spillgate.fallback.resilience import RetryPolicy, Timeouts
+from spillgate.fallback.resilience import RetryPolicy, Timeouts, is_upstream_fault
 from spillgate.protocol import TargetKind, UpstreamReply, UpstreamRequest, Usage
 from spillgate.sse import error_event
 
@@ -184,11 +184,11 @@ class CloudTarget:
             return reply
 
     def _record(self, err: UpstreamError) -> None:
-        # A provider that answers 4xx is up; only its failures count against it.
-        if err.status >= 500:
+        # One client's bad request must not take the provider out for every client.
+        if is_upstream_fault(err):
             self.breaker.record_failure()
         else:
-            self.breaker.record_success()
+            self.breaker.record_inconclusive()
 
     async def _attempt(
         self, request: UpstreamRequest, call: ProviderCall, deadline: float
@@ -217,6 +217,13 @@ class CloudTarget:
             raise self.adapter.error(resp.status, body, headers)
         if not request.stream:
             return await self._whole(request, resp)
+        if resp.content_type == "application/json":
+            resp.close()
+            raise UpstreamError(
+                502,
+                f"{self.name} answered a stream request whole, not as a stream",
+                code="provider_not_streaming",
+            )
         return await self._start_stream(request, resp)
 
     async def _whole(self, request: UpstreamRequest, resp: aiohttp.ClientResponse) -> UpstreamReply:
@@ -305,7 +312,7 @@ class CloudTarget:
             provider_failed = True
             yield error_event(f"{self.name} stopped mid-stream", code="provider_stream_cut")
         except UpstreamError as err:  # a malformed event, or a provider `error` event
-            provider_failed = True
+            provider_failed = is_upstream_fault(err)
             yield error_event(err.message, type=err.type, code=err.code)
         finally:
             if provider_failed:

@@ -59,6 +59,11 @@ class CircuitBreaker:
         self._open_until = None
         self._probing = False
 
+    def record_inconclusive(self) -> None:
+        """An answer that says nothing of the provider's health (the client's own bad
+        request): no count changes, and a half-open probe leaves room for the next one."""
+        self._probing = False
+
     def record_failure(self) -> None:
         self._failures += 1
         half_open = self.state is BreakerState.HALF_OPEN

@@ -12,8 +12,16 @@ from spillgate.errors import UpstreamError
 
 # Failures a second try at the same target cannot fix; the next target of the route may.
 _NOT_WORTH_RETRYING_HERE = frozenset(
-    {"provider_auth_failed", "provider_model_not_found", "unsupported_parameter"}
+    {
+        "provider_auth_failed",
+        "provider_model_not_found",
+        "provider_not_streaming",
+        "unsupported_parameter",
+    }
 )
+
+# Answers in a 5xx status that say more about the request than about the provider.
+_THE_REQUESTS_FAULT = frozenset({"provider_model_not_found", "provider_not_streaming"})
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class RetryPolicy:
         """
         if not err.retryable or err.code in _NOT_WORTH_RETRYING_HERE:
             return None
-        if err.status != 429 and err.status < 500:
+        if not is_upstream_fault(err):
             return None
         if attempt + 1 >= self.max_attempts:
             return None
@@ -61,6 +69,19 @@ class RetryPolicy:
             step = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
             wait = step / 2 + self.random() * step / 2
         return wait if wait < remaining_s else None
+
+
+def is_upstream_fault(err: UpstreamError) -> bool:
+    """Did the provider (or the way to it) fail, rather than the client's request?
+
+    Faults: refused connections, timeouts, 5xx, 429, a stream cut short. A client's own bad
+    request (400, 404, 413, 422 as the provider saw it; the OpenAI family's 404 travels as a
+    502) is not one, nor is a stream request the provider answered whole: neither may count
+    against the provider's breaker.
+    """
+    if err.code in _THE_REQUESTS_FAULT:
+        return False
+    return err.status == 429 or err.status >= 500
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
