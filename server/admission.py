@@ -4,13 +4,20 @@ At most `capacity` requests run at the engine; the rest wait here, where Spillga
 still decide about them (spill them, or answer 429) instead of in vLLM's own queue, where
 it cannot. Waiting requests are served by priority class (requests that may not spill
 first), and round-robin across keys within a class, so one busy key cannot starve others.
+
+Any key may mark its requests on-prem, so the first class is bounded per key: a key's
+requests that may not spill go first only while that key holds fewer than
+`private_slots_per_key` slots. Beyond that they wait behind the spillable requests of
+every key (they still may not spill), so one tenant cannot push others' requests to the
+cloud at their cost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -37,11 +44,14 @@ class _Waiter:
 
 
 class AdmissionQueue:
-    def __init__(self, capacity: int, max_waiting: int) -> None:
+    def __init__(self, capacity: int, max_waiting: int, private_share_per_key: float) -> None:
         self.capacity = capacity
         self.max_waiting = max_waiting
+        self.private_slots_per_key = max(1, int(capacity * private_share_per_key))
         self.active = 0
         self.waiting = 0
+        #: Slots held, by key.
+        self._held: Counter[str] = Counter()
         #: priority -> key -> waiters, keys in round-robin order.
         self._classes: dict[int, OrderedDict[str, deque[_Waiter]]] = {
             PRIORITY_LOCAL_ONLY: OrderedDict(),
@@ -51,17 +61,21 @@ class AdmissionQueue:
         self.timed_out_total = 0
         self.wait_s_total = 0.0
 
-    def try_acquire(self) -> bool:
+    def try_acquire(self, key: str) -> bool:
         """Take a slot at once if one is free and nobody waits (the hot path: no task)."""
         if self.active < self.capacity and self.waiting == 0:
             self.active += 1
             self.admitted_total += 1
+            self._held[key] += 1
             return True
         return False
 
     async def acquire(self, key: str, priority: int, timeout_s: float) -> float:
-        """Wait for a slot for at most `timeout_s`; returns the seconds waited."""
-        if self.try_acquire():
+        """Wait for a slot for at most `timeout_s`; returns the seconds waited.
+
+        The slot is `key`'s until `release(key)`.
+        """
+        if self.try_acquire(key):
             return 0.0
         if self.waiting >= self.max_waiting:
             raise QueueFull(retry_after_s=max(1.0, timeout_s))
@@ -74,7 +88,7 @@ class AdmissionQueue:
             await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
         except (TimeoutError, asyncio.CancelledError) as exc:
             if waiter.future.done() and not waiter.future.cancelled():
-                self.release()  # granted at the last moment: hand the slot on
+                self.release(key)  # granted at the last moment: hand the slot on
             else:
                 waiter.future.cancel()
                 self._forget(priority, waiter)
@@ -95,20 +109,44 @@ class AdmissionQueue:
             if not lane:
                 del lanes[waiter.key]
 
-    def release(self) -> None:
-        """Free a slot: hand it to the next waiter by priority, then round-robin by key."""
-        for priority in (PRIORITY_LOCAL_ONLY, PRIORITY_SPILLABLE):
-            lanes = self._classes[priority]
-            while lanes:
-                key, lane = next(iter(lanes.items()))
-                waiter = lane.popleft()
-                self.waiting -= 1
-                if lane:
-                    lanes.move_to_end(key)  # this key had its turn
-                else:
-                    del lanes[key]
-                if not waiter.future.done():
-                    waiter.future.set_result(None)
-                    self.admitted_total += 1
-                    return  # the slot passes straight to the waiter
+    def release(self, key: str) -> None:
+        """Free `key`'s slot and hand it to the next waiter: requests that may not spill
+        of keys under their bound, then spillable ones, then the rest; round-robin by key
+        within each."""
+        for lanes, waiter in self._candidates():
+            lane = lanes[waiter.key]
+            lane.popleft()
+            self.waiting -= 1
+            if lane:
+                lanes.move_to_end(waiter.key)  # this key had its turn
+            else:
+                del lanes[waiter.key]
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+                self.admitted_total += 1
+                self._hand_over(key, waiter.key)
+                return  # the slot passes straight to the waiter
         self.active -= 1
+        self._hand_over(key, None)
+
+    def _candidates(self) -> Iterator[tuple[OrderedDict[str, deque[_Waiter]], _Waiter]]:
+        """Lane heads in the order they are served. The releasing key still counts the slot
+        it frees, so at its bound it cannot take that slot straight back."""
+        private = self._classes[PRIORITY_LOCAL_ONLY]
+        spillable = self._classes[PRIORITY_SPILLABLE]
+        bound = self.private_slots_per_key
+        while private or spillable:
+            under = [k for k in private if self._held[k] < bound]
+            if under:
+                yield private, private[under[0]][0]
+            elif spillable:
+                yield spillable, next(iter(spillable.values()))[0]
+            else:
+                yield private, next(iter(private.values()))[0]
+
+    def _hand_over(self, releasing: str, taking: str | None) -> None:
+        if taking is not None:
+            self._held[taking] += 1
+        self._held[releasing] -= 1
+        if self._held[releasing] <= 0:
+            del self._held[releasing]

@@ -56,6 +56,10 @@ class SchedulerConfig(_Strict):
     max_queue_wait_s: float = Field(60.0, gt=0)
     #: Requests waiting in Spillgate's queue per engine, at most.
     max_queue_len: int = Field(1000, ge=0)
+    #: Requests that may not spill wait ahead of those that may, but one key only while it
+    #: holds less than this share of an engine's slots (at least one slot): marking requests
+    #: on-prem cannot push other keys' requests to the cloud without bound.
+    private_share_per_key: float = Field(0.25, gt=0, le=1)
     #: How often each engine's /metrics is read for the snapshot.
     scrape_interval_s: float = Field(1.0, gt=0)
 

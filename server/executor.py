@@ -26,9 +26,11 @@ from spillgate.server.admission import (
     QueueFull,
     QueueTimeout,
 )
+from spillgate.server.budgets import CloudSpend
 from spillgate.server.gateway import Gateway
 from spillgate.server.privacy import StreamRestorer, Vault
 from spillgate.server.privacy.egress import without_stripped_fields
+from spillgate.server.requests import within_output_limit
 from spillgate.server.scheduler import Decision, Privacy, Reason, RequestFeatures
 
 log = logging.getLogger("spillgate.executor")
@@ -57,11 +59,15 @@ class Executor:
         features: RequestFeatures,
         key: str,
         started: float,
+        spend: CloudSpend | None = None,
     ) -> Outcome:
+        """`spend`: the request's claim on its key's cloud budget (None: no budget applies);
+        on success its hold at the serving cloud target stays until accounting settles it."""
         backends = {b.name: b for b in self.gw.targets_for(upstream.model) or ()}
         reason = decision.reason
         last: GatewayError | None = None
         outbound: _Outbound | None = None  # what cloud targets get, made at the first one
+        over_budget = False  # a cloud target was passed over for the key's budget
         for position, name in enumerate(decision.targets):
             backend = backends.get(name)
             if backend is None:
@@ -91,17 +97,29 @@ class Executor:
                     if not err.retryable:
                         break
                     continue
-                outcome.reason = reason
+                outcome.reason = Reason.KEPT_LOCAL_BUDGET if over_budget else reason
                 return outcome
             assert isinstance(backend, CloudTarget)
             if features.privacy is Privacy.LOCAL_ONLY:
                 continue  # never: the decision does not list one, and this holds the line
+            caps = self.gw.cloud_caps.get(backend.name)
+            if spend is not None:
+                refused = spend.reserve(backend.price, caps and caps.max_output, time.time())
+                if refused is not None:  # its worst case would overrun the key's budget
+                    last, over_budget = refused, True
+                    continue
             if outbound is None:
                 outbound = await self._outbound(upstream, decision.redact)
             outbound.request.target_model = upstream.target_model
             opened = time.perf_counter()
             try:
-                reply = await backend.open(outbound.request)
+                try:
+                    request = within_output_limit(outbound.request, caps and caps.max_output)
+                    reply = await backend.open(request)
+                except BaseException:
+                    if spend is not None:
+                        spend.release()
+                    raise
                 if outbound.vault is not None:
                     _restore(reply, outbound.vault)
                 # A stream opens at its first event: the target's time to first token.
@@ -131,7 +149,7 @@ class Executor:
         runtime = self.gw.snapshot.engine(engine)
         queue = runtime.queue
         waited = 0.0
-        if not queue.try_acquire():
+        if not queue.try_acquire(key):
             scheduler = self.gw.config.scheduler
             if next_target is not None:
                 # It may still spill: wait only as long as the next target can still answer
@@ -152,7 +170,7 @@ class Executor:
         try:
             reply = await engine.open(upstream)
         except BaseException:
-            queue.release()
+            queue.release(key)
             raise
         close = reply.close
 
@@ -161,7 +179,7 @@ class Executor:
                 if close is not None:
                     await close()
             finally:
-                queue.release()
+                queue.release(key)
                 usage = reply.usage
                 if usage is not None:
                     total_s = time.perf_counter() - opened

@@ -88,7 +88,10 @@ class Snapshot:
             cfg = self.engine_config(engine)
             settings = cfg.scheduling if cfg else EngineRoutingConfig()
             capacity = settings.max_concurrency or (cfg and _max_num_seqs(cfg.args)) or 256
-            queue = AdmissionQueue(capacity, self.config.scheduler.max_queue_len)
+            scheduler = self.config.scheduler
+            queue = AdmissionQueue(
+                capacity, scheduler.max_queue_len, scheduler.private_share_per_key
+            )
             runtime = EngineRuntime(settings, queue)
             self.engines[engine.name] = runtime
         return runtime
