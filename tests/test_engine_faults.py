@@ -107,6 +107,16 @@ def test_slow_engine_start_holds_requests_until_ready(tmp_path: Path) -> None:
         assert resp.json()["choices"][0]["message"]["content"] == "You said: hello there"
 
 
+def test_request_held_for_a_starting_engine_that_cannot_take_it_is_400(tmp_path: Path) -> None:
+    """Once ready, the engine's context window is too small for it: the client's to change."""
+    gw = _gateway(tmp_path, args=["--startup-delay", "2"], server={"ready_wait_s": 30})
+    too_long = {"model": "m", "messages": [{"role": "user", "content": "word " * 20_000}]}
+    with gw.start(wait_ready=False):
+        resp = httpx.post(f"{gw.url}/v1/chat/completions", json=too_long, timeout=30)
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["code"] == "context_too_long"
+
+
 def test_engine_down_while_serving_gets_503_not_a_hang(tmp_path: Path) -> None:
     gw = _gateway(tmp_path, server={"ready_wait_s": 0.5})
     with gw:
