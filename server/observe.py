@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -168,12 +169,25 @@ class Metrics:
             ["route", "verdict"],
             registry=r,
         )
+        self.asyncio_tasks = Gauge(
+            "spillgate_asyncio_tasks",
+            "asyncio tasks alive in the gateway's event loop, counted at scrape time.",
+            registry=r,
+        )
+        self.asyncio_tasks.set_function(_asyncio_tasks)
         self.privacy_scan_failures = Counter(
             "spillgate_privacy_scan_failures",
             "Privacy scans that failed or ran out of time (counted as findings), by where.",
             ["where"],
             registry=r,
         )
+
+
+def _asyncio_tasks() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped outside the event loop: no loop to count in
+        return 0.0
 
 
 #: Where the access log writes its lines directly once setup_logging chose the JSON format.

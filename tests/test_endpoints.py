@@ -142,6 +142,8 @@ def test_health_ready_and_metrics(standin_gateway: GatewayProcess, client: opena
     )
     assert 'spillgate_engine_up{engine="standin"} 1.0' in metrics
     assert 'spillgate_decisions_total{reason="local"}' in metrics
+    tasks = next(line for line in metrics.splitlines() if line.startswith("spillgate_asyncio_"))
+    assert float(tasks.split()[1]) >= 1  # at least the one answering this scrape
 
 
 def test_access_log_has_request_fields_but_no_prompt(
