@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -43,14 +44,17 @@ class LaunchSpec:
     backoff_max_s: float = 60.0
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Runs in the child between fork and exec: ask the kernel for SIGTERM when we die.
 
-    SIGTERM rather than SIGKILL so vLLM can take its own EngineCore down with it.
+    SIGTERM rather than SIGKILL so vLLM can take its own EngineCore down with it. `parent`
+    is the gateway's pid, taken before the fork: a parent that died before prctl took effect
+    shows as another parent pid. (Not "is the parent pid 1": in a container the gateway is
+    pid 1.)
     """
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if os.getppid() != parent:
         os._exit(1)
 
 
@@ -136,7 +140,7 @@ class EngineProcess:
                 stderr=log_file,
                 env=self._environment(),
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
             )
         log.info(
             "engine %s started (pid %d), log %s", self.engine.name, process.pid, self.spec.log_path
