@@ -21,6 +21,7 @@ from spillgate.protocol import Endpoint
 from spillgate.server.admin import require_admin
 from spillgate.server.requests import parse
 from spillgate.server.scheduler import decide
+from spillgate.server.validation import MAX_NESTING
 
 if TYPE_CHECKING:
     from spillgate.server.app import Handler
@@ -50,7 +51,14 @@ async def explain(gw: Gateway, handlers: dict[str, Handler], request: Request) -
 async def _explain(
     gw: Gateway, handler: Handler, body: dict[str, Any], headers: Headers
 ) -> dict[str, Any]:
-    parsed = parse(orjson.dumps(body), handler.endpoint)
+    try:
+        raw = orjson.dumps(body)
+    except orjson.JSONEncodeError:  # deeper than a request may be: parse says so
+        raise bad_request(
+            f"the request nests objects and arrays more than {MAX_NESTING} levels deep",
+            code="nesting_too_deep",
+        ) from None
+    parsed = parse(raw, handler.endpoint)
     key = gw.access.authenticate(headers.get("authorization"))
     candidates = gw.targets_for(parsed.model)
     if candidates is None:

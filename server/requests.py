@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -11,8 +12,8 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from spillgate.errors import GatewayError, bad_request
-from spillgate.protocol import Backend, Endpoint, TargetKind
+from spillgate.errors import GatewayError, UpstreamError, bad_request
+from spillgate.protocol import Backend, Endpoint, TargetKind, UpstreamRequest
 from spillgate.server.budgets import may_spend
 from spillgate.server.features import (
     needs_json_schema,
@@ -23,9 +24,15 @@ from spillgate.server.features import (
 from spillgate.server.keys import ApiKey
 from spillgate.server.privacy.egress import without_stripped_fields
 from spillgate.server.scheduler import Privacy, RequestFeatures
+from spillgate.server.validation import MAX_NESTING, check_request, nested_too_deep
 
 if TYPE_CHECKING:
     from spillgate.server.gateway import Gateway
+
+#: No model answers with more tokens than this: a larger `max_tokens`, for a cloud target
+#: whose own limit is not known, is refused. Sent on, it only holds the request while the
+#: provider refuses or stalls.
+LARGEST_OUTPUT_TOKENS = 1_048_576
 
 # The field each endpoint cannot do without, and the JSON types it may have.
 _REQUIRED: dict[Endpoint, tuple[str, tuple[type, ...]]] = {
@@ -33,8 +40,6 @@ _REQUIRED: dict[Endpoint, tuple[str, tuple[type, ...]]] = {
     Endpoint.COMPLETIONS: ("prompt", (str, list)),
     Endpoint.EMBEDDINGS: ("input", (str, list)),
 }
-_INT_FIELDS = ("max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs")
-_NUMBER_FIELDS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
 @dataclass(slots=True)
@@ -76,64 +81,68 @@ def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
         raise bad_request(f"the request body is not valid JSON: {err}") from None
     if not isinstance(payload, dict):
         raise bad_request("the request body must be a JSON object")
+    if nested_too_deep(body, payload):
+        raise bad_request(
+            f"the request body nests objects and arrays more than {MAX_NESTING} levels deep",
+            code="nesting_too_deep",
+        )
     model = payload.get("model")
     if model is None:
-        raise bad_request("`model` is required; GET /v1/models lists the models", param="model")
+        raise bad_request(
+            "`model` is required; GET /v1/models lists the models",
+            param="model",
+            code="missing_required_parameter",
+        )
     if not isinstance(model, str) or not model:
-        raise bad_request("`model` must be a non-empty string", param="model")
-    stream = payload.get("stream", False)
-    if not isinstance(stream, bool):
-        raise bad_request("`stream` must be true or false", param="stream")
+        raise bad_request("`model` must be a non-empty string", param="model", code="invalid_type")
+    stream = payload.get("stream")
+    if stream is None:
+        stream = False
+    elif not isinstance(stream, bool):
+        raise bad_request("`stream` must be true or false", param="stream", code="invalid_type")
+    if stream and endpoint is Endpoint.EMBEDDINGS:
+        raise bad_request(
+            "`stream` is not a parameter of /v1/embeddings (embeddings are answered whole); "
+            "remove it",
+            param="stream",
+            code="unsupported_parameter",
+        )
     field, types = _REQUIRED[endpoint]
     value = payload.get(field)
     if value is None:
-        raise bad_request(f"`{field}` is required", param=field)
+        raise bad_request(f"`{field}` is required", param=field, code="missing_required_parameter")
     if not isinstance(value, types):
         kinds = " or ".join("an array" if t is list else "a string" for t in types)
-        raise bad_request(f"`{field}` must be {kinds}", param=field)
-    if isinstance(value, list) and endpoint is Endpoint.CHAT:
-        _check_arguments(value)
-    for name in _INT_FIELDS:
-        v = payload.get(name)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
-            raise bad_request(f"`{name}` must be an integer", param=name)
-    for name in _NUMBER_FIELDS:
-        v = payload.get(name)
-        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
-            raise bad_request(f"`{name}` must be a number", param=name)
+        raise bad_request(f"`{field}` must be {kinds}", param=field, code="invalid_type")
+    check_request(payload, endpoint)
     return ParsedRequest(body=body, payload=payload, model=model, stream=stream)
 
 
-def _check_arguments(messages: list[Any]) -> None:
-    """Tool-call arguments are JSON text in a string (OpenAI's schema); an object there is
-    refused rather than guessed at, as a provider adapter would otherwise send it on."""
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            continue
-        calls = message.get("tool_calls")
-        functions = [
-            (f"messages[{i}].tool_calls[{j}].function", call.get("function"))
-            for j, call in enumerate(calls if isinstance(calls, list) else ())
-            if isinstance(call, dict)
-        ]
-        functions.append((f"messages[{i}].function_call", message.get("function_call")))
-        for where, function in functions:
-            if isinstance(function, dict) and not isinstance(function.get("arguments", ""), str):
-                raise bad_request(
-                    f"`{where}.arguments` must be a string of JSON text, not "
-                    f"{_json_type(function['arguments'])}",
-                    param=f"{where}.arguments",
-                )
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return "an object" if isinstance(value, dict) else "an array"
+def within_output_limit(request: UpstreamRequest, limit: int | None) -> UpstreamRequest:
+    """The request with `max_tokens` and `max_completion_tokens` lowered to `limit`, the
+    target's documented output limit: the route, not the client, chose the target. Without
+    a known limit, a value no model could reach is refused (400, and the route moves on)."""
+    payload = request.payload
+    ceiling = LARGEST_OUTPUT_TOKENS if limit is None else limit
+    over = {
+        name: value
+        for name in ("max_completion_tokens", "max_tokens")
+        if isinstance(value := payload.get(name), int) and value > ceiling
+    }
+    if not over:
+        return request
+    if limit is not None:
+        return dataclasses.replace(request, payload={**payload, **dict.fromkeys(over, limit)})
+    name, value = next(iter(over.items()))
+    refused = UpstreamError(
+        400,
+        f"`{name}` is {value}, more than any model answers with ({LARGEST_OUTPUT_TOKENS}), "
+        "and this target does not document its limit; lower it",
+        type="invalid_request_error",
+        code="integer_above_max_value",
+    )
+    refused.param = name
+    raise refused
 
 
 class FeatureReader:

@@ -6,6 +6,8 @@ import httpx
 import pytest
 from harness import GatewayProcess
 
+HELLO = b'[{"role": "user", "content": "hello"}]'
+
 
 def _post(gateway: GatewayProcess, content: bytes, path: str = "/v1/chat/completions"):
     return httpx.post(
@@ -45,7 +47,7 @@ def test_malformed_requests_get_400(
 
 
 def test_unknown_model_is_404_listing_available(standin_gateway: GatewayProcess) -> None:
-    resp = _post(standin_gateway, b'{"model": "llama-9000", "messages": []}')
+    resp = _post(standin_gateway, b'{"model": "llama-9000", "messages": ' + HELLO + b"}")
     assert resp.status_code == 404
     error = resp.json()["error"]
     assert error["code"] == "model_not_found"
@@ -82,7 +84,7 @@ def test_engine_error_status_is_passed_through(
 ) -> None:
     httpx.post(f"{standin_url}/_standin/mode", json={"status": 400})
     try:
-        resp = _post(standin_gateway, b'{"model": "standin-model", "messages": []}')
+        resp = _post(standin_gateway, b'{"model": "standin-model", "messages": ' + HELLO + b"}")
     finally:
         httpx.post(f"{standin_url}/_standin/mode", json={})
     assert resp.status_code == 400
