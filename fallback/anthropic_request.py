@@ -73,6 +73,8 @@ def translate_request(
     """
     payload = {k: v for k, v in payload.items() if k not in drop_params or k in _ESSENTIAL}
     _refuse_unsupported(payload, provider)
+    if not isinstance(payload["messages"], list):
+        raise bad_request("`messages` must be an array", param="messages")
     system, messages = _messages(payload["messages"])
     body: dict[str, Any] = {
         "model": model,
@@ -88,15 +90,18 @@ def translate_request(
         body["stop_sequences"] = stop
     temperature = payload.get("temperature")
     if temperature is not None:
-        if not 0 <= temperature <= 1:
+        if not _is_number(temperature) or not 0 <= temperature <= 1:
             raise bad_request(
                 f"`temperature` must be between 0 and 1 for provider {provider} (Anthropic); "
                 "lower it, or list `temperature` in the provider's drop_params",
                 param="temperature",
             )
         body["temperature"] = temperature
-    if payload.get("top_p") is not None:
-        body["top_p"] = payload["top_p"]
+    top_p = payload.get("top_p")
+    if top_p is not None:
+        if not _is_number(top_p):
+            raise bad_request("`top_p` must be a number", param="top_p")
+        body["top_p"] = top_p
     user = payload.get("user")
     if isinstance(user, str) and user:
         body["metadata"] = {"user_id": user}
@@ -126,10 +131,16 @@ def _max_tokens(payload: dict[str, Any], default: int) -> int:
     for name in ("max_completion_tokens", "max_tokens"):
         value = payload.get(name)
         if value is not None:
+            if not _is_number(value) or value != int(value):
+                raise bad_request(f"`{name}` must be an integer", param=name)
             if value < 1:
                 raise bad_request(f"`{name}` must be at least 1", param=name)
             return int(value)
     return default
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _stop_sequences(stop: Any) -> list[str]:
@@ -392,7 +403,14 @@ def _tool_choice(choice: Any, names: set[str]) -> dict[str, Any] | None:
     if choice == "required":
         return {"type": "any"}
     if isinstance(choice, dict) and choice.get("type") == "function":
-        name = (choice.get("function") or {}).get("name")
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str):
+            raise bad_request(
+                "`tool_choice.function` must be an object with a string `name`: "
+                '{"type": "function", "function": {"name": ...}}',
+                param="tool_choice.function",
+            )
         if name in names:
             return {"type": "tool", "name": name}
         raise bad_request(
@@ -437,7 +455,10 @@ def _json_mode(response_format: Any) -> dict[str, Any] | None:
                 "Anthropic (the answer is a tool's input, which is always an object)",
                 param="response_format",
             )
-        purpose = spec.get("description") or spec.get("name") or "the answer"
+        purpose = next(
+            (p for p in (spec.get("description"), spec.get("name")) if isinstance(p, str) and p),
+            "the answer",
+        )
         return {
             "name": JSON_TOOL,
             "description": f"Give your whole answer by calling this tool ({purpose}).",

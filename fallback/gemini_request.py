@@ -83,6 +83,8 @@ class RequestBuilder:
             self._unsupported(
                 "parallel_tool_calls", "Gemini cannot be told to call one tool at a time"
             )
+        if not isinstance(payload["messages"], list):
+            raise bad_request("`messages` must be an array", param="messages")
         system, contents = _Messages().convert(payload["messages"])
         body: dict[str, Any] = {"contents": contents}
         if system:
@@ -169,8 +171,14 @@ def _tools(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any
         if not isinstance(name, str) or not name:
             raise bad_request("every function needs a `name`", param=f"tools[{i}].function.name")
         declaration: dict[str, Any] = {"name": name}
-        if fn.get("description"):
-            declaration["description"] = fn["description"]
+        description = fn.get("description")
+        if description is not None and not isinstance(description, str):
+            raise bad_request(
+                "a function's `description` must be a string",
+                param=f"tools[{i}].function.description",
+            )
+        if description:
+            declaration["description"] = description
         parameters = function_parameters(fn.get("parameters"), f"tools[{i}].function.parameters")
         if parameters is not None:
             declaration["parameters"] = parameters
@@ -199,12 +207,16 @@ def _tool_choice(choice: Any, names: list[str]) -> tuple[str, list[str] | None]:
     if choice in ("auto", "none", "required"):
         return {"auto": "AUTO", "none": "NONE", "required": "ANY"}[choice], None
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return "ANY", [_known((choice.get("function") or {}).get("name"), names)]
+        return "ANY", [_known(_function_name(choice), names)]
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        spec = choice.get("allowed_tools") or {}
-        picked = [
-            _known((t.get("function") or {}).get("name"), names) for t in spec.get("tools") or []
-        ]
+        spec = choice.get("allowed_tools")
+        tools = spec.get("tools") if isinstance(spec, dict) else None
+        if not isinstance(spec, dict) or not isinstance(tools, list):
+            raise bad_request(
+                "`tool_choice.allowed_tools` must be an object with `mode` and `tools`",
+                param="tool_choice.allowed_tools",
+            )
+        picked = [_known(_function_name(t), names) for t in tools]
         mode = spec.get("mode", "auto")
         if mode not in ("auto", "required"):
             raise bad_request(
@@ -215,6 +227,12 @@ def _tool_choice(choice: Any, names: list[str]) -> tuple[str, list[str] | None]:
         "`tool_choice` must be none, auto, required, a {type: function} or an allowed_tools object",
         param="tool_choice",
     )
+
+
+def _function_name(choice: Any) -> Any:
+    """The `function.name` of a tool choice; None when the choice has no such shape."""
+    function = choice.get("function") if isinstance(choice, dict) else None
+    return function.get("name") if isinstance(function, dict) else None
 
 
 def _known(name: Any, names: list[str]) -> str:
@@ -272,6 +290,8 @@ class _Messages:
         content = message.get("content")
         parts = [{"text": t} for t in _texts(content, i, allow_refusal=True) if t]
         calls = message.get("tool_calls") or []
+        if not isinstance(calls, list):
+            raise bad_request("`tool_calls` must be an array", param=f"messages[{i}].tool_calls")
         for j, call in enumerate(calls):
             param = f"messages[{i}].tool_calls[{j}]"
             fn = call.get("function") if isinstance(call, dict) else None
@@ -401,7 +421,8 @@ def _image(spec: Any, param: str) -> dict[str, Any]:
 
 
 def _audio(spec: Any, param: str) -> dict[str, Any]:
-    if not isinstance(spec, dict) or spec.get("format") not in _AUDIO_TYPES:
+    audio_format = spec.get("format") if isinstance(spec, dict) else None
+    if not isinstance(audio_format, str) or audio_format not in _AUDIO_TYPES:
         raise bad_request("`input_audio.format` must be wav or mp3", param=f"{param}.input_audio")
     if not isinstance(spec.get("data"), str):
         raise bad_request("`input_audio.data` must be base64", param=f"{param}.input_audio.data")

@@ -78,7 +78,7 @@ def function_parameters(schema: Any, param: str) -> dict[str, Any] | None:
         return None
     if not isinstance(schema, dict):
         raise bad_request("a function's `parameters` must be a JSON Schema object", param=param)
-    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    defs = {**_object_at(schema, "definitions"), **_object_at(schema, "$defs")}
     converted = _to_gemini(schema, defs, (), param)
     if converted.get("type") == "OBJECT" and not converted.get("properties"):
         return None
@@ -100,7 +100,7 @@ def _to_gemini(
     node, seen = _inline(node, defs, seen, param)
     types = node.get("type")
     type_list = types if isinstance(types, list) else [] if types is None else [types]
-    if any(t not in _TYPES for t in type_list):
+    if any(not isinstance(t, str) or t not in _TYPES for t in type_list):
         raise bad_request(f"unknown JSON Schema type {types!r}", param=param)
     nullable = "null" in type_list
     concrete = [t for t in type_list if t != "null"]
@@ -142,7 +142,7 @@ def _to_gemini(
             name: _to_gemini(sub, defs, seen, f"{param}.properties.{name}")
             for name, sub in properties.items()
         }
-        required = [r for r in node.get("required", []) if r in properties]
+        required = [r for r in _names_at(node, "required") if r in properties]
         if required:
             out["required"] = required
     items = node.get("items")
@@ -165,7 +165,9 @@ def _inline(
     ref = node.pop("$ref", None)
     if isinstance(ref, str):
         name = ref.rsplit("/", 1)[-1]
-        if not ref.startswith(("#/$defs/", "#/definitions/")) or name not in defs:
+        if not ref.startswith(("#/$defs/", "#/definitions/")) or not isinstance(
+            defs.get(name), dict
+        ):
             raise bad_request(f"`$ref` {ref!r} does not point into `$defs`", param=param)
         if name in seen:
             raise _recursive(name, param)
@@ -177,8 +179,8 @@ def _inline(
         for sub in all_of:
             if isinstance(sub, dict):
                 part, _ = _inline(sub, defs, seen, param)
-                props = {**merged.get("properties", {}), **part.get("properties", {})}
-                required = [*merged.get("required", []), *part.get("required", [])]
+                props = {**_object_at(merged, "properties"), **_object_at(part, "properties")}
+                required = [*_names_at(merged, "required"), *_names_at(part, "required")]
                 merged.update(part)
                 if props:
                     merged["properties"] = props
@@ -186,6 +188,17 @@ def _inline(
                     merged["required"] = list(dict.fromkeys(required))
         node = {**merged, **node}
     return node, seen
+
+
+def _object_at(node: dict[str, Any], key: str) -> dict[str, Any]:
+    """`node[key]` when it is an object: a malformed schema is the provider's to refuse."""
+    value = node.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _names_at(node: dict[str, Any], key: str) -> list[str]:
+    value = node.get(key)
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _recursive(name: str, param: str) -> GatewayError:

@@ -22,7 +22,6 @@ from spillgate.errors import GatewayError, UpstreamError, bad_request
 from spillgate.fallback.adapter import ProviderCall, Translated
 from spillgate.fallback.openai import (
     OpenAIAdapter,
-    client_wants_usage,
     feed_events,
     finish_events,
     parse_answer,
@@ -31,7 +30,7 @@ from spillgate.fallback.openai import (
 )
 from spillgate.fallback.sse_events import EventSplitter, event_data
 from spillgate.protocol import Endpoint, UpstreamRequest, Usage
-from spillgate.sse import DONE, event
+from spillgate.sse import DONE, client_wants_usage, event
 
 KIND = "mistral"
 
@@ -82,13 +81,16 @@ class MistralAdapter(OpenAIAdapter):
     def to_mistral(self, payload: dict[str, Any]) -> dict[str, Any]:
         drop = self.settings.drop_params
         out: dict[str, Any] = {}
-        if "max_tokens" in payload and "max_completion_tokens" in payload:
+        if (
+            payload.get("max_tokens") is not None
+            and payload.get("max_completion_tokens") is not None
+        ):
             raise bad_request(
                 "set one of `max_tokens` and `max_completion_tokens`, not both",
                 param="max_completion_tokens",
             )
         for key, value in payload.items():
-            if key in drop:
+            if key in drop or (value is None and key in ("max_tokens", "max_completion_tokens")):
                 continue
             if key in _SAME:
                 out[key] = value
@@ -101,6 +103,8 @@ class MistralAdapter(OpenAIAdapter):
             elif key == "tool_choice":
                 out[key] = "any" if value == "required" else value
             elif key == "messages":
+                if not isinstance(value, list):
+                    raise bad_request("`messages` must be an array", param="messages")
                 out[key] = [self._message(i, m) for i, m in enumerate(value)]
             elif value is not None:
                 raise unsupported(self.settings.name, KIND, key)
@@ -112,7 +116,7 @@ class MistralAdapter(OpenAIAdapter):
         role = message.get("role")
         if role == "developer":
             role = "system"
-        allowed = _MESSAGE_KEYS.get(role)  # type: ignore[arg-type]
+        allowed = _MESSAGE_KEYS.get(role) if isinstance(role, str) else None
         if allowed is None:
             raise unsupported(self.settings.name, KIND, f"messages[{i}].role", f"role {role!r}")
         out: dict[str, Any] = {"role": role}
@@ -126,10 +130,27 @@ class MistralAdapter(OpenAIAdapter):
             if key == "content" and isinstance(value, list):
                 value = [self._part(i, j, p) for j, p in enumerate(value)]
             elif key == "tool_calls":
-                value = [{**call, "id": mistral_tool_call_id(call.get("id", ""))} for call in value]
+                value = self._tool_calls(i, value)
             elif key == "tool_call_id":
+                if not isinstance(value, str):
+                    param = f"messages[{i}].tool_call_id"
+                    raise bad_request(f"`{param}` must be a string", param=param)
                 value = mistral_tool_call_id(value)
             out[key] = value
+        return out
+
+    def _tool_calls(self, i: int, calls: Any) -> list[dict[str, Any]]:
+        where = f"messages[{i}].tool_calls"
+        if not isinstance(calls, list):
+            raise bad_request(f"`{where}` must be an array", param=where)
+        out = []
+        for j, call in enumerate(calls):
+            call_id = call.get("id", "") if isinstance(call, dict) else None
+            if not isinstance(call_id, str):
+                raise bad_request(
+                    f"`{where}[{j}]` must be an object with a string `id`", param=f"{where}[{j}]"
+                )
+            out.append({**call, "id": mistral_tool_call_id(call_id)})
         return out
 
     def _part(self, i: int, j: int, part: Any) -> Any:
