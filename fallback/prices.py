@@ -37,29 +37,51 @@ def cost_usd(price: Price, usage: Usage) -> float:
 
 
 class PriceBook:
-    """The shipped list prices by provider family (`openai`, `anthropic`, `gemini`, `mistral`)."""
+    """The shipped list prices by provider family (`openai`, `anthropic`, `gemini`, `mistral`),
+    and each model's documented output limit where the table has one (`max_output`)."""
 
-    def __init__(self, tables: dict[str, dict[str, Price]]) -> None:
+    def __init__(
+        self,
+        tables: dict[str, dict[str, Price]],
+        output_limits: dict[str, dict[str, int]] | None = None,
+    ) -> None:
         self._tables = tables
+        self._output_limits = output_limits or {}
 
     @classmethod
     def shipped(cls) -> PriceBook:
         raw = orjson.loads(
             resources.files("spillgate.fallback").joinpath("prices.json").read_bytes()
         )
-        tables = {
-            family: {model: price_of(entry) for model, entry in models.items()}
+        families = {
+            family: models
             for family, models in raw.items()
             if not family.startswith("_") and isinstance(models, dict) and family != "sources"
         }
-        return cls(tables)
+        tables = {
+            family: {model: price_of(entry) for model, entry in models.items()}
+            for family, models in families.items()
+        }
+        limits = {
+            family: {m: int(e["max_output"]) for m, e in models.items() if "max_output" in e}
+            for family, models in families.items()
+        }
+        return cls(tables, limits)
 
     def lookup(self, family: str | None, model: str) -> Price | None:
-        if family is None:
-            return None
-        table = self._tables.get(family, {})
-        name = model.removeprefix("models/")
-        return table.get(name) or table.get(_SNAPSHOT.sub("", name))
+        return _find(self._tables, family, model)
+
+    def max_output(self, family: str | None, model: str) -> int | None:
+        """The most tokens one answer of `model` may have; None when not documented."""
+        return _find(self._output_limits, family, model)
+
+
+def _find(tables: dict[str, dict[str, Any]], family: str | None, model: str) -> Any:
+    if family is None:
+        return None
+    table = tables.get(family, {})
+    name = model.removeprefix("models/")
+    return table.get(name) or table.get(_SNAPSHOT.sub("", name))
 
 
 def price_of(entry: dict[str, Any]) -> Price:

@@ -65,6 +65,9 @@ class Capabilities:
     json_schema: bool = True
     #: Context window in tokens; None when unknown (then never a gap).
     max_context: int | None = None
+    #: The most tokens one answer may have (a cloud model's documented limit): a larger
+    #: `max_tokens` is lowered to it on the way out, so it is no gap. None when unknown.
+    max_output: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +164,16 @@ def predict_ttft_ms(engine: LocalState, prompt_tokens: int) -> float:
     return 1000.0 * (ahead * lifetime_s / slots + prefill_s + step_s)
 
 
+def output_tokens(features: RequestFeatures, caps: Capabilities) -> int:
+    """The answer's length at most, at a target with `caps`."""
+    if caps.max_output is None:
+        return features.max_tokens
+    return min(features.max_tokens, caps.max_output)
+
+
 def _gap(features: RequestFeatures, caps: Capabilities) -> Reason | None:
     prompt = max(features.prompt_tokens, features.prompt_tokens_max)
-    if caps.max_context is not None and prompt + features.max_tokens > caps.max_context:
+    if caps.max_context is not None and prompt + output_tokens(features, caps) > caps.max_context:
         return Reason.CONTEXT_TOO_LONG
     if features.needs_tools and not caps.tools:
         return Reason.TOOLS_UNSUPPORTED
@@ -174,12 +184,24 @@ def _gap(features: RequestFeatures, caps: Capabilities) -> Reason | None:
     return None
 
 
+def _route_gap(
+    features: RequestFeatures, local: Sequence[LocalState], cloud: Sequence[CloudState]
+) -> Reason:
+    """The gap that keeps the request off the route's local engine; on a route without
+    one, the gap of its first cloud target when none of them can take the request."""
+    if local:
+        return _gap(features, local[0].capabilities) or Reason.MODEL_NOT_LOCAL
+    gaps = [_gap(features, c.capabilities) for c in cloud]
+    if gaps and all(gaps):
+        return gaps[0] or Reason.MODEL_NOT_LOCAL
+    return Reason.MODEL_NOT_LOCAL
+
+
 def _cloud_cost(features: RequestFeatures, cloud: CloudState) -> float:
     if cloud.input_price is None or cloud.output_price is None:
         return float("inf")
-    return (
-        features.prompt_tokens * cloud.input_price + features.max_tokens * cloud.output_price
-    ) / 1e6
+    output = output_tokens(features, cloud.capabilities)
+    return (features.prompt_tokens * cloud.input_price + output * cloud.output_price) / 1e6
 
 
 def _pick_local(features: RequestFeatures, engines: list[LocalState]) -> tuple[LocalState, float]:
@@ -203,7 +225,8 @@ def decide(
     may_spill = features.privacy is not Privacy.LOCAL_ONLY and features.cloud_budget_ok
     redact = features.privacy is Privacy.REDACT_TO_SPILL
     capable_local = [e for e in local if _gap(features, e.capabilities) is None]
-    capable_cloud = [c for c in cloud if c.ready and _gap(features, c.capabilities) is None]
+    able_cloud = [c for c in cloud if _gap(features, c.capabilities) is None]
+    capable_cloud = [c for c in able_cloud if c.ready]
     explain: dict[str, object] = {
         "prompt_tokens": features.prompt_tokens,
         "prompt_tokens_max": features.prompt_tokens_max,
@@ -226,15 +249,29 @@ def decide(
 
     # 1. A capability gap: only a cloud target that has the capability can serve.
     if not capable_local:
-        gap = Reason.MODEL_NOT_LOCAL
-        for engine in local:
-            gap = _gap(features, engine.capabilities) or gap
-            break
+        gap = _route_gap(features, local, cloud)
         explain["gap"] = gap.value
+        if gap is Reason.CONTEXT_TOO_LONG:
+            windows = [t.capabilities.max_context for t in local] or [
+                c.capabilities.max_context for c in cloud
+            ]
+            explain["max_context"] = next(w for w in windows if w is not None)
         if may_spill and capable_cloud:
             return spill(gap, capable_cloud)
-        explain["blocked"] = "private" if features.privacy is Privacy.LOCAL_ONLY else "budget"
-        return Decision((), gap if capable_cloud else Reason.NO_TARGET, explain=explain)
+        if not able_cloud and gap is Reason.MODEL_NOT_LOCAL:
+            # No target at all yet (a discovered group without pods): retry later.
+            return Decision((), Reason.NO_TARGET, explain=explain)
+        if not able_cloud:
+            # Nothing on the route could ever serve it: a 400, never a 503 to retry.
+            explain["blocked"] = "no_target_able"
+        elif features.privacy is Privacy.LOCAL_ONLY:
+            explain["blocked"] = "private"
+        elif not features.cloud_budget_ok:
+            explain["blocked"] = "budget"
+        else:
+            # A cloud target could, once its circuit closes again: retry later.
+            return Decision((), Reason.NO_TARGET, explain=explain)
+        return Decision((), gap, explain=explain)
 
     # 2. No capable local engine is up: spill at once where allowed, else wait for one.
     ready_local = [e for e in capable_local if e.ready]

@@ -197,3 +197,51 @@ def test_a_local_only_request_never_lists_a_cloud_target(
     clouds = {"mini", "big", "slow"}
     if privacy is Privacy.LOCAL_ONLY or not budget_ok:
         assert not clouds & set(d.targets)
+
+
+# -- a gap nothing on the route can fill: a 400, not a 503 to retry (issue 10) ----------------
+
+
+def test_a_gap_with_no_cloud_target_is_the_gap_not_no_target() -> None:
+    d = decide(features(needs_images=True), [ENGINE], [])
+    assert d.targets == () and d.reason is Reason.IMAGES_UNSUPPORTED
+    assert d.explain["blocked"] == "no_target_able"
+
+
+def test_a_gap_no_cloud_target_has_the_capability_for_is_the_gap() -> None:
+    text_only = CloudState("text", True, Capabilities(images=False))
+    d = decide(features(needs_images=True), [ENGINE], [text_only])
+    assert d.reason is Reason.IMAGES_UNSUPPORTED and d.explain["blocked"] == "no_target_able"
+    tools_off = CloudState("plain", True, Capabilities(tools=False))
+    cloud_only = decide(features(needs_tools=True), [], [tools_off])
+    assert cloud_only.reason is Reason.TOOLS_UNSUPPORTED
+
+
+def test_a_context_gap_says_the_window_it_overran() -> None:
+    d = decide(features(max_tokens=5000), [ENGINE], [])
+    assert d.reason is Reason.CONTEXT_TOO_LONG and d.explain["max_context"] == 4096
+
+
+def test_a_gap_only_a_paused_cloud_target_can_fill_is_worth_a_retry() -> None:
+    paused = CloudState("mini", False, Capabilities(images=True))
+    d = decide(features(needs_images=True), [ENGINE], [paused])
+    assert d.targets == () and d.reason is Reason.NO_TARGET
+
+
+def test_a_private_gap_stays_a_gap_while_the_cloud_is_paused() -> None:
+    paused = CloudState("mini", False, Capabilities(images=True))
+    d = decide(features(needs_images=True, privacy=Privacy.LOCAL_ONLY), [ENGINE], [paused])
+    assert d.reason is Reason.IMAGES_UNSUPPORTED and d.explain["blocked"] == "private"
+
+
+def test_a_length_past_a_cloud_models_output_limit_is_lowered_not_a_gap() -> None:
+    limited = CloudState("mini", True, Capabilities(max_context=128_000, max_output=16_384))
+    d = decide(features(max_tokens=10**9), [ENGINE], [limited])
+    assert d.targets == ("mini",) and d.reason is Reason.CONTEXT_TOO_LONG
+    unlimited = CloudState("other", True, Capabilities(max_context=128_000))
+    assert decide(features(max_tokens=10**9), [ENGINE], [unlimited]).targets == ()
+
+
+def test_a_route_with_no_target_yet_is_worth_a_retry() -> None:
+    d = decide(features(), [], [])  # a discovered group whose pods are not up yet
+    assert d.targets == () and d.reason is Reason.NO_TARGET
