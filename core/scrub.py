@@ -35,6 +35,11 @@ def remember(secret: str | None) -> None:
         _secrets = tuple(sorted((*_secrets, secret), key=len, reverse=True))
 
 
+def holds_secret(value: str) -> bool:
+    """Whether `value` carries a secret the gateway holds (an inherited environment variable)."""
+    return any(secret in value for secret in _secrets)
+
+
 def scrub(text: str) -> str:
     for secret in _secrets:
         if secret in text:

@@ -23,6 +23,7 @@ import aiohttp
 
 from spillgate.models.engine import LocalEngine
 from spillgate.models.launch import API_KEY_ENV
+from spillgate.scrub import holds_secret
 
 log = logging.getLogger("spillgate.engine")
 
@@ -148,7 +149,10 @@ class EngineProcess:
         return process
 
     def _environment(self) -> dict[str, str]:
-        env = {**os.environ, **self.spec.env}
+        # The gateway's provider keys and tokens are no business of an engine's: a variable
+        # holding one is not inherited (the engine's own configured `env` still is given).
+        env = {name: value for name, value in os.environ.items() if not holds_secret(value)}
+        env.update(self.spec.env)
         env.pop(API_KEY_ENV, None)  # not a key of the gateway's own environment
         if self.spec.api_key is not None:
             env[API_KEY_ENV] = self.spec.api_key

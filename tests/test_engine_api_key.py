@@ -27,6 +27,7 @@ from spillgate.models.launch import request_logging_off, vllm_argv
 from spillgate.server.config import ConfigError, from_dict
 
 MESSAGES = [{"role": "user", "content": "hello engine"}]
+PROVIDER_KEY = "sk-provider-key-the-engine-must-not-see-0123"
 
 
 def standin_pid(gateway: GatewayProcess) -> int:
@@ -44,8 +45,14 @@ def environment(pid: int) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    config = {"engines": [standin_engine_config("standin", ["standin-model"])]}
-    with GatewayProcess(config, tmp_path_factory.mktemp("engine-key")) as gw:
+    config = {
+        "engines": [standin_engine_config("standin", ["standin-model"])],
+        # Never called: its key, taken from the gateway's environment, is what matters.
+        "providers": [{"name": "oai", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
+                       "api_key": "${ENGINE_KEY_TEST_OPENAI_KEY}", "models": ["gpt-4o-mini"]}],
+    }  # fmt: skip
+    env = {"ENGINE_KEY_TEST_OPENAI_KEY": PROVIDER_KEY}
+    with GatewayProcess(config, tmp_path_factory.mktemp("engine-key"), env=env) as gw:
         yield gw
 
 
@@ -77,6 +84,17 @@ def test_the_key_is_not_on_the_command_line_nor_in_any_log(gateway: GatewayProce
     assert key not in gateway.logs()
     home = Path(gateway.config["home"])
     assert all(key not in log.read_text() for log in (home / "logs").glob("engine-*.log"))
+
+
+def test_a_launched_engine_inherits_none_of_the_gateway_s_provider_keys(
+    gateway: GatewayProcess,
+) -> None:
+    gateway_env = environment(gateway.proc.pid) if gateway.proc else {}
+    assert gateway_env["ENGINE_KEY_TEST_OPENAI_KEY"] == PROVIDER_KEY  # the gateway has it
+    engine_env = environment(standin_pid(gateway))
+    assert "ENGINE_KEY_TEST_OPENAI_KEY" not in engine_env
+    assert all(PROVIDER_KEY not in value for value in engine_env.values())
+    assert "PATH" in engine_env  # the rest of the environment is still inherited
 
 
 def test_an_attached_engine_gets_its_configured_key(tmp_path: Path) -> None:
