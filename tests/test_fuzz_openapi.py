@@ -18,10 +18,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 
+import jsonschema
 import pytest
 import schemathesis
 from harness import GatewayProcess
 from hypothesis import HealthCheck, settings
+from schemathesis.core.failures import FailureGroup
 from three_routes import ROUTES, SCHEMA, check_answer, three_route_gateway
 
 MAX_EXAMPLES = 200
@@ -61,5 +63,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 )
 def test_openai_spec_fuzz(case: schemathesis.Case, gateway: GatewayProcess) -> None:
     aim(case)
-    response = case.call(base_url=f"{gateway.url}/v1", timeout=60)
-    check_answer(case.method, case.path, response)
+    base_url = f"{gateway.url}/v1"
+    response = case.call(base_url=base_url, timeout=60)
+    try:
+        check_answer(case.method, case.path, response)
+    except (AssertionError, jsonschema.ValidationError, FailureGroup) as err:
+        curl = case.as_curl_command(base_url=base_url)
+        raise AssertionError(f"{err}\n\nReproduce with:\n    {curl}") from err
