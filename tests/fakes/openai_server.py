@@ -195,14 +195,14 @@ class FakeOpenAIServer:
         body, _ = admitted
         if not isinstance(body.get("prompt"), str | list):
             return _json(*openai_error("'prompt' is a required property", "prompt"))
-        text = f"fake completion of {len(str(body['prompt']).split())} words"
+        words = len(str(body["prompt"]).split())
+        text = f"fake completion of {words} words"
         head = {
             "id": f"cmpl-{uuid.uuid4().hex[:20]}",
             "object": "text_completion",
             "created": int(time.time()),
             "model": body["model"],
         }
-        words = len(str(body["prompt"]).split())
         usage = {"prompt_tokens": words, "completion_tokens": 4, "total_tokens": words + 4}
         choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
         if not body.get("stream"):
