@@ -437,12 +437,21 @@ def create_app(gateway: Gateway) -> FastPath:
     async def route_explain(request: Request) -> Response:
         return await explain(gateway, handlers, request)
 
+    def models_for(request: Request) -> list[str]:
+        """The models the caller's key may use; as OpenAI's, the listing needs a key."""
+        key = gateway.access.authenticate(request.headers.get("authorization"))
+        return [m for m in gateway.model_ids() if key is None or key.may_use(m)]
+
     @app.get("/v1/models")
-    async def list_models() -> Response:
+    async def list_models(request: Request) -> Response:
+        try:
+            models = models_for(request)
+        except GatewayError as err:
+            return _error_response(err, _request_id(request))
         created = int(time.time())
         data = [
             {"id": m, "object": "model", "created": created, "owned_by": "spillgate"}
-            for m in gateway.model_ids()
+            for m in models
         ]
         return Response(
             orjson.dumps({"object": "list", "data": data}), media_type="application/json"
@@ -450,9 +459,12 @@ def create_app(gateway: Gateway) -> FastPath:
 
     @app.get("/v1/models/{model:path}")
     async def retrieve_model(request: Request, model: str) -> Response:
-        if model not in gateway.model_ids():
-            err = _unknown_model(model, gateway.model_ids())
+        try:
+            models = models_for(request)
+        except GatewayError as err:
             return _error_response(err, _request_id(request))
+        if model not in models:
+            return _error_response(_unknown_model(model, models), _request_id(request))
         created = int(time.time())
         body = {"id": model, "object": "model", "created": created, "owned_by": "spillgate"}
         return Response(orjson.dumps(body), media_type="application/json")

@@ -90,6 +90,23 @@ def test_a_model_the_key_may_not_use_is_403(keyed_gateway: GatewayProcess) -> No
         chat(keyed_gateway, key["key"], "second-model")
 
 
+def test_listing_models_needs_a_key_and_shows_only_the_key_s_models(
+    keyed_gateway: GatewayProcess,
+) -> None:
+    for path in ("/v1/models", "/v1/models/standin-model"):
+        resp = httpx.get(f"{keyed_gateway.url}{path}")
+        assert resp.status_code == 401, path
+        assert resp.json()["error"]["code"] == "invalid_api_key"
+    key = create_key(keyed_gateway.url, name="dora", allowed_models=["standin-model"])
+    listed = client(keyed_gateway, key["key"]).models.list()
+    assert [m.id for m in listed.data] == ["standin-model"]
+    assert client(keyed_gateway, key["key"]).models.retrieve("standin-model").id == "standin-model"
+    with pytest.raises(openai.NotFoundError) as refused:
+        client(keyed_gateway, key["key"]).models.retrieve("second-model")
+    message = refused.value.body["message"]  # type: ignore[index]
+    assert message.endswith("available models: standin-model")
+
+
 def test_duplicate_key_names_are_refused_until_revoked(keyed_gateway: GatewayProcess) -> None:
     create_key(keyed_gateway.url, name="dave")
     again = httpx.post(f"{keyed_gateway.url}/admin/keys", json={"name": "dave"}, headers=ADMIN)
