@@ -59,6 +59,27 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _reap_adopted(group: int) -> None:
+    """Wait for the engine's processes that died after their parent, where we adopted them.
+
+    In a container the gateway is pid 1, so an engine process whose parent is gone (vLLM's
+    resource tracker, a worker) becomes our child; nobody else waits for it, and as a zombie
+    it still counts as a member of its group, which `_kill_group` waits to see empty. The
+    group's leader is asyncio's to wait for, never ours.
+    """
+    if os.getpid() != 1:
+        return  # elsewhere init or a subreaper adopts them
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        pid = int(stat.parent.name)
+        if state == "Z" and int(ppid) == 1 and int(pgrp) == group and pid != group:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
 class HealthWatch:
     """Polls an engine's `/health` and keeps its `healthy` flag true to what it answers.
 
@@ -227,6 +248,7 @@ class EngineProcess:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(process.wait(), timeout=0.2)
                     continue
+                _reap_adopted(process.pid)
                 try:
                     os.killpg(process.pid, 0)  # vLLM's own children may outlive the leader
                 except ProcessLookupError:
