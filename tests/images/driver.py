@@ -127,6 +127,8 @@ def podman_env() -> dict[str, str]:
         'events_logger = "file"\n'
         f'events_logfile_path = "{STATE}/events.log"\n'
         f'tmp_dir = "{STATE}/tmp"\n'
+        "[network]\n"
+        'network_backend = "netavark"\n'
     )
     (STATE / "storage.conf").write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{STATE}/storage"\nrunroot = "{STATE}/run"\n'
@@ -149,7 +151,13 @@ def podman_env() -> dict[str, str]:
 ENV: dict[str, str] = {}
 
 
+#: Commands echoed as they run (docs/deploy.md quotes them); inspections are not.
+ECHOED = {"run", "stop", "healthcheck", "import", "tag"}
+
+
 def podman(*args: str, check_rc: bool = True, timeout: float = 120) -> str:
+    if args[0] in ECHOED:
+        print(f"$ podman {' '.join(args)}", flush=True)
     result = subprocess.run(
         ["podman", *args], env=ENV, capture_output=True, text=True, timeout=timeout
     )
@@ -602,6 +610,7 @@ def compose(keep: bool) -> None:
     base = [str(tool), "-f", "compose.yaml", "-f", "override.yaml"]
 
     def compose_cmd(*args: str, timeout: float = 300) -> str:
+        print(f"$ podman-compose -f compose.yaml -f override.yaml {' '.join(args)}", flush=True)
         result = subprocess.run(
             [*base, *args], env=run_env, cwd=folder, capture_output=True, text=True,
             timeout=timeout,
