@@ -65,7 +65,7 @@ wheel-check: $(STAMP)
 # the CPU image answers through its published port and stops cleanly on SIGTERM; the GPU
 # image, over a stand-in base, builds, starts the gateway and passes its checks; the compose
 # example runs under podman-compose. Podman's storage and the base image stay in .images/.
-# In .ci/run: about 5.5 min from nothing, 1 min warm. ARGS="--only cpu", "--keep".
+# In .ci/run: about 5 min from nothing, 1 min warm. ARGS="--only cpu", "--keep".
 image-test: $(STAMP)
 	bash tests/images/install_tools.sh
 	$(BIN)/python tests/images/driver.py $(ARGS)
