@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -68,10 +67,24 @@ class UsageTap:
                 return data
             return b"" if self._tail else buf  # an endless event is not held back
         complete, self._tail = buf[:end], buf[end:]
-        if b'"usage":{' not in complete and b'"usage": {' not in complete:
+        at = _usage_at(complete, 0)
+        if at < 0:
             return complete if self.strip else data
-        kept = [event for event in _events(complete) if not self._usage_only(event)]
-        return b"".join(kept) if self.strip else data
+        # Only the events holding a usage object are read: the rest pass as one slice.
+        kept: list[bytes] = []
+        start = 0
+        while at >= 0:
+            begin = _event_start(complete, at)
+            found = _EVENT_END.search(complete, at)
+            stop = found.end() if found else len(complete)
+            if self._usage_only(complete[begin:stop]) and self.strip:
+                kept.append(complete[start:begin])
+                start = stop
+            at = _usage_at(complete, stop)
+        if not self.strip:
+            return data
+        kept.append(complete[start:])
+        return b"".join(kept)
 
     def rest(self) -> bytes:
         """The end of the stream: bytes held back after its last whole event."""
@@ -101,9 +114,13 @@ def _last_event_end(buf: bytes) -> int:
     return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
 
 
-def _events(complete: bytes) -> Iterator[bytes]:
-    """Whole events, each with its terminator."""
-    start = 0
-    for end in _EVENT_END.finditer(complete):
-        yield complete[start : end.end()]
-        start = end.end()
+def _usage_at(buf: bytes, start: int) -> int:
+    """Where the next usage object is written (either spacing), from `start`; -1: none."""
+    tight, spaced = buf.find(b'"usage":{', start), buf.find(b'"usage": {', start)
+    return spaced if tight < 0 else tight if spaced < 0 else min(tight, spaced)
+
+
+def _event_start(buf: bytes, at: int) -> int:
+    """Where the event holding position `at` begins (after the terminator before it)."""
+    lf, crlf = buf.rfind(b"\n\n", 0, at), buf.rfind(b"\r\n\r\n", 0, at)
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)

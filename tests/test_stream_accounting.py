@@ -264,18 +264,25 @@ def test_local_streamed_tokens_count_toward_tpm(setup: Setup) -> None:
 # -- the pieces ----------------------------------------------------------------------------
 
 
-def test_the_usage_tap_drops_only_the_usage_chunk_and_keeps_partial_events() -> None:
-    role = b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'
-    word = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
-    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
-    done = b"data: [DONE]\n\n"
-    stream = role + word + usage + done
+@pytest.mark.parametrize("framing", [b"\n\n", b"\r\n\r\n"])
+@pytest.mark.parametrize("read_size", [7, 64, 1 << 16])
+def test_the_usage_tap_drops_only_the_usage_chunk_and_keeps_partial_events(
+    framing: bytes, read_size: int
+) -> None:
+    role = b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}' + framing
+    word = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}' + framing
+    # vLLM's continuous usage: a chunk with choices and usage is an answer chunk, kept.
+    counted = b'data: {"choices":[{"index":0,"delta":{}}],"usage": {"prompt_tokens":3}}' + framing
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}' + framing
+    done = b"data: [DONE]" + framing
+    stream = role + word + counted + usage + done
+    reads = [stream[i : i + read_size] for i in range(0, len(stream), read_size)]
     tap = UsageTap(strip=True)
-    out = b"".join(tap.feed(stream[i : i + 7]) for i in range(0, len(stream), 7)) + tap.rest()
-    assert out == role + word + done
-    assert tap.usage is not None and tap.usage.prompt_tokens == 3
+    out = b"".join(tap.feed(r) for r in reads) + tap.rest()
+    assert out == role + word + counted + done
+    assert tap.usage is not None and tap.usage.completion_tokens == 1
     keep = UsageTap()
-    assert b"".join(keep.feed(stream[i : i + 7]) for i in range(0, len(stream), 7)) == stream
+    assert b"".join(keep.feed(r) for r in reads) + keep.rest() == stream
     assert keep.usage is not None and keep.usage.completion_tokens == 1
 
 
