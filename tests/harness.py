@@ -100,6 +100,14 @@ class GatewayProcess:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_engine_ready(self, engine: str, timeout_s: float = 30.0) -> None:
+        """Wait until /readyz says `engine` is ready: the gateway as a whole is ready as soon
+        as any target is (a cloud target at once), so a test of the engine waits for it."""
+        deadline = time.monotonic() + timeout_s
+        while not httpx.get(f"{self.url}/readyz").json()["engines"].get(engine):
+            assert time.monotonic() < deadline, f"engine {engine!r} never became ready"
+            time.sleep(0.1)
+
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:

@@ -86,10 +86,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     }
     try:
         with GatewayProcess(config, tmp_path_factory.mktemp("reservation")) as gateway:
-            deadline = time.monotonic() + 30
-            while not httpx.get(f"{gateway.url}/readyz").json()["engines"].get("local"):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            gateway.wait_engine_ready("local")
             yield Setup(gateway, fakes, f"http://127.0.0.1:{engine['port']}")
     finally:
         for fake in fakes.values():

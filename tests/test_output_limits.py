@@ -82,10 +82,7 @@ def limits(
     }
     try:
         with GatewayProcess(config, tmp_path_factory.mktemp("limits")) as gateway:
-            deadline = time.monotonic() + 30  # /readyz is ready once the cloud targets are
-            while not httpx.get(f"{gateway.url}/readyz").json()["engines"].get("local"):
-                assert time.monotonic() < deadline, "the engine never became ready"
-                time.sleep(0.1)
+            gateway.wait_engine_ready("local")
             yield gateway, fake
     finally:
         fake.stop()

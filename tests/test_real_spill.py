@@ -7,7 +7,6 @@ Retry-After.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -46,10 +45,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayP
     gw = GatewayProcess(config, tmp_path_factory.mktemp("real-spill"))
     try:
         gw.start(timeout_s=900)
-        deadline = time.monotonic() + 600
-        while not httpx.get(f"{gw.url}/readyz").json()["engines"].get("cpu"):
-            assert time.monotonic() < deadline, "vLLM did not become ready"
-            time.sleep(0.5)
+        gw.wait_engine_ready("cpu", timeout_s=600)
         yield gw, fake
     finally:
         gw.stop()

@@ -109,10 +109,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     }
     try:
         with GatewayProcess(config, tmp_path_factory.mktemp("accounting")) as gateway:
-            wait_for(
-                lambda: httpx.get(f"{gateway.url}/readyz").json()["engines"].get("local"),
-                what="the stand-in engine ready",
-            )
+            gateway.wait_engine_ready("local")
             yield Setup(gateway, fake, f"http://127.0.0.1:{engine['port']}")
     finally:
         fake.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,12 +141,8 @@ def three_route_gateway(workdir: Path) -> Iterator[GatewayProcess]:
             },
         }  # fmt: skip
         with GatewayProcess(config, workdir) as gateway:
-            # Ready as a whole once a cloud target is; wait for the engine too, so that what
-            # a request to it gets does not depend on how fast the engine started.
-            deadline = time.monotonic() + 60
-            while not httpx.get(f"{gateway.url}/readyz").json()["engines"]["standin"]:
-                assert time.monotonic() < deadline, "the stand-in engine did not get ready"
-                time.sleep(0.1)
+            # What a request to the engine gets must not depend on how fast it started.
+            gateway.wait_engine_ready("standin", timeout_s=60)
             yield gateway
             assert gateway.proc is not None and gateway.proc.poll() is None, gateway.logs()[-3000:]
             assert httpx.get(f"{gateway.url}/healthz").status_code == 200
