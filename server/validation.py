@@ -296,20 +296,21 @@ def _check_content(content: Any, where: str, role: str) -> None:
                 code="invalid_value",
             )
         elif kind == "image_url":
-            image = part.get("image_url")
-            if not isinstance(image, dict) or not isinstance(image.get("url"), str):
-                raise _type_error(f"{at}.image_url", "an object with a string `url`")
+            _check_strings_object(part.get("image_url"), f"{at}.image_url", ("url",))
         elif kind == "input_audio":
-            audio = part.get("input_audio")
-            if not isinstance(audio, dict) or not all(
-                isinstance(audio.get(k), str) for k in ("data", "format")
-            ):
-                raise _type_error(f"{at}.input_audio", "an object with string `data` and `format`")
+            _check_strings_object(part.get("input_audio"), f"{at}.input_audio", ("data", "format"))
         elif kind == "file":
             _check_type(part.get("file"), f"{at}.file", dict, "an object")
             if part.get("file") is None:
                 raise _missing(f"{at}.file")
         # Other part types (vLLM's video_url, audio_url...) are the engine's to judge.
+
+
+def _check_strings_object(value: Any, param: str, fields: tuple[str, ...]) -> None:
+    """`value` is an object whose `fields` are all strings."""
+    if not isinstance(value, dict) or not all(isinstance(value.get(f), str) for f in fields):
+        named = " and ".join(f"`{f}`" for f in fields)
+        raise _type_error(param, f"an object with string {named}")
 
 
 def _check_tool_calls(calls: Any, where: str) -> None:
@@ -326,11 +327,7 @@ def _check_tool_calls(calls: Any, where: str) -> None:
         if kind is None:
             kind = "function"
         if kind == "custom":
-            custom = call.get("custom")
-            if not isinstance(custom, dict) or not all(
-                isinstance(custom.get(k), str) for k in ("name", "input")
-            ):
-                raise _type_error(f"{at}.custom", "an object with string `name` and `input`")
+            _check_strings_object(call.get("custom"), f"{at}.custom", ("name", "input"))
         elif kind == "function":
             _check_function(call.get("function"), f"{at}.function")
         else:
