@@ -59,7 +59,7 @@ bench: $(STAMP)
 # The wheel, not only the editable install: built, installed non-editable into a fresh
 # virtualenv, every module imported there, and its `spillgate serve` answering a chat.
 wheel-check: $(STAMP)
-	$(BIN)/python -m pytest -q tests/test_packaging.py
+	$(BIN)/python -m pytest -q tests/gateway/test_packaging.py
 
 # The container images, built and run with podman (tests/images/driver.py, docs/deploy.md):
 # the CPU image answers through its published port and stops cleanly on SIGTERM; the GPU

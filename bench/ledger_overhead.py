@@ -27,7 +27,7 @@ import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from harness import GatewayProcess, standin_engine_config  # noqa: E402
 

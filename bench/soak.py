@@ -39,7 +39,7 @@ import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from fakes.openai_server import FakeOpenAIServer, Fault  # noqa: E402
 from harness import STANDIN, free_port, wait_http  # noqa: E402

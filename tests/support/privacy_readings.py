@@ -1,12 +1,12 @@
 """Everything a provider could read from a request it received, and a value looked for in it.
 
-`find_needles(request, needles)` looks for a planted value (tests/privacy_plants.py) in
-every reading of one request a wiretap recorded (tests/fakes/wiretap.py): the raw body,
+`find_needles(request, needles)` looks for a planted value (tests/support/privacy_plants.py) in
+every reading of one request a wiretap recorded (tests/support/fakes/wiretap.py): the raw body,
 every JSON string in it (keys included; strings that are themselves JSON decoded again),
 the same with JSON escapes, percent-encoding and HTML references decoded wherever they
 stand, the URL and the headers. Each reading is folded as the needles are (`fold`), so a
 value that left in any encoding or Unicode form is found. `normalise` is what the
-gateway's egress guard reads (issue 9): the property tests check that every plant is a
+gateway's egress guard reads: the property tests check that every plant is a
 value the detector finds once normalised, so that a correct guard can pass them.
 """
 
@@ -42,7 +42,7 @@ def fold(text: str) -> str:
 
 
 def normalise(text: str) -> str:
-    """What the egress guard reads (issue 9): NFKC, format characters dropped, Unicode
+    """What the egress guard reads: NFKC, format characters dropped, Unicode
     spaces as a space, Unicode dashes as '-', any decimal digit in ASCII."""
     out: list[str] = []
     for ch in unicodedata.normalize("NFKC", text):

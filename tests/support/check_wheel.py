@@ -2,7 +2,7 @@
 module and data file under core/, server/, models/ and fallback/, in the one `spillgate`
 namespace, nothing beside it, and the `spillgate` console script.
 
-`python tests/check_wheel.py WHEEL` checks the archive; tests/test_packaging.py also
+`python tests/support/check_wheel.py WHEEL` checks the archive; tests/gateway/test_packaging.py also
 installs it into a fresh virtualenv and runs it.
 """
 
@@ -12,7 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Source folder -> import name. Restated here rather than read from setup.py, so that the
 #: check does not trust what it checks.
 NAMESPACE = {

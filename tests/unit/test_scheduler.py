@@ -199,7 +199,7 @@ def test_a_local_only_request_never_lists_a_cloud_target(
         assert not clouds & set(d.targets)
 
 
-# -- a gap nothing on the route can fill: a 400, not a 503 to retry (issue 10) ----------------
+# -- a gap nothing on the route can fill: a 400, not a 503 to retry ---------------
 
 
 def test_a_gap_with_no_cloud_target_is_the_gap_not_no_target() -> None:

@@ -1,6 +1,6 @@
 """Planted secrets and personal data: valid values, written the ways that hide them.
 
-For the privacy-boundary tests (tests/test_privacy_egress_property.py) and the recall
+For the privacy-boundary tests (tests/gateway/test_privacy_egress_property.py) and the recall
 bench (bench/privacy_recall.py). No tests live here.
 
 - `secrets()`: hypothesis strategies for one value of each kind the built-in detector
@@ -380,7 +380,7 @@ def secrets(kinds: tuple[str, ...] | None = None) -> st.SearchStrategy[Secret]:
 NBSP, NNBSP = "\u00a0", "\u202f"
 #: Zero-width space, zero-width joiner, word joiner, byte-order mark, soft hyphen.
 ZERO_WIDTH = ("\u200b", "\u200d", "\u2060", "\ufeff", "\u00ad")
-#: The forms the hostile tester used (issue 9).
+#: The forms the hostile tester used against the egress guard.
 FORMS = ("plain", "nbsp", "nnbsp", "fullwidth", "zero_width", "json_escaped")
 #: More ways to write the same value, for the recall bench and for probing: digits of
 #: other scripts, other spaces and dashes, a small `@` (`other_unicode`); decomposed

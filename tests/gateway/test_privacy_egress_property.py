@@ -3,9 +3,9 @@ a secret or personal value planted in a random string field in a random form, se
 one gateway whose routes have only cloud targets (`privacy.policy: keep-local`).
 
 Each provider kind (openai, azure, mistral, openai-compatible, anthropic, gemini) sits
-behind a wiretap (tests/fakes/wiretap.py) that records every byte the gateway sends it.
+behind a wiretap (tests/support/fakes/wiretap.py) that records every byte the gateway sends it.
 The property: no provider ever receives the planted value, in any reading of what it got
-(tests/privacy_readings.py: the raw body, its JSON strings decoded recursively, JSON
+(tests/support/privacy_readings.py: the raw body, its JSON strings decoded recursively, JSON
 escapes, percent-encoding and HTML references decoded, the URL, the headers; all folded
 to NFKC). A refused request (4xx, 429) is fine; a value on the wire is a leak, whatever
 the answer. Each request is also sent clean, and a good share of the clean ones must reach
@@ -13,10 +13,10 @@ their provider, so a gateway that sends nothing cannot pass.
 
 Requests: `CreateChatCompletionRequest`, `CreateCompletionRequest` and
 `CreateEmbeddingRequest` of ../shared/specs/openai-openapi.yaml, generated with
-hypothesis-jsonschema (tests/openai_requests.py). A planted request is valid against the
+hypothesis-jsonschema (tests/support/openai_requests.py). A planted request is valid against the
 untrimmed schema, except tool-call `arguments` sent as an object, a form hostile clients
-use. Values and forms: tests/privacy_plants.py. Each known leak class (the hostile
-tester's requests of issue 9, and those this suite found) is replayed one by one at the end.
+use. Values and forms: tests/support/privacy_plants.py. Each known leak class (the hostile
+tester's requests, and those this suite found) is replayed one by one at the end.
 
     SPILLGATE_EGRESS_EXAMPLES=50   examples per provider kind and form (default 6)
     SPILLGATE_EGRESS_REPORT=FILE   every case as a JSON line, to read what leaked where
@@ -499,7 +499,7 @@ _CARD_NBSP, _CARD_NNBSP = CARD.replace(" ", NBSP), CARD.replace(" ", NNBSP)
 _JANE = (fold("jane.doe@corp.io"),)
 _KEYED = {"type": "object", "properties": {"{V}": {"type": "string"}}}
 # (name, endpoint, request with "{V}" where the value goes, the value, its needles): the
-# hostile tester's requests of issue 9, then the classes this suite found.
+# hostile tester's requests, then the classes this suite found.
 KNOWN_CASES: list[tuple[str, str, dict[str, Any], Any, tuple[str, ...]]] = [
     ("content-nbsp-card", "chat", {"messages": [{"role": "user", "content": "pay {V}"}]},
      _CARD_NBSP, _CARD_NEEDLES),

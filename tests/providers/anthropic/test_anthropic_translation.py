@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Collection
 from email.utils import formatdate
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from fakes.anthropic_server import Reply, check_body, encode_event, message_events
 
 from spillgate.errors import GatewayError, UpstreamError

@@ -1,4 +1,4 @@
-"""The golden corpus: each file in tests/golden/gemini is an OpenAI request, the Gemini
+"""The golden corpus: each file in tests/providers/gemini/golden is an OpenAI request, the Gemini
 request it must become, a Gemini answer (whole and as its stream), and the OpenAI answer
 and chunks it must become. Every Gemini side is also checked against the documented schema
 (the fake's checker) and the official SDK's types; every OpenAI side against the `openai`
@@ -22,7 +22,7 @@ from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.gemini import GeminiAdapter
 from spillgate.protocol import Endpoint, UpstreamRequest
 
-GOLDEN = Path(__file__).parent / "golden" / "gemini"
+GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(GOLDEN.glob("*.json"))
 KEY = "golden-test-key"
 GENERATED_ID = re.compile(r"chatcmpl-[0-9a-f]{24}")

@@ -1,6 +1,6 @@
 """The golden corpus of the OpenAI family (openai, azure, mistral, openai-compatible).
 
-Each file in tests/golden/openai/ is a client request, the provider request it must turn
+Each file in tests/providers/openai/golden/ is a client request, the provider request it must turn
 into, a provider answer (whole or streamed) and the OpenAI answer the client must get.
 Beyond equality, the provider request must pass the fake provider's schema check (the
 provider's documented request schema) and the client's answer must parse with the
@@ -23,7 +23,7 @@ from spillgate.fallback.registry import create_adapter
 from spillgate.fallback.sse_events import EventSplitter, event_data
 from spillgate.protocol import Endpoint, UpstreamRequest
 
-GOLDEN = sorted((Path(__file__).parent / "golden" / "openai").glob("*.json"))
+GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -4,9 +4,7 @@ and it refuses what the documented schema forbids, in Anthropic's error shape.""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -14,9 +12,6 @@ import httpx
 import pytest
 from anthropic.types import Message
 from anthropic.types.shared import ErrorResponse
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from fakes.anthropic_server import FakeAnthropic, Fault, Reply
 
 PNG = (
