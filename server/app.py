@@ -262,7 +262,7 @@ class Handler:
         return features, decision
 
     def _decide(self, features: RequestFeatures, candidates: list[Backend]) -> Decision:
-        local, cloud = self.gw.snapshot.views(candidates, self.gw.cloud_caps)
+        local, cloud = self.gw.runtime.views(candidates, self.gw.cloud_caps)
         return decide(features, local, cloud)
 
     def _stream(

@@ -74,7 +74,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-# -- engine discovery (issue 6: deploy) ---------------------------------------------------
+# -- engine discovery ----------------------------------------------------------------------------
 
 
 class DiscoverConfig(_Strict):
@@ -257,7 +257,7 @@ class ProviderConfig(_Strict):
         return self._key
 
 
-# -- keys, ledger, limits, budgets, admin, tracing (issue 5) -----------------------------------
+# -- keys, ledger, limits, budgets, admin, tracing -----------------------------------------------
 
 
 class AuthConfig(_Strict):
@@ -461,8 +461,8 @@ def interpolate(text: str, env: dict[str, str] | None = None) -> str:
         missing.append(name)
         return ""
 
-    # A commented-out line is not configuration: its `${NAME}` needs no variable (issue 6:
-    # the shipped configs carry commented examples of settings that take secrets).
+    # A commented-out line is not configuration: its `${NAME}` needs no variable (the
+    # shipped configs carry commented examples of settings that take secrets).
     result = "".join(
         line if line.lstrip().startswith("#") else _ENV_REF.sub(sub, line)
         for line in text.splitlines(keepends=True)

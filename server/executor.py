@@ -123,7 +123,7 @@ class Executor:
                 if outbound.vault is not None:
                     _restore(reply, outbound.vault)
                 # A stream opens at its first event: the target's time to first token.
-                self.gw.snapshot.cloud(backend.name).observe(time.perf_counter() - opened)
+                self.gw.runtime.cloud(backend.name).observe(time.perf_counter() - opened)
             except EgressRefused:
                 raise  # not the target's fault: the server decides again, keeping it home
             except UpstreamError as err:
@@ -146,7 +146,7 @@ class Executor:
         started: float,
         next_target: str | None,
     ) -> Outcome:
-        runtime = self.gw.snapshot.engine(engine)
+        runtime = self.gw.runtime.engine(engine)
         queue = runtime.queue
         waited = 0.0
         if not queue.try_acquire(key):
@@ -155,7 +155,7 @@ class Executor:
                 # It may still spill: wait only as long as the next target can still answer
                 # within the budget after we give up here.
                 elapsed_s = time.perf_counter() - started
-                next_ttft_s = self.gw.snapshot.cloud(next_target).ttft_s or DEFAULT_CLOUD_TTFT_S
+                next_ttft_s = self.gw.runtime.cloud(next_target).ttft_s or DEFAULT_CLOUD_TTFT_S
                 budget_s = features.latency_budget_ms / 1000.0
                 timeout_s = max(0.0, budget_s - elapsed_s - next_ttft_s)
             else:

@@ -67,7 +67,7 @@ async def _explain(
     if gw.monitor is not None:
         local_engines = [c for c in candidates if isinstance(c, LocalEngine)]
         features = await gw.monitor.exact_prompt_tokens(features, parsed.payload, local_engines)
-    local, cloud = gw.snapshot.views(candidates, gw.cloud_caps)
+    local, cloud = gw.runtime.views(candidates, gw.cloud_caps)
     decision = decide(features, local, cloud)
     return {
         "model": parsed.model,

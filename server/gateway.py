@@ -33,8 +33,8 @@ from spillgate.server.observe import Metrics
 from spillgate.server.privacy import Scanner, build_scanner
 from spillgate.server.privacy.egress import EgressGuard
 from spillgate.server.privacy.offload import ScanRunner
+from spillgate.server.runtime import RuntimeStore
 from spillgate.server.scheduler import Capabilities
-from spillgate.server.snapshot import Snapshot
 from spillgate.server.tracing import Tracing
 from spillgate.server.usage import PriceLookup, TokenPrices, no_cloud_prices
 
@@ -68,7 +68,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._routes: dict[str, list[Backend]] = {}
         #: The live state the scheduler reads (queues, measured rates, latency EWMAs).
-        self.snapshot = Snapshot(config)
+        self.runtime = RuntimeStore(config)
         #: Finds personal data in requests that could spill; None when detection is off.
         self.scanner: Scanner | None = (
             build_scanner(config.privacy) if config.privacy.detect else None
@@ -86,13 +86,13 @@ class Gateway:
         )
         #: Reads every body a cloud target would send, before it is sent (privacy/egress.py).
         self.egress = EgressGuard(self.scans, self.metrics)
-        #: Keeps the snapshot fresh; made in start(), with the HTTP session it uses.
+        #: Keeps the runtime store fresh; made in start(), with the HTTP session it uses.
         self.monitor: EngineMonitor | None = None
         #: What each cloud target can do, from its provider's `capabilities`.
         self.cloud_caps: dict[str, Capabilities] = {}
         #: (route id, engine name) -> the model id that engine serves for the route.
         self._route_models: dict[tuple[str, str], str] = {}
-        # -- keys, limits, budgets, ledger, tracing (issue 5) -------------------------------
+        # -- keys, limits, budgets, ledger, tracing ----------------------------------------------
         self.tracing = Tracing(config.tracing)
         self.limiter = Limiter(config.limits, self.metrics)
         self.access = Access(config.auth.enabled, self.limiter, self.metrics)
@@ -219,7 +219,7 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
         )
         self.monitor = EngineMonitor(
-            self.snapshot, self.session, self.metrics, self.config.scheduler.scrape_interval_s
+            self.runtime, self.session, self.metrics, self.config.scheduler.scrape_interval_s
         )
         self.monitor.start()
         for cfg in self.config.engines:
@@ -267,7 +267,7 @@ class Gateway:
         self.processes.append(process)
         self._tasks.append(asyncio.create_task(process.run()))
 
-    # -- engine discovery (issue 6: deploy) -------------------------------------------------
+    # -- engine discovery ---------------------------------------------------------------------
 
     def _add_discovered_group(self, cfg: EngineConfig) -> None:
         assert self.session is not None and cfg.discover is not None
@@ -369,7 +369,7 @@ class Gateway:
             for engine in self.engines:
                 self.metrics.engine_up.labels(engine.name).set(1 if engine.ready else 0)
                 self.metrics.engine_in_flight.labels(engine.name).set(engine.in_flight)
-                queued = self.snapshot.engine(engine).queue.waiting
+                queued = self.runtime.engine(engine).queue.waiting
                 self.metrics.local_queue.labels(engine.name).set(queued)
             for process in self.processes:
                 self.metrics.engine_restarts.labels(process.engine.name).set(process.restarts)

@@ -1,4 +1,4 @@
-"""Background watchers that keep the scheduler's snapshot fresh.
+"""Background watchers that keep the runtime store (the scheduler's inputs) fresh.
 
 One vLLM /metrics scraper per local engine (queue counts, measured decode speed, its
 context window), one GPU sampler per box, and one token counter per engine for the rare
@@ -21,8 +21,8 @@ from spillgate.models.gpu import GpuSampler, GpuState
 from spillgate.models.load import EngineLoad, LoadScraper, max_num_seqs_from_args
 from spillgate.models.tokens import TokenCounter
 from spillgate.server.observe import Metrics
+from spillgate.server.runtime import RuntimeStore
 from spillgate.server.scheduler import RequestFeatures
-from spillgate.server.snapshot import Snapshot
 
 log = logging.getLogger("spillgate.monitor")
 
@@ -30,12 +30,12 @@ log = logging.getLogger("spillgate.monitor")
 class EngineMonitor:
     def __init__(
         self,
-        snapshot: Snapshot,
+        runtime: RuntimeStore,
         session: aiohttp.ClientSession,
         metrics: Metrics,
         interval_s: float,
     ) -> None:
-        self.snapshot = snapshot
+        self.runtime = runtime
         self.metrics = metrics
         self.gpus: tuple[GpuState, ...] = ()
         self._session = session
@@ -66,10 +66,10 @@ class EngineMonitor:
         if entry is not None:
             entry[1].cancel()
         self._counters.pop(engine.name, None)
-        self.snapshot.engines.pop(engine.name, None)
+        self.runtime.engines.pop(engine.name, None)
 
     def _on_load(self, engine: LocalEngine, load: EngineLoad) -> None:
-        runtime = self.snapshot.engine(engine)
+        runtime = self.runtime.engine(engine)
         if load.healthy:
             runtime.running, runtime.waiting = load.running, load.waiting
             if load.mean_time_per_output_token_s:
@@ -98,7 +98,7 @@ class EngineMonitor:
         long for the local context window.
         """
         for engine in engines:
-            runtime = self.snapshot.engine(engine)
+            runtime = self.runtime.engine(engine)
             limit = runtime.settings.capabilities.max_context or runtime.max_model_len
             if limit is None or features.prompt_tokens_max + features.max_tokens <= limit:
                 continue

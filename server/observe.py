@@ -79,7 +79,7 @@ class Metrics:
             ["target"],
             registry=r,
         )
-        # -- keys, limits, budgets, ledger (issue 5) -----------------------------------------
+        # -- keys, limits, budgets, ledger ----------------------------------------------------
         self.served = Counter(
             "spillgate_served_requests",
             "Requests a target answered, by kind (local or cloud): the spill ratio's parts.",

@@ -41,7 +41,7 @@ cloud-only.
 
 **Spillgate** is the server's code, not a re-implementation: `bench/sim/spillgate_policy.py`
 builds the config a deployer would write (the engine's vLLM arguments, its context window,
-its calibrated prefill and single-request decode rates), lets the server's `Snapshot` turn
+its calibrated prefill and single-request decode rates), lets the server's `RuntimeStore` turn
 it into the engine runtime (concurrency cap: `--max-num-seqs` from the arguments, else 256),
 scrapes the simulated engine's vLLM counters every `scrape_interval_s` and derives the load
 with the server's `derive_load` (5 s window), applies it as the gateway's monitor does

@@ -4,7 +4,7 @@ This module is the only place that knows the scheduler's input types. It keeps t
 gateway keeps, with the server's code wherever the server has code for it:
 
 - the config a deployer writes for the engine, turned into the engine runtime by the
-  server's `Snapshot` (concurrency cap: `--max-num-seqs` from the arguments, else 256);
+  server's `RuntimeStore` (concurrency cap: `--max-num-seqs` from the arguments, else 256);
 - vLLM's /metrics as the gateway's scraper sees them: a scrape every `scrape_interval_s`,
   rates over a 5 s window, derived by `spillgate.models.load.derive_load`, applied to the
   runtime as `spillgate.server.monitor` does (vLLM's counts, decode rate from the mean
@@ -38,8 +38,8 @@ from spillgate.models.load import (
 )
 from spillgate.server.config import Config, EngineConfig
 from spillgate.server.config_routing import CapabilitiesConfig, EngineRoutingConfig, SchedulerConfig
+from spillgate.server.runtime import RuntimeStore
 from spillgate.server.scheduler import Capabilities, Privacy, RequestFeatures, decide
-from spillgate.server.snapshot import Snapshot
 
 MODEL = "sim-model"
 # The scraper's rate window (LoadScraper's default, which the gateway's monitor keeps).
@@ -103,9 +103,9 @@ class SpillgatePolicy:
         self._margin = SchedulerConfig().prediction_margin  # the server's default
         self.scrape_interval_s = config.scheduler.scrape_interval_s
         self.scrape_history_s = SCRAPE_WINDOW_S + self.scrape_interval_s
-        self._snapshot = Snapshot(config)
+        self._runtime_store = RuntimeStore(config)
         self._engine = _EngineView(LOCAL)
-        self._runtime = self._snapshot.engine(self._engine)
+        self._runtime = self._runtime_store.engine(self._engine)
         queue = self._runtime.queue
         self.gateway_queue: GatewaySettings | None = GatewaySettings(
             queue.capacity, queue.max_waiting, config.scheduler.max_queue_wait_s
@@ -123,9 +123,9 @@ class SpillgatePolicy:
         queue.active = gateway.active if gateway is not None else 0
         queue.waiting = gateway.waiting if gateway is not None else 0
         self._engine.in_flight = engine.running + len(engine.waiting)
-        local = [self._snapshot.local_state(self._engine)]
+        local = [self._runtime_store.local_state(self._engine)]
         clouds = [
-            self._snapshot.cloud_state(
+            self._runtime_store.cloud_state(
                 _CloudView(p.name, p.price, world.cloud.headroom(p.name, world.now) != 0),
                 self._cloud_caps,
             )
@@ -179,5 +179,5 @@ class SpillgatePolicy:
             self._runtime.observe(None, job.prompt_tokens, job.output_tokens, total_s)
         self._seen_finished = len(finished)
         for name, ttft_s in world.cloud.observed[self._seen_cloud :]:
-            self._snapshot.cloud(name).observe(ttft_s)
+            self._runtime_store.cloud(name).observe(ttft_s)
         self._seen_cloud = len(world.cloud.observed)

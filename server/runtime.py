@@ -73,7 +73,12 @@ class CloudRuntime:
 
 
 @dataclass
-class Snapshot:
+class RuntimeStore:
+    """The live, measured state of every target (filled by the monitor and the executor).
+
+    `views()` takes a snapshot of it for `decide()`; the store itself is not a snapshot.
+    """
+
     config: Config
     engines: dict[str, EngineRuntime] = field(default_factory=dict)
     clouds: dict[str, CloudRuntime] = field(default_factory=dict)
