@@ -34,6 +34,9 @@ QUEUE_TIME = "vllm:request_queue_time_seconds"
 INTER_TOKEN = "vllm:inter_token_latency_seconds"
 INTER_TOKEN_OLD = "vllm:time_per_output_token_seconds"
 
+#: How far back a scrape's rates and means look (the scraper's default window).
+SCRAPE_WINDOW_S = 5.0
+
 _HISTOGRAMS = (TTFT, QUEUE_TIME, INTER_TOKEN, INTER_TOKEN_OLD)
 #: Every series the parser keeps; all other lines of a ~50 KB scrape are skipped unparsed.
 WANTED = frozenset(
@@ -230,7 +233,7 @@ class LoadScraper:
         session: aiohttp.ClientSession,
         *,
         interval_s: float = 0.5,
-        window_s: float = 5.0,
+        window_s: float = SCRAPE_WINDOW_S,
         timeout_s: float = 2.0,
         max_num_seqs: int | None = None,
         on_load: Callable[[EngineLoad], None] | None = None,

@@ -8,6 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from spillgate.server.privacy.config import PrivacyConfig as DetectorConfig
 
+#: The scheduler's defaults, defined once here; `scheduler.py` builds its inputs' defaults
+#: from them, so a request or engine state made without a configuration agrees with it.
+DEFAULT_LATENCY_BUDGET_MS = 5000.0
+DEFAULT_PREDICTION_MARGIN = 2.0
+#: Slots per engine when neither `max_concurrency` nor vLLM's `--max-num-seqs` says.
+DEFAULT_MAX_CONCURRENCY = 256
+DEFAULT_PREFILL_TOKENS_PER_S = 2000.0
+DEFAULT_DECODE_TOKENS_PER_S = 30.0
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -48,10 +57,10 @@ class PrivacyConfig(DetectorConfig):
 class SchedulerConfig(_Strict):
     #: Time to first token a request may wait for locally before it spills (ms); a request
     #: can ask for its own with the `x-spillgate-max-ttft-ms` header.
-    latency_budget_ms: float = Field(5000.0, gt=0)
+    latency_budget_ms: float = Field(DEFAULT_LATENCY_BUDGET_MS, gt=0)
     #: Keep a request local only if the predicted local TTFT times this factor fits the
     #: budget: a margin for the prediction's error under load (docs/routing.md).
-    prediction_margin: float = Field(2.0, ge=1.0)
+    prediction_margin: float = Field(DEFAULT_PREDICTION_MARGIN, ge=1.0)
     #: How long a request that may not spill waits for local capacity before a 429.
     max_queue_wait_s: float = Field(60.0, gt=0)
     #: Requests waiting in Spillgate's queue per engine, at most.
@@ -69,8 +78,8 @@ class EngineRoutingConfig(_Strict):
 
     capabilities: CapabilitiesConfig = Field(default_factory=CapabilitiesConfig)
     #: Requests Spillgate lets run at the engine at once; more wait in its queue.
-    #: Default: vLLM's --max-num-seqs when given in `args`, else 256.
+    #: Default: vLLM's --max-num-seqs when given in `args`, else DEFAULT_MAX_CONCURRENCY.
     max_concurrency: int | None = Field(None, gt=0)
     #: Starting rates for the TTFT prediction until measurements replace them.
-    prefill_tokens_per_s: float = Field(2000.0, gt=0)
-    decode_tokens_per_s: float = Field(30.0, gt=0)
+    prefill_tokens_per_s: float = Field(DEFAULT_PREFILL_TOKENS_PER_S, gt=0)
+    decode_tokens_per_s: float = Field(DEFAULT_DECODE_TOKENS_PER_S, gt=0)

@@ -15,8 +15,14 @@ from spillgate.models.engine import LocalEngine
 from spillgate.protocol import Backend
 from spillgate.server.admission import AdmissionQueue
 from spillgate.server.config import Config, EngineConfig
-from spillgate.server.config_routing import EngineRoutingConfig
-from spillgate.server.scheduler import Capabilities, CloudState, LocalState
+from spillgate.server.config_routing import DEFAULT_MAX_CONCURRENCY, EngineRoutingConfig
+from spillgate.server.scheduler import (
+    DEFAULT_CLOUD_TTFT_S,
+    DEFAULT_MEAN_OUTPUT_TOKENS,
+    Capabilities,
+    CloudState,
+    LocalState,
+)
 
 _EWMA_ALPHA = 0.2
 
@@ -92,7 +98,11 @@ class RuntimeStore:
         if runtime is None:
             cfg = self.engine_config(engine)
             settings = cfg.scheduling if cfg else EngineRoutingConfig()
-            capacity = settings.max_concurrency or (cfg and _max_num_seqs(cfg.args)) or 256
+            capacity = (
+                settings.max_concurrency
+                or (cfg and _max_num_seqs(cfg.args))
+                or DEFAULT_MAX_CONCURRENCY
+            )
             scheduler = self.config.scheduler
             queue = AdmissionQueue(
                 capacity, scheduler.max_queue_len, scheduler.private_share_per_key
@@ -124,7 +134,7 @@ class RuntimeStore:
             max_concurrency=rt.queue.capacity,
             prefill_tokens_per_s=rt.prefill_tokens_per_s or rt.settings.prefill_tokens_per_s,
             decode_tokens_per_s=rt.decode_tokens_per_s or rt.settings.decode_tokens_per_s,
-            mean_output_tokens=rt.mean_output_tokens or 200.0,
+            mean_output_tokens=rt.mean_output_tokens or DEFAULT_MEAN_OUTPUT_TOKENS,
             mean_request_s=rt.mean_request_s,
         )
 
@@ -135,7 +145,7 @@ class RuntimeStore:
             name=target.name,
             ready=target.ready,
             capabilities=capabilities,
-            ttft_ms=1000.0 * rt.ttft_s if rt.ttft_s is not None else 800.0,
+            ttft_ms=1000.0 * (rt.ttft_s if rt.ttft_s is not None else DEFAULT_CLOUD_TTFT_S),
             input_price=price.input if price else None,
             output_price=price.output if price else None,
         )

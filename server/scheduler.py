@@ -12,6 +12,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from spillgate.protocol import Endpoint
+from spillgate.server.config_routing import (
+    DEFAULT_DECODE_TOKENS_PER_S,
+    DEFAULT_LATENCY_BUDGET_MS,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PREDICTION_MARGIN,
+    DEFAULT_PREFILL_TOKENS_PER_S,
+)
+from spillgate.server.features import DEFAULT_MAX_TOKENS
+
+#: Assumed until measured: the mean answer length at a local engine (how long a slot stays
+#: busy) and a cloud target's time to first token.
+DEFAULT_MEAN_OUTPUT_TOKENS = 200.0
+DEFAULT_CLOUD_TTFT_S = 0.8
 
 
 class Reason(StrEnum):
@@ -79,14 +92,14 @@ class RequestFeatures:
     prompt_tokens: int = 0
     #: An upper bound for the context-length check (equal to prompt_tokens when counted).
     prompt_tokens_max: int = 0
-    max_tokens: int = 256
+    max_tokens: int = DEFAULT_MAX_TOKENS
     needs_tools: bool = False
     needs_images: bool = False
     needs_json_schema: bool = False
     privacy: Privacy = Privacy.MAY_SPILL
-    latency_budget_ms: float = 2000.0
+    latency_budget_ms: float = DEFAULT_LATENCY_BUDGET_MS
     #: Safety factor on the local prediction: local only if predicted x margin <= budget.
-    prediction_margin: float = 1.0
+    prediction_margin: float = DEFAULT_PREDICTION_MARGIN
     #: False when the key's cloud budget is spent (the ledger's check).
     cloud_budget_ok: bool = True
     #: A per-request random number: the power-of-two-choices pick among replicas.
@@ -108,12 +121,12 @@ class LocalState:
     #: Requests waiting in Spillgate's own queue for this engine.
     queued: int = 0
     #: How many requests the engine runs at once (vLLM's max-num-seqs, or our cap).
-    max_concurrency: int = 256
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     #: Measured rates (calibrated defaults until the first measurements arrive).
-    prefill_tokens_per_s: float = 2000.0
-    decode_tokens_per_s: float = 30.0
+    prefill_tokens_per_s: float = DEFAULT_PREFILL_TOKENS_PER_S
+    decode_tokens_per_s: float = DEFAULT_DECODE_TOKENS_PER_S
     #: Mean completion length seen on this engine, for how long a slot stays busy.
-    mean_output_tokens: float = 200.0
+    mean_output_tokens: float = DEFAULT_MEAN_OUTPUT_TOKENS
     #: Measured time a request holds a slot here (None until measured): preferred over
     #: mean_output_tokens / decode rate, since it includes prefill and queueing in vLLM.
     mean_request_s: float | None = None
@@ -125,7 +138,7 @@ class CloudState:
     ready: bool
     capabilities: Capabilities
     #: Latency EWMA of time to first token, ms.
-    ttft_ms: float = 800.0
+    ttft_ms: float = 1000.0 * DEFAULT_CLOUD_TTFT_S
     #: USD per 1M tokens; None when unknown (sorted last).
     input_price: float | None = None
     output_price: float | None = None

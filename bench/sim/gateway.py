@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-PRIORITY_LOCAL_ONLY = 0
-PRIORITY_SPILLABLE = 1
+from spillgate.server.admission import PRIORITY_LOCAL_ONLY, PRIORITY_SPILLABLE
 
 
 @dataclass(slots=True)

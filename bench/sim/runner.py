@@ -11,7 +11,7 @@ from bench.sim.engine import Admission, Engine, EngineProfile, Job
 from bench.sim.gateway import PRIORITY_LOCAL_ONLY, PRIORITY_SPILLABLE, GatewayQueue, Waiter
 from bench.sim.policies import LOCAL, LocalOnly, Policy, World
 from bench.sim.trace import Request, scale_to_rate
-from spillgate.server.executor import DEFAULT_CLOUD_TTFT_S
+from spillgate.server.scheduler import DEFAULT_CLOUD_TTFT_S
 
 # What a refusal costs before the next target is tried: one loopback round trip to vLLM.
 REFUSAL_S = 0.005

@@ -31,6 +31,7 @@ from spillgate.models.load import (
     PROMPT_TOKENS,
     QUEUE_TIME,
     RUNNING,
+    SCRAPE_WINDOW_S,
     TTFT,
     WAITING,
     MetricSample,
@@ -42,8 +43,6 @@ from spillgate.server.runtime import RuntimeStore
 from spillgate.server.scheduler import Capabilities, Privacy, RequestFeatures, decide
 
 MODEL = "sim-model"
-# The scraper's rate window (LoadScraper's default, which the gateway's monitor keeps).
-SCRAPE_WINDOW_S = 5.0
 
 
 @dataclass(slots=True)

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from spillgate.server.config_routing import EngineRoutingConfig, SchedulerConfig
+from spillgate.server.features import DEFAULT_MAX_TOKENS
 from spillgate.server.scheduler import (
     Capabilities,
     CloudState,
@@ -45,7 +47,20 @@ def busy(engine: LocalState, outstanding: int) -> LocalState:
 
 def features(**kw) -> RequestFeatures:
     base = {"prompt_tokens": 100, "prompt_tokens_max": 400, "max_tokens": 100}
-    return RequestFeatures(model="m", **{**base, "latency_budget_ms": 2000, **kw})
+    pinned = {"latency_budget_ms": 2000, "prediction_margin": 1.0}
+    return RequestFeatures(model="m", **{**base, **pinned, **kw})
+
+
+def test_the_inputs_default_to_what_the_configuration_defaults_to() -> None:
+    # A request or engine state made without a configuration decides as a configured one.
+    request, scheduler = RequestFeatures(model="m"), SchedulerConfig()
+    assert request.latency_budget_ms == scheduler.latency_budget_ms == 5000
+    assert request.prediction_margin == scheduler.prediction_margin == 2
+    assert request.max_tokens == DEFAULT_MAX_TOKENS
+    engine, settings = LocalState("e", True, Capabilities()), EngineRoutingConfig()
+    assert engine.prefill_tokens_per_s == settings.prefill_tokens_per_s
+    assert engine.decode_tokens_per_s == settings.decode_tokens_per_s
+    assert engine.max_concurrency == 256
 
 
 def test_idle_engine_serves_locally_with_clouds_behind_it() -> None:
