@@ -31,12 +31,15 @@ from spillgate.server.gateway import Gateway
 from spillgate.server.privacy import StreamRestorer, Vault
 from spillgate.server.privacy.egress import without_stripped_fields
 from spillgate.server.requests import within_output_limit
-from spillgate.server.scheduler import Decision, Privacy, Reason, RequestFeatures
+from spillgate.server.scheduler import (
+    DEFAULT_CLOUD_TTFT_S,
+    Decision,
+    Privacy,
+    Reason,
+    RequestFeatures,
+)
 
 log = logging.getLogger("spillgate.executor")
-
-#: What a cloud target's first token is assumed to take before it has been measured.
-DEFAULT_CLOUD_TTFT_S = 0.8
 
 
 @dataclass
