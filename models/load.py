@@ -190,17 +190,47 @@ class EngineLimits:
     max_num_seqs: int | None = None
 
 
-def max_num_seqs_from_args(args: Sequence[str]) -> int | None:
-    """`--max-num-seqs N` or `--max-num-seqs=N` from a vLLM command line, else None."""
+MAX_NUM_SEQS = "--max-num-seqs"
+
+
+def _max_num_seqs_values(args: Sequence[str]) -> list[str | None]:
+    """Each value `args` gives `--max-num-seqs` (or `--max_num_seqs`), in order; None for
+    the flag as the last argument, with no value after it."""
+    values: list[str | None] = []
     for i, arg in enumerate(args):
-        if arg.startswith("--max-num-seqs="):
-            value: str | None = arg.split("=", 1)[1]
-        elif arg == "--max-num-seqs" and i + 1 < len(args):
-            value = args[i + 1]
-        else:
+        flag, eq, value = arg.partition("=")
+        if flag.replace("_", "-") != MAX_NUM_SEQS:
             continue
-        if value is not None and value.isdigit():
-            return int(value)
+        if eq:
+            values.append(value)
+        else:
+            values.append(args[i + 1] if i + 1 < len(args) else None)
+    return values
+
+
+def _positive_int(value: str | None) -> int | None:
+    # ASCII digits only: `str.isdigit` also accepts "²", which int() refuses.
+    if value is None or not (value.isascii() and value.isdigit()) or int(value) == 0:
+        return None
+    return int(value)
+
+
+def max_num_seqs_from_args(args: Sequence[str]) -> int | None:
+    """`--max-num-seqs N` or `--max-num-seqs=N` from a vLLM command line, else None.
+
+    The last one given wins, as in vLLM's own parser; a value that is not a positive whole
+    number counts as not given (the configuration refuses one: `bad_max_num_seqs`).
+    """
+    values = _max_num_seqs_values(args)
+    return _positive_int(values[-1]) if values else None
+
+
+def bad_max_num_seqs(args: Sequence[str]) -> str | None:
+    """The first `--max-num-seqs` value in `args` that is not a positive whole number, as
+    given (`''` for none at all), else None."""
+    for value in _max_num_seqs_values(args):
+        if _positive_int(value) is None:
+            return value or ""
     return None
 
 

@@ -27,6 +27,7 @@ from pydantic import (
 from spillgate.fallback import registry
 from spillgate.models.cpu_model import spillgate_home
 from spillgate.models.launch import API_KEY_ENV, reserved_arg
+from spillgate.models.load import MAX_NUM_SEQS, bad_max_num_seqs
 from spillgate.server.config_routing import (
     CloudCapabilitiesConfig,
     EngineRoutingConfig,
@@ -143,6 +144,12 @@ class EngineConfig(_Strict):
         reserved = reserved_arg(self.args)
         if reserved is not None:
             raise ValueError(f"`args` may not set {reserved}")
+        bad = bad_max_num_seqs(self.args)
+        if bad is not None:
+            raise ValueError(
+                f"engine {self.name!r}: `args` gives {MAX_NUM_SEQS} {bad!r}; it takes a "
+                "whole number above 0, the requests the engine runs at once"
+            )
         if API_KEY_ENV in self.env:
             raise ValueError(
                 f"`env` may not set {API_KEY_ENV}: the gateway gives each launched engine "

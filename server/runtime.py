@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
+from spillgate.models.load import max_num_seqs_from_args
 from spillgate.protocol import Backend
 from spillgate.server.admission import AdmissionQueue
 from spillgate.server.config import Config, EngineConfig
@@ -29,15 +30,6 @@ _EWMA_ALPHA = 0.2
 
 def _ewma(old: float | None, new: float) -> float:
     return new if old is None else old + _EWMA_ALPHA * (new - old)
-
-
-def _max_num_seqs(args: list[str]) -> int | None:
-    for i, arg in enumerate(args):
-        if arg == "--max-num-seqs" and i + 1 < len(args):
-            return int(args[i + 1])
-        if arg.startswith("--max-num-seqs="):
-            return int(arg.split("=", 1)[1])
-    return None
 
 
 @dataclass
@@ -100,7 +92,7 @@ class RuntimeStore:
             settings = cfg.scheduling if cfg else EngineRoutingConfig()
             capacity = (
                 settings.max_concurrency
-                or (cfg and _max_num_seqs(cfg.args))
+                or (cfg and max_num_seqs_from_args(cfg.args))
                 or DEFAULT_MAX_CONCURRENCY
             )
             scheduler = self.config.scheduler

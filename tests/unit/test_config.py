@@ -6,10 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from spillgate.server.config import ConfigError, load
+from spillgate.server.runtime import RuntimeStore
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -68,6 +70,34 @@ def test_invalid_config_names_the_key(tmp_path: Path, text: str, expected: str) 
     with pytest.raises(ConfigError) as err:
         load(_write(tmp_path, text), env={})
     assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        ("[--max-num-seqs, abc]", "'abc'"),
+        ("[--max-num-seqs=]", "''"),
+        ("[--max-num-seqs]", "''"),
+        ("['--max-num-seqs=0']", "'0'"),
+        ("[--max_num_seqs, '-4']", "'-4'"),
+        ("['--max-num-seqs=8', --max-num-seqs, '²']", "'²'"),
+    ],
+)
+def test_a_max_num_seqs_that_is_no_number_is_refused_naming_the_engine(
+    tmp_path: Path, args: str, shown: str
+) -> None:
+    text = f"engines: [{{name: ok, model: m}}, {{name: gpu0, model: m, args: {args}}}]"
+    with pytest.raises(ConfigError) as err:
+        load(_write(tmp_path, text), env={})
+    assert f"engines[1]: engine 'gpu0': `args` gives --max-num-seqs {shown}" in str(err.value)
+    assert "whole number above 0" in str(err.value)
+
+
+def test_a_max_num_seqs_sets_the_engines_slots(tmp_path: Path) -> None:
+    text = "engines: [{name: gpu0, model: m, args: [--max-num-seqs, '8', '--max-num-seqs=12']}]"
+    config = load(_write(tmp_path, text), env={})
+    runtime = RuntimeStore(config).engine(SimpleNamespace(name="gpu0"))
+    assert runtime.queue.capacity == 12  # the last one given, as vLLM reads it
 
 
 def test_config_check_command(tmp_path: Path) -> None:

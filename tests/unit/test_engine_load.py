@@ -16,6 +16,7 @@ from harness import STANDIN, free_port, wait_http
 from spillgate.models.load import (
     EngineLoad,
     LoadScraper,
+    bad_max_num_seqs,
     derive_load,
     limits_from_models,
     max_num_seqs_from_args,
@@ -95,6 +96,29 @@ def test_model_limits_from_a_real_models_listing() -> None:
     assert max_num_seqs_from_args(["--enforce-eager", "--max-num-seqs", "4"]) == 4
     assert max_num_seqs_from_args(["--max-num-seqs=16"]) == 16
     assert max_num_seqs_from_args(["--max-model-len", "2048"]) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max-num-seqs", "abc"],
+        ["--max-num-seqs="],
+        ["--max-num-seqs"],
+        ["--max-num-seqs", "0"],
+        ["--max-num-seqs", "-3"],
+        ["--max-num-seqs", "²"],  # str.isdigit says yes, int() says no
+        ["--max-num-seqs", "2.5"],
+    ],
+)
+def test_a_max_num_seqs_that_is_no_number_is_no_cap_not_a_crash(args: list[str]) -> None:
+    assert max_num_seqs_from_args(args) is None
+    assert bad_max_num_seqs(args) == (args[1] if len(args) > 1 else "")
+
+
+def test_the_last_max_num_seqs_wins_as_in_vllm() -> None:
+    args = ["--max-num-seqs", "4", "--max_num_seqs=9"]
+    assert max_num_seqs_from_args(args) == 9
+    assert bad_max_num_seqs(args) is None
 
 
 # -- against a running stand-in engine ---------------------------------------------------
