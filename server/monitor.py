@@ -69,15 +69,8 @@ class EngineMonitor:
         self.runtime.engines.pop(engine.name, None)
 
     def _on_load(self, engine: LocalEngine, load: EngineLoad) -> None:
-        runtime = self.runtime.engine(engine)
-        if load.healthy:
-            runtime.running, runtime.waiting = load.running, load.waiting
-            if load.mean_time_per_output_token_s:
-                runtime.decode_tokens_per_s = 1.0 / load.mean_time_per_output_token_s
         scraper = self._scrapers.get(engine.name)
-        limits = scraper[0].limits if scraper else None
-        if limits is not None and limits.max_model_len:
-            runtime.max_model_len = min(limits.max_model_len.values())
+        self.runtime.engine(engine).apply_load(load, scraper[0].limits if scraper else None)
 
     def _on_gpus(self, gpus: tuple[GpuState, ...]) -> None:
         self.gpus = gpus

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
-from spillgate.models.load import max_num_seqs_from_args
+from spillgate.models.load import EngineLimits, EngineLoad, max_num_seqs_from_args
 from spillgate.protocol import Backend
 from spillgate.server.admission import AdmissionQueue
 from spillgate.server.config import Config, EngineConfig
@@ -48,6 +48,19 @@ class EngineRuntime:
     mean_output_tokens: float | None = None
     #: How long a request holds a slot at this engine, measured end to end.
     mean_request_s: float | None = None
+
+    def apply_load(self, load: EngineLoad, limits: EngineLimits | None = None) -> None:
+        """Take in one /metrics scrape (and the limits read from /v1/models, if any): vLLM's
+        running and waiting counts and the decode rate from its mean inter-token latency.
+
+        The monitor calls it for every scrape, and the simulator for every simulated one.
+        """
+        if load.healthy:
+            self.running, self.waiting = load.running, load.waiting
+            if load.mean_time_per_output_token_s:
+                self.decode_tokens_per_s = 1.0 / load.mean_time_per_output_token_s
+        if limits is not None and limits.max_model_len:
+            self.max_model_len = min(limits.max_model_len.values())
 
     def observe(self, ttft_s: float | None, prompt_tokens: int, output_tokens: int, total_s: float):
         """Learn from one finished request (rates for the next predictions)."""

@@ -7,8 +7,8 @@ gateway keeps, with the server's code wherever the server has code for it:
   server's `RuntimeStore` (concurrency cap: `--max-num-seqs` from the arguments, else 256);
 - vLLM's /metrics as the gateway's scraper sees them: a scrape every `scrape_interval_s`,
   rates over a 5 s window, derived by `spillgate.models.load.derive_load`, applied to the
-  runtime as `spillgate.server.monitor` does (vLLM's counts, decode rate from the mean
-  inter-token latency);
+  runtime by `EngineRuntime.apply_load`, as `spillgate.server.monitor` applies it (vLLM's
+  counts, decode rate from the mean inter-token latency);
 - finished local requests through `EngineRuntime.observe` as the executor calls it, cloud
   first tokens through `CloudRuntime.observe`;
 
@@ -163,10 +163,7 @@ class SpillgatePolicy:
             _metric_sample(earlier) if earlier is not None else None,
             at - SCRAPE_WINDOW_S,
         )
-        # As spillgate.server.monitor.Monitor._on_load does with a healthy scrape.
-        self._runtime.running, self._runtime.waiting = load.running, load.waiting
-        if load.mean_time_per_output_token_s:
-            self._runtime.decode_tokens_per_s = 1.0 / load.mean_time_per_output_token_s
+        self._runtime.apply_load(load)  # as the gateway's monitor applies every scrape
 
     def _learn(self, world: World) -> None:
         """Finished local requests, as the executor reports them (output length, and the time

