@@ -98,6 +98,7 @@ class Fault:
     end_after: int | None = None  # end the body cleanly, without message_stop
     malformed_after: int | None = None  # one event that is not JSON, then the rest
     error_event_after: int | None = None  # an `error` event, then the end
+    raw_body: bytes | None = None  # answer 200 with these bytes as the JSON body, as they are
     reply: Reply = field(default_factory=Reply)
 
 
@@ -179,6 +180,8 @@ class FakeAnthropic:
         if fault is not None and fault.status is not None:
             headers = {"retry-after": fault.retry_after} if fault.retry_after else {}
             return self._error(fault.error_type, fault.message, fault.status, headers)
+        if fault is not None and fault.raw_body is not None:
+            return web.Response(body=fault.raw_body, content_type="application/json")
         message_id = f"msg_fake{next(self._ids):04d}"
         if not body.get("stream"):
             return web.json_response(

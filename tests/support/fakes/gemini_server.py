@@ -41,6 +41,8 @@ class Fault:
     malformed_after_chunks: int | None = None  # then send an event that is not JSON
     error_after_chunks: int | None = None  # then send an `error` event and stop
     times: int = 1_000_000  # how many requests the fault hits before it clears
+    message: str = "injected fault"  # the error answer's message
+    raw_body: bytes | None = None  # answer 200 with these bytes as the JSON body, as they are
 
 
 @dataclass
@@ -150,7 +152,9 @@ class FakeGemini:
                 if fault.status == 429
                 else None
             )
-            return _error(fault.status, fault.status_name, "injected fault", details, headers)
+            return _error(fault.status, fault.status_name, fault.message, details, headers)
+        if fault and fault.raw_body is not None:
+            return web.Response(body=fault.raw_body, content_type="application/json")
 
         response, chunks = self._next_answer(model, body)
         if action == "generateContent":

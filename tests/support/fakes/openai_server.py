@@ -51,6 +51,7 @@ class Fault:
     omit_usage: bool = False  # report no usage: no `usage` field, no usage chunk
     whole_for_stream: bool = False  # answer a stream request with a whole JSON answer
     echo_request: bool = False  # the error's message quotes the key and the prompt back
+    raw_body: bytes | None = None  # answer 200 with these bytes as the JSON body, as they are
 
 
 @dataclass
@@ -170,6 +171,8 @@ class FakeOpenAIServer:
             message = _echo(request, body) if fault.echo_request else "fake told to fail"
             body_ = {"error": {"message": message, "type": "server_error"}}
             return _json(fault.status, body_, fault.headers)
+        if fault.raw_body is not None:
+            return web.Response(body=fault.raw_body, content_type="application/json")
         return body, fault
 
     async def _embeddings(self, request: web.Request) -> web.Response:
