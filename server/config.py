@@ -14,8 +14,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -28,12 +26,13 @@ from spillgate.fallback import registry
 from spillgate.models.cpu_model import spillgate_home
 from spillgate.models.launch import API_KEY_ENV, reserved_arg
 from spillgate.models.load import MAX_NUM_SEQS, bad_max_num_seqs
+from spillgate.server.config_base import Strict
 from spillgate.server.config_routing import (
     CloudCapabilitiesConfig,
     EngineRoutingConfig,
-    PrivacyConfig,
     SchedulerConfig,
 )
+from spillgate.server.privacy.config import PrivacyConfig
 from spillgate.server.urls import ambiguous_userinfo, url_password
 
 
@@ -41,11 +40,7 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message lists each problem with its key."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ServerConfig(_Strict):
+class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
@@ -78,7 +73,7 @@ def is_loopback(host: str) -> bool:
 # -- engine discovery ----------------------------------------------------------------------------
 
 
-class DiscoverConfig(_Strict):
+class DiscoverConfig(Strict):
     """Engines found by resolving a DNS name, e.g. a Kubernetes headless Service."""
 
     #: The name to resolve; each address it resolves to is one engine.
@@ -102,7 +97,7 @@ class DiscoverConfig(_Strict):
 # -- end engine discovery -------------------------------------------------------------------
 
 
-class EngineConfig(_Strict):
+class EngineConfig(Strict):
     """A local engine: launched (`model`), attached to (`url`) or discovered (`discover`)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -169,7 +164,7 @@ class EngineConfig(_Strict):
         return [self.model] if self.model else []
 
 
-class TimeoutsConfig(_Strict):
+class TimeoutsConfig(Strict):
     connect_s: float = Field(10.0, gt=0)
     #: Until the first byte of the answer, and the longest silence inside a stream.
     first_byte_s: float = Field(60.0, gt=0)
@@ -177,7 +172,7 @@ class TimeoutsConfig(_Strict):
     total_s: float = Field(600.0, gt=0)
 
 
-class RetriesConfig(_Strict):
+class RetriesConfig(Strict):
     #: Tries in all at one target before the route moves on (1 = no retry).
     max_attempts: int = Field(2, ge=1, le=10)
     backoff_base_s: float = Field(0.5, ge=0)
@@ -186,12 +181,12 @@ class RetriesConfig(_Strict):
     max_retry_after_s: float = Field(10.0, ge=0)
 
 
-class BreakerConfig(_Strict):
+class BreakerConfig(Strict):
     failure_threshold: int = Field(5, ge=1)
     cooldown_s: float = Field(30.0, gt=0)
 
 
-class PriceConfig(_Strict):
+class PriceConfig(Strict):
     """USD per 1M tokens."""
 
     input: float = Field(ge=0)
@@ -199,7 +194,7 @@ class PriceConfig(_Strict):
     cached_input: float | None = Field(None, ge=0)
 
 
-class ProviderConfig(_Strict):
+class ProviderConfig(Strict):
     """A cloud provider account: where it is, how to authenticate, how to treat it."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -267,7 +262,7 @@ class ProviderConfig(_Strict):
 # -- keys, ledger, limits, budgets, admin, tracing -----------------------------------------------
 
 
-class AuthConfig(_Strict):
+class AuthConfig(Strict):
     #: Require an API key (`Authorization: Bearer sk-sg-...`) on /v1. Off only when you say so.
     enabled: bool = True
     #: Serve without keys on an address other hosts can reach; refused unless set.
@@ -276,12 +271,12 @@ class AuthConfig(_Strict):
     key_refresh_s: float = Field(5.0, gt=0)
 
 
-class AdminConfig(_Strict):
+class AdminConfig(Strict):
     #: Bearer token for /admin; the admin API answers 403 while it is unset.
     token: str | None = Field(None, min_length=16)
 
 
-class LedgerConfig(_Strict):
+class LedgerConfig(Strict):
     #: `sqlite:///path` or `postgresql://user@host:5432/db`; default: SQLite under the home.
     url: str | None = None
     #: Where answered requests are written ahead before the database has them.
@@ -307,7 +302,7 @@ class LedgerConfig(_Strict):
         return url
 
 
-class LimitsConfig(_Strict):
+class LimitsConfig(Strict):
     #: Share RPM/TPM counters between gateways through Redis; in-process when unset.
     redis_url: str | None = Field(None, pattern=r"^rediss?://")
     #: A Redis call slower than this counts as Redis down (the limit falls back in-process).
@@ -316,7 +311,7 @@ class LimitsConfig(_Strict):
     redis_retry_s: float = Field(5.0, gt=0)
 
 
-class BudgetsConfig(_Strict):
+class BudgetsConfig(Strict):
     #: How often spend is re-read from the ledger (to see other replicas' spend).
     refresh_s: float = Field(10.0, gt=0)
     #: While a request runs at a cloud target, its worst-case cost is held against its key's
@@ -325,13 +320,13 @@ class BudgetsConfig(_Strict):
     default_max_tokens: int = Field(4096, ge=1)
 
 
-class TracingConfig(_Strict):
+class TracingConfig(Strict):
     #: OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318); no spans are made while unset.
     otlp_endpoint: str | None = Field(None, pattern=r"^https?://")
     service_name: str = "spillgate"
 
 
-class Config(_Strict):
+class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     engines: list[EngineConfig] = Field(default_factory=list)
     #: Extra model ids clients may ask for, each mapped to a model id an engine serves.

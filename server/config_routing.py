@@ -1,12 +1,14 @@
-"""Configuration of the scheduler: capabilities, latency budgets, the queue, privacy."""
+"""Configuration of the scheduler: capabilities, latency budgets, the queue."""
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import Field
 
-from pydantic import BaseModel, ConfigDict, Field
+from spillgate.server.config_base import Strict
 
-from spillgate.server.privacy.config import PrivacyConfig as DetectorConfig
+# Re-exported: the `privacy:` section lives in the privacy package, and the request reader
+# imports it from here.
+from spillgate.server.privacy.config import PrivacyConfig as PrivacyConfig
 
 #: The scheduler's defaults, defined once here; `scheduler.py` builds its inputs' defaults
 #: from them, so a request or engine state made without a configuration agrees with it.
@@ -18,11 +20,7 @@ DEFAULT_PREFILL_TOKENS_PER_S = 2000.0
 DEFAULT_DECODE_TOKENS_PER_S = 30.0
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CapabilitiesConfig(_Strict):
+class CapabilitiesConfig(Strict):
     """What a model can do; a request needing more is a capability gap."""
 
     tools: bool = True
@@ -36,25 +34,7 @@ class CloudCapabilitiesConfig(CapabilitiesConfig):
     images: bool = True
 
 
-class PrivacyConfig(DetectorConfig):
-    """The top-level `privacy:` section: what counts as personal data, and what happens."""
-
-    #: Look for personal data and secrets in every request that could spill.
-    detect: bool = True
-    #: `keep-local`: such requests never leave the box. `redact-then-spill`: placeholders
-    #: replace the findings before a cloud target, originals come back in the answer.
-    policy: Literal["keep-local", "redact-then-spill"] = "keep-local"
-    #: Model ids (client-facing) whose requests never leave the box.
-    on_prem_models: list[str] = Field(default_factory=list)
-    #: Bodies larger than this are scanned in a worker thread, so the event loop keeps
-    #: serving other clients meanwhile.
-    thread_above_bytes: int = Field(64 * 1024, ge=0)
-    #: A scan that takes longer counts as a finding (fail closed). A backstop for a runaway
-    #: custom pattern: the built-in detectors read hostile text at about 1 MB/s or faster.
-    scan_timeout_s: float = Field(30.0, gt=0)
-
-
-class SchedulerConfig(_Strict):
+class SchedulerConfig(Strict):
     #: Time to first token a request may wait for locally before it spills (ms); a request
     #: can ask for its own with the `x-spillgate-max-ttft-ms` header.
     latency_budget_ms: float = Field(DEFAULT_LATENCY_BUDGET_MS, gt=0)
@@ -73,7 +53,7 @@ class SchedulerConfig(_Strict):
     scrape_interval_s: float = Field(1.0, gt=0)
 
 
-class EngineRoutingConfig(_Strict):
+class EngineRoutingConfig(Strict):
     """Per-engine scheduling knobs (under `engines[].scheduling`)."""
 
     capabilities: CapabilitiesConfig = Field(default_factory=CapabilitiesConfig)

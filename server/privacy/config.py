@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from spillgate.server.config_base import Strict
 from spillgate.server.privacy.detectors import BUILTIN, BUILTIN_KINDS, Detector
 from spillgate.server.privacy.scanner import ExtraDetector, Scanner
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _compiled(pattern: str) -> re.Pattern[str]:
@@ -21,7 +19,7 @@ def _compiled(pattern: str) -> re.Pattern[str]:
         raise ValueError(f"{pattern!r} is not a valid regular expression: {err}") from None
 
 
-class CustomPattern(_Strict):
+class CustomPattern(Strict):
     """A detector of your own: what it matches counts as personal data of kind `name`."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -34,7 +32,7 @@ class CustomPattern(_Strict):
         return pattern
 
 
-class PresidioOptions(_Strict):
+class PresidioOptions(Strict):
     """Microsoft Presidio's analyzer, adding its findings to the built-in ones."""
 
     enabled: bool = False
@@ -46,13 +44,28 @@ class PresidioOptions(_Strict):
     score_threshold: float = Field(0.5, ge=0, le=1)
 
 
-class PrivacyConfig(_Strict):
+class PrivacyConfig(Strict):
+    """The top-level `privacy:` section: what counts as personal data, and what happens."""
+
     #: Built-in detectors to turn off, by kind (`phone`, `de_tax_id`, ...).
     disabled: list[str] = Field(default_factory=list)
     custom: list[CustomPattern] = Field(default_factory=list)
     #: Regular expressions; a finding that one of them matches in full is not a finding.
     allow: list[str] = Field(default_factory=list)
     presidio: PresidioOptions = Field(default_factory=PresidioOptions)
+    #: Look for personal data and secrets in every request that could spill.
+    detect: bool = True
+    #: `keep-local`: such requests never leave the box. `redact-then-spill`: placeholders
+    #: replace the findings before a cloud target, originals come back in the answer.
+    policy: Literal["keep-local", "redact-then-spill"] = "keep-local"
+    #: Model ids (client-facing) whose requests never leave the box.
+    on_prem_models: list[str] = Field(default_factory=list)
+    #: Bodies larger than this are scanned in a worker thread, so the event loop keeps
+    #: serving other clients meanwhile.
+    thread_above_bytes: int = Field(64 * 1024, ge=0)
+    #: A scan that takes longer counts as a finding (fail closed). A backstop for a runaway
+    #: custom pattern: the built-in detectors read hostile text at about 1 MB/s or faster.
+    scan_timeout_s: float = Field(30.0, gt=0)
 
     @field_validator("disabled")
     @classmethod

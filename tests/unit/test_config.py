@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pydantic import BaseModel
 
-from spillgate.server.config import ConfigError, load
+from spillgate.server.config import Config, ConfigError, EngineConfig, from_dict, load
+from spillgate.server.config_base import Strict
+from spillgate.server.config_routing import SchedulerConfig
+from spillgate.server.privacy.config import PresidioOptions, PrivacyConfig
 from spillgate.server.runtime import RuntimeStore
 
 
@@ -130,3 +136,20 @@ def test_served_model_name_without_a_model_is_refused(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "--served-model-name names the model given with --model" in out.stderr
+
+
+def _sections(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
+    yield model
+    for field in model.model_fields.values():
+        for inner in (field.annotation, *typing.get_args(field.annotation)):
+            for arg in (inner, *typing.get_args(inner)):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    yield from _sections(arg)
+
+
+def test_every_section_refuses_unknown_keys_through_the_one_base() -> None:
+    sections = set(_sections(Config))
+    assert {PrivacyConfig, PresidioOptions, SchedulerConfig, EngineConfig} <= sections
+    assert all(issubclass(section, Strict) for section in sections), sections
+    with pytest.raises(ConfigError, match=r"privacy\.presidio\.enable: unknown key"):
+        from_dict({"privacy": {"presidio": {"enable": True}}})
