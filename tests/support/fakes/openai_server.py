@@ -6,7 +6,8 @@ Three dialects, as the real services differ:
   schema (see openai_schema.py);
   streams are OpenAI's chunks (role, content or tool-call deltas, finish, the usage chunk
   when `stream_options.include_usage`, `[DONE]`).
-- `azure`: POST /openai/deployments/{deployment}/chat/completions?api-version=...,
+- `azure`: POST /openai/deployments/{deployment}/chat/completions (and /embeddings)
+  ?api-version=...,
   `api-key: KEY`; answers carry content-filter results and streams open with the
   choiceless `prompt_filter_results` chunk, as Azure's do.
 - `mistral`: POST /v1/chat/completions with Mistral's schema (422 on unknown fields,
@@ -136,6 +137,7 @@ class FakeOpenAIServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         if self.dialect == "azure":
             app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
+            app.router.add_post("/openai/deployments/{deployment}/embeddings", self._embeddings)
         else:
             app.router.add_post("/v1/chat/completions", self._chat)
             app.router.add_post("/v1/completions", self._completions)
