@@ -3,10 +3,44 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import orjson
 
 from spillgate.scrub import message_of, safe_detail, scrub
+
+
+class ErrorCode(StrEnum):
+    """The `code` of the gateway's own errors about a cloud provider, one name per fault.
+
+    A member is its string, so it compares, logs and serialises as the code clients read.
+    """
+
+    #: The provider's answer is not the shape its API promises (not JSON, no choices...).
+    PROVIDER_BAD_ANSWER = "provider_bad_answer"
+    #: A stream event that is not JSON (Anthropic, Gemini).
+    PROVIDER_BAD_STREAM = "provider_bad_stream"
+    #: A stream event that is not JSON (the OpenAI family).
+    PROVIDER_STREAM_MALFORMED = "provider_stream_malformed"
+    #: The provider sent an `error` event mid-stream (the OpenAI family).
+    PROVIDER_STREAM_ERROR = "provider_stream_error"
+    PROVIDER_STREAM_CUT = "provider_stream_cut"
+    PROVIDER_NOT_STREAMING = "provider_not_streaming"
+    PROVIDER_TIMEOUT = "provider_timeout"
+    PROVIDER_UNREACHABLE = "provider_unreachable"
+    PROVIDER_RATE_LIMITED = "provider_rate_limited"
+    PROVIDER_AUTH_FAILED = "provider_auth_failed"
+    PROVIDER_MODEL_NOT_FOUND = "provider_model_not_found"
+    PROVIDER_SERVER_ERROR = "provider_server_error"
+    #: An error answer in no shape the provider documents.
+    PROVIDER_ERROR = "provider_error"
+    #: A request field the provider's kind cannot honour (see `drop_params`).
+    UNSUPPORTED_PARAMETER = "unsupported_parameter"
+    UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
+    #: The provider refused the prompt itself.
+    CONTENT_FILTER = "content_filter"
+    #: The egress guard kept the body home.
+    PRIVATE_DATA = "private_data"
 
 
 @dataclass
@@ -79,7 +113,7 @@ class EgressRefused(UpstreamError):
             + ", ".join(kinds)
             + ") and may not leave the box",
             type="invalid_request_error",
-            code="private_data",
+            code=ErrorCode.PRIVATE_DATA,
             retryable=False,
         )
         self.kinds = kinds

@@ -37,36 +37,91 @@ def with_usage_requested(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "stream_options": {**kept, "include_usage": True}}
 
 
+class EventSplitter:
+    """Cuts server-sent-event bytes into whole events, whatever the read sizes.
+
+    The one place the gateway finds where an event ends: `cut` hands back the whole events
+    as sent (for relaying bytes untouched), `feed` the events one by one with CRLF and CR
+    line ends made LF (for translating them). An event cut between two reads waits for
+    the rest; `rest` hands over what never got its end.
+    """
+
+    __slots__ = ("_tail",)
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def cut(self, data: bytes) -> bytes:
+        """Bytes as read; returns the whole events among them so far (b"": none yet)."""
+        buf = self._tail + data if self._tail else data
+        end = _last_event_end(buf)
+        if end < 0:
+            self._tail = buf
+            return b""
+        self._tail = buf[end:]
+        return buf[:end]
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Bytes as read; returns the complete events, each without its closing blank line."""
+        buf = self._tail + data if self._tail else data
+        if b"\r" in buf:
+            held = buf.endswith(b"\r")  # its LF may be in the next read
+            buf = buf[:-1] if held else buf
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                buf += b"\r"
+        events = buf.split(b"\n\n")
+        self._tail = events.pop()
+        return [e for e in events if e.strip()]
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event whose end has not arrived."""
+        return self._tail
+
+    def rest(self) -> bytes:
+        """Hands over (and forgets) the bytes of an event whose end has not arrived."""
+        tail, self._tail = self._tail, b""
+        return tail
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The `data:` payload of one event (lines joined by LF), or None for a comment or ping."""
+    lines = [line for line in event.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return None
+    parts = [line[5:].removeprefix(b" ") for line in lines]
+    return b"\n".join(parts)
+
+
 class UsageTap:
     """Watches passing SSE bytes for the usage object without parsing every chunk.
 
     Only a complete event whose bytes contain `"usage":{` (the final chunk with
     `stream_options.include_usage`) is parsed; the others pass by untouched. A partial
-    event at the end of a read is kept until its terminator arrives.
+    event at the end of a read is kept (by an `EventSplitter`) until its end arrives.
 
     With `strip`, `feed` passes on only whole events, less the usage chunk (one whose
     `choices` are empty): for a stream whose client did not ask for it.
     """
 
-    __slots__ = ("_tail", "strip", "usage")
+    __slots__ = ("_events", "strip", "usage")
 
     _MAX_TAIL = 1 << 20
 
     def __init__(self, strip: bool = False) -> None:
-        self._tail = b""
+        self._events = EventSplitter()
         self.strip = strip
         self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> bytes:
         """Bytes as read; returns the bytes to pass on (`data` itself unless stripping)."""
-        buf = self._tail + data if self._tail else data
-        end = _last_event_end(buf)
-        if end < 0:
-            self._tail = buf if len(buf) < self._MAX_TAIL else b""
-            if not self.strip:
-                return data
-            return b"" if self._tail else buf  # an endless event is not held back
-        complete, self._tail = buf[:end], buf[end:]
+        complete = self._events.cut(data)
+        if not complete:
+            if len(self._events.pending) < self._MAX_TAIL:
+                return b"" if self.strip else data
+            held = self._events.rest()  # an endless event is not held back
+            return held if self.strip else data
         at = _usage_at(complete, 0)
         if at < 0:
             return complete if self.strip else data
@@ -88,7 +143,7 @@ class UsageTap:
 
     def rest(self) -> bytes:
         """The end of the stream: bytes held back after its last whole event."""
-        tail, self._tail = self._tail, b""
+        tail = self._events.rest()
         return tail if self.strip else b""
 
     def _usage_only(self, event: bytes) -> bool:
@@ -110,6 +165,8 @@ class UsageTap:
 
 def _last_event_end(buf: bytes) -> int:
     """Where the bytes after the last whole event start (LF or CRLF framing); -1: none."""
+    if buf.endswith(b"\n\n"):
+        return len(buf)  # the usual read: whole events, no need to look further
     lf, crlf = buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n")
     return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
 

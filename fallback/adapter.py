@@ -1,6 +1,6 @@
 """The seam every provider module fills: translate an OpenAI request out, the answer back.
 
-A provider module (`fallback/openai.py`, `fallback/anthropic.py`, ...) implements
+A provider package (`fallback/openai/`, `fallback/anthropic/`, ...) implements
 `ProviderAdapter` as pure translation, no I/O. `CloudTarget` does the HTTP around it, so
 every provider gets the same timeouts, retries, circuit breaker, pricing and stream handling.
 """
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from spillgate.errors import GatewayError, UpstreamError
+from spillgate.errors import ErrorCode, GatewayError, UpstreamError
 from spillgate.fallback.breaker import CircuitBreaker
 from spillgate.fallback.prices import Price, cost_usd
 from spillgate.fallback.resilience import RetryPolicy, Timeouts, is_upstream_fault
@@ -135,7 +135,6 @@ class CloudTarget:
         self.price = price
         self.egress = egress
         self._session = session
-        self.in_flight = 0
 
     @property
     def ready(self) -> bool:
@@ -208,7 +207,7 @@ class CloudTarget:
             raise UpstreamError(
                 503,
                 f"{self.name} is unreachable ({type(exc).__name__})",
-                code="provider_unreachable",
+                code=ErrorCode.PROVIDER_UNREACHABLE,
             ) from exc
         if resp.status >= 400:
             body = await _read_quietly(resp)
@@ -222,7 +221,7 @@ class CloudTarget:
             raise UpstreamError(
                 502,
                 f"{self.name} answered a stream request whole, not as a stream",
-                code="provider_not_streaming",
+                code=ErrorCode.PROVIDER_NOT_STREAMING,
             )
         return await self._start_stream(request, resp)
 
@@ -235,7 +234,7 @@ class CloudTarget:
         except aiohttp.ClientError as exc:
             resp.close()
             raise UpstreamError(
-                502, f"{self.name} broke off its answer", code="provider_stream_cut"
+                502, f"{self.name} broke off its answer", code=ErrorCode.PROVIDER_STREAM_CUT
             ) from exc
         resp.release()
         translated = self.adapter.translate(request, body)
@@ -266,16 +265,16 @@ class CloudTarget:
         except aiohttp.ClientError as exc:
             resp.close()
             raise UpstreamError(
-                502, f"{self.name} broke off before its first event", code="provider_stream_cut"
+                502,
+                f"{self.name} broke off before its first event",
+                code=ErrorCode.PROVIDER_STREAM_CUT,
             ) from exc
         except UpstreamError:
             resp.close()
             raise
-        self.in_flight += 1
         reply = UpstreamReply(status=200, content_type="text/event-stream")
 
         async def close() -> None:
-            self.in_flight -= 1
             if resp.content.at_eof():
                 resp.release()
             else:
@@ -306,11 +305,11 @@ class CloudTarget:
             provider_failed = True
             yield error_event(
                 f"{self.name} went silent mid-stream (timeouts.first_byte_s, timeouts.total_s)",
-                code="provider_timeout",
+                code=ErrorCode.PROVIDER_TIMEOUT,
             )
         except aiohttp.ClientError:
             provider_failed = True
-            yield error_event(f"{self.name} stopped mid-stream", code="provider_stream_cut")
+            yield error_event(f"{self.name} stopped mid-stream", code=ErrorCode.PROVIDER_STREAM_CUT)
         except UpstreamError as err:  # a malformed event, or a provider `error` event
             provider_failed = is_upstream_fault(err)
             yield error_event(err.message, type=err.type, code=err.code)
@@ -327,14 +326,14 @@ class CloudTarget:
             504,
             f"{self.name} {what} in time (timeouts: connect_s {t.connect_s}, "
             f"first_byte_s {t.first_byte_s}, total_s {t.total_s})",
-            code="provider_timeout",
+            code=ErrorCode.PROVIDER_TIMEOUT,
         )
 
 
 def _not_here(err: GatewayError) -> UpstreamError:
     """A request this provider cannot take: the route's next target may, so it is retryable."""
     moved = UpstreamError(
-        err.status, err.message, type=err.type, code=err.code or "unsupported_parameter"
+        err.status, err.message, type=err.type, code=err.code or ErrorCode.UNSUPPORTED_PARAMETER
     )
     moved.param = err.param
     return moved

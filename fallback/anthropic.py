@@ -15,7 +15,9 @@ from collections.abc import Callable
 import orjson
 
 from spillgate.errors import UpstreamError, bad_request
+from spillgate.fallback.wire import bad_answer
 from spillgate.protocol import Endpoint, UpstreamRequest
+from spillgate.sse import client_wants_usage
 
 from .adapter import ProviderCall, ProviderSettings, Translated
 from .anthropic_request import DEFAULT_MAX_TOKENS, translate_request
@@ -66,16 +68,14 @@ class AnthropicAdapter:
         except orjson.JSONDecodeError:
             message = None
         if not isinstance(message, dict):
-            raise UpstreamError(502, f"provider {self.settings.name} answered with invalid JSON")
+            raise bad_answer(self.settings.name, "not JSON")
         completion, usage = translate_message(message, self._envelope(request), self.settings.name)
         return Translated(body=orjson.dumps(completion), usage=usage)
 
     def stream(self, request: UpstreamRequest) -> AnthropicStreamTranslator:
-        options = request.payload.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
         return AnthropicStreamTranslator(
             self._envelope(request),
-            include_usage=include_usage,
+            include_usage=client_wants_usage(request.payload),
             provider=self.settings.name,
             secret=self.settings.api_key,
         )

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from spillgate.errors import GatewayError, bad_request
+from spillgate.errors import bad_request
+from spillgate.fallback.wire import unsupported_parameter
 
 #: Anthropic requires `max_tokens`; OpenAI lets it default to "as long as the model likes".
 #: 4096 is the output limit of the smallest current Claude model, so it is valid for every
@@ -118,13 +119,7 @@ def _refuse_unsupported(payload: dict[str, Any], provider: str) -> None:
         value = payload.get(name)
         if value is None or value in neutral:
             continue
-        raise GatewayError(
-            400,
-            f"`{name}` is not supported by provider {provider} (Anthropic); remove it, or "
-            f"list `{name}` in the provider's drop_params to have it ignored",
-            param=name,
-            code="unsupported_parameter",
-        )
+        raise unsupported_parameter(provider, "Anthropic", name)
 
 
 def _max_tokens(payload: dict[str, Any], default: int) -> int:

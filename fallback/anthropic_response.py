@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
 
-from spillgate.errors import UpstreamError
+from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.fallback.resilience import retry_after_seconds
+from spillgate.fallback.wire import bad_answer
 from spillgate.protocol import Usage
 
 from .anthropic_request import JSON_TOOL
@@ -66,7 +67,7 @@ def translate_message(
     """One Anthropic `message` object as an OpenAI `chat.completion`."""
     blocks = message.get("content")
     if message.get("type") != "message" or not isinstance(blocks, list):
-        raise UpstreamError(502, f"provider {provider} answered with something not a message")
+        raise bad_answer(provider, "not a message")
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for block in blocks:
@@ -160,8 +161,9 @@ _ERRORS = {
     # Anthropic's 529: an OpenAI client knows 503 as "overloaded, try again".
     "overloaded_error": _Mapped(503, "server_error", True, "provider {provider} is overloaded"),
 }
-#: The code every provider kind gives a refused key (the same as the OpenAI family's).
-_AUTH_CODE = "provider_auth_failed"
+
+#: Error types that mean the provider refused the gateway's key, not the client's request.
+_REFUSED_KEY = ("authentication_error", "permission_error")
 
 _BY_STATUS = {
     400: "invalid_request_error",
@@ -197,7 +199,7 @@ def error_of(
             status,
             f"provider {provider} answered {status}",
             type="server_error" if status >= 500 else "upstream_error",
-            code="provider_error",
+            code=ErrorCode.PROVIDER_ERROR,
             retryable=status >= 500,
         )
     mapped = _ERRORS[kind]
@@ -207,7 +209,7 @@ def error_of(
         mapped.status,
         message,
         type=mapped.type,
-        code=_AUTH_CODE if kind in ("authentication_error", "permission_error") else kind,
+        code=ErrorCode.PROVIDER_AUTH_FAILED if kind in _REFUSED_KEY else kind,
         retryable=mapped.retryable,
         retry_after_s=retry_after_s if mapped.retryable else None,
     )
@@ -221,22 +223,7 @@ def error_from_body(
     except orjson.JSONDecodeError:
         parsed = None
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    return error_of(status, error, provider, secret, retry_after(headers, now))
-
-
-def retry_after(headers: dict[str, str], now: float) -> float | None:
-    """`retry-after` in seconds or as an HTTP date; None when absent or unreadable."""
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
+    return error_of(status, error, provider, secret, retry_after_seconds(headers, now))
 
 
 _SPACE = re.compile(r"\s+")

@@ -13,33 +13,31 @@ from typing import Any
 
 import orjson
 
-from spillgate.errors import UpstreamError
+from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.fallback.wire import stream_cut
 from spillgate.protocol import Usage
-from spillgate.sse import DONE, event
+from spillgate.sse import DONE, EventSplitter, event, event_data
 
 from .anthropic_request import JSON_TOOL
 from .anthropic_response import Envelope, error_of, finish_reason, openai_usage, usage_of
 
 
 class _EventReader:
-    """Splits SSE bytes into the `data` payloads of complete events."""
+    """The JSON payloads of complete events, each checked for the `type` all of them have."""
 
     _MAX_PENDING = 8 << 20  # one event never legitimately comes near this
 
     def __init__(self, provider: str) -> None:
-        self._pending = b""
+        self._events = EventSplitter()
         self._provider = provider
 
     def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
-        buf = (self._pending + data).replace(b"\r\n", b"\n")
-        *complete, self._pending = buf.split(b"\n\n")
-        if len(self._pending) > self._MAX_PENDING:
+        complete = self._events.feed(data)
+        if len(self._events.pending) > self._MAX_PENDING:
             raise self._malformed()
         for raw in complete:
-            payload = b"\n".join(
-                line[5:].lstrip(b" ") for line in raw.split(b"\n") if line.startswith(b"data:")
-            )
-            if not payload:
+            payload = event_data(raw)
+            if payload is None or not payload.strip():
                 continue  # a comment or an `event:` line alone carries nothing
             try:
                 parsed = orjson.loads(payload)
@@ -53,7 +51,7 @@ class _EventReader:
         return UpstreamError(
             502,
             f"provider {self._provider} sent a malformed stream event",
-            code="provider_bad_stream",
+            code=ErrorCode.PROVIDER_BAD_STREAM,
         )
 
 
@@ -96,11 +94,7 @@ class AnthropicStreamTranslator:
     def finish(self) -> bytes:
         self._raise_pending_failure()
         if not self._stopped:
-            raise UpstreamError(
-                502,
-                f"provider {self._provider} ended the stream before message_stop",
-                code="provider_stream_cut",
-            )
+            raise stream_cut(self._provider, "message_stop")
         closing = b""
         if self._include_usage:
             closing = self._chunk([], usage=openai_usage(usage_of(self._anthropic_usage)))

@@ -8,7 +8,6 @@ in the `x-goog-api-key` header, never in the URL, so it cannot reach an access l
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -19,6 +18,7 @@ from spillgate.fallback.gemini_errors import upstream_error
 from spillgate.fallback.gemini_request import RequestBuilder, unsupported_endpoint
 from spillgate.fallback.gemini_response import GeminiStream, whole_answer
 from spillgate.protocol import Endpoint, UpstreamRequest
+from spillgate.sse import client_wants_usage
 
 
 class GeminiAdapter:
@@ -49,11 +49,9 @@ class GeminiAdapter:
         return Translated(body=answer, usage=usage)
 
     def stream(self, request: UpstreamRequest) -> GeminiStream:
-        options: Any = request.payload.get("stream_options") or {}
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
         return GeminiStream(
             request.model,
-            include_usage,
+            client_wants_usage(request.payload),
             self.settings.name,
             lambda status, body: self.error(status, body, {}),
         )

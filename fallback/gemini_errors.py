@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
 
-from spillgate.errors import UpstreamError
+from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.fallback.resilience import retry_after_seconds
 
 # google.rpc canonical status → (HTTP status, OpenAI error type, worth trying another target).
 _STATUSES: dict[str, tuple[int, str, bool]] = {
@@ -64,7 +63,7 @@ def upstream_error(
         message,
         type=kind,
         code=(
-            "provider_auth_failed"  # as every provider kind names a refused key
+            ErrorCode.PROVIDER_AUTH_FAILED  # as every provider kind names a refused key
             if status_name in ("UNAUTHENTICATED", "PERMISSION_DENIED")
             else status_name.lower() or None
         ),
@@ -85,15 +84,9 @@ def _error_object(body: bytes) -> dict[str, Any] | None:
 
 
 def _retry_after(headers: dict[str, str], error: dict[str, Any] | None) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is not None:
-        value = value.strip()
-        if value.replace(".", "", 1).isdigit():
-            return float(value)
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            pass
+    from_header = retry_after_seconds(headers)
+    if from_header is not None:
+        return from_header
     # Gemini itself says how long to wait in a google.rpc.RetryInfo detail ("37s").
     for detail in (error or {}).get("details") or []:
         if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):

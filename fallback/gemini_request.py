@@ -14,9 +14,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from spillgate.errors import GatewayError, bad_request
+from spillgate.errors import ErrorCode, GatewayError, bad_request
 from spillgate.fallback.gemini_ids import SKIP_SIGNATURE, split_call_id
 from spillgate.fallback.gemini_schema import function_parameters, response_schema
+from spillgate.fallback.wire import unsupported_parameter
 
 # Fields with no effect on the answer: accepted and not forwarded.
 _ADVISORY = frozenset(
@@ -102,13 +103,7 @@ class RequestBuilder:
     def _unsupported(self, name: str, why: str = "") -> None:
         if name in self.drop_params:
             return
-        reason = f" ({why})" if why else ""
-        raise bad_request(
-            f"`{name}` is not supported by Gemini provider {self.provider!r}{reason}; remove it, "
-            f"or list it in that provider's drop_params to have it dropped",
-            param=name,
-            code="unsupported_parameter",
-        )
+        raise unsupported_parameter(self.provider, "Gemini", name, why=why)
 
     def _generation_config(self, payload: dict[str, Any]) -> dict[str, Any]:
         config: dict[str, Any] = {}
@@ -450,5 +445,5 @@ def _inline_data(url: str, param: str) -> dict[str, Any]:
 def unsupported_endpoint(endpoint: str, provider: str) -> GatewayError:
     return bad_request(
         f"Gemini provider {provider!r} serves chat/completions only, not {endpoint}",
-        code="unsupported_endpoint",
+        code=ErrorCode.UNSUPPORTED_ENDPOINT,
     )

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from spillgate.errors import UpstreamError
+from spillgate.errors import ErrorCode, UpstreamError
 from spillgate.fallback.gemini_ids import new_call_id
+from spillgate.fallback.wire import bad_answer, stream_cut
 from spillgate.protocol import Usage, reported_tokens
-from spillgate.sse import DONE, event
+from spillgate.sse import DONE, EventSplitter, event, event_data
 
 # Gemini finish reasons that mean "blocked"; MAX_TOKENS is a length stop, the rest a plain stop.
 _FILTERED = frozenset(
@@ -30,7 +30,6 @@ _FILTERED = frozenset(
         "MODEL_ARMOR",
     }
 )
-_EVENT_END = re.compile(rb"\n\n")
 
 ErrorMapper = Callable[[int, bytes], UpstreamError]
 
@@ -100,7 +99,7 @@ def _blocked(data: dict[str, Any], provider: str) -> UpstreamError | None:
         400,
         f"provider {provider} refused the prompt (blockReason {reason}); rephrase it",
         type="invalid_request_error",
-        code="content_filter",
+        code=ErrorCode.CONTENT_FILTER,
         retryable=False,
     )
 
@@ -117,11 +116,7 @@ def whole_answer(body: bytes, model: str, provider: str) -> tuple[bytes, Usage |
     except orjson.JSONDecodeError:
         data = None
     if not isinstance(data, dict):
-        raise UpstreamError(
-            502,
-            f"provider {provider} answered with a body that is not JSON",
-            code="provider_bad_answer",
-        )
+        raise bad_answer(provider, "not JSON")
     blocked = _blocked(data, provider)
     if blocked:
         raise blocked
@@ -145,9 +140,7 @@ def whole_answer(body: bytes, model: str, provider: str) -> tuple[bytes, Usage |
             }
         )
     if not choices:
-        raise UpstreamError(
-            502, f"provider {provider} answered without a candidate", code="provider_bad_answer"
-        )
+        raise bad_answer(provider, "no candidate")
     answer: dict[str, Any] = {
         "id": _completion_id(data),
         "object": "chat.completion",
@@ -172,7 +165,7 @@ class GeminiStream:
         self._include_usage = include_usage
         self._provider = provider
         self._map_error = map_error
-        self._buffer = b""
+        self._events = EventSplitter()
         self._id: str | None = None
         self._created = int(time.time())
         self._started: set[int] = set()
@@ -184,32 +177,25 @@ class GeminiStream:
 
     def feed(self, data: bytes) -> bytes:
         self._raise_pending()
-        # Gemini ends events with CRLF CRLF; a CR held back at the end of one read is
-        # joined with its LF on the next, since the replace runs on the whole tail.
-        self._buffer = (self._buffer + data).replace(b"\r\n", b"\n")
-        *events, self._buffer = _EVENT_END.split(self._buffer)
         out: list[bytes] = []
-        for raw in events:
+        for raw in self._events.feed(data):  # Gemini ends its events with CRLF CRLF
             try:
                 out.append(self._event(raw))
             except UpstreamError as err:
                 if not out:
                     raise
                 # The chunks before the failure still reach the client; the error follows.
-                self._pending, self._buffer = err, b""
+                self._pending = err
+                self._events.rest()
                 break
         return b"".join(out)
 
     def finish(self) -> bytes:
         self._raise_pending()
-        out = self._event(self._buffer) if self._buffer.strip() else b""
-        self._buffer = b""
+        rest = self._events.rest()  # a last event without its blank line
+        out = self._event(rest) if rest.strip() else b""
         if not self._finished:
-            raise UpstreamError(
-                502,
-                f"provider {self._provider} ended its stream before the final chunk",
-                code="provider_stream_cut",
-            )
+            raise stream_cut(self._provider, "the final chunk")
         if self._include_usage:
             usage = self._usage_body or openai_usage({})
             out += event({**self._envelope([]), "usage": usage})
@@ -221,16 +207,13 @@ class GeminiStream:
             raise err
 
     def _event(self, raw: bytes) -> bytes:
-        lines = raw.split(b"\n")
-        data = [line[5:].lstrip(b" ") for line in lines if line.startswith(b"data:")]
-        # An error may come as bare JSON lines instead of a `data:` event.
-        payload = (
-            b"\n".join(data)
-            if data
-            else b"\n".join(
-                line for line in lines if line and not line.startswith((b":", b"event:", b"id:"))
+        payload = event_data(raw)
+        if payload is None:  # an error may come as bare JSON lines instead of a `data:` event
+            payload = b"\n".join(
+                line
+                for line in raw.split(b"\n")
+                if line and not line.startswith((b":", b"event:", b"id:"))
             )
-        )
         if not payload.strip():
             return b""
         try:
@@ -241,7 +224,7 @@ class GeminiStream:
             raise UpstreamError(
                 502,
                 f"provider {self._provider} sent a malformed stream event",
-                code="provider_bad_stream",
+                code=ErrorCode.PROVIDER_BAD_STREAM,
             )
         error = chunk.get("error")
         if isinstance(error, dict):

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from spillgate.errors import GatewayError, UpstreamError, bad_request
+from spillgate.errors import ErrorCode, GatewayError, UpstreamError, bad_request
 from spillgate.fallback.adapter import ProviderCall, Translated
 from spillgate.fallback.openai import (
     OpenAIAdapter,
@@ -26,13 +26,12 @@ from spillgate.fallback.openai import (
     finish_events,
     parse_answer,
     parse_chunk,
-    unsupported,
 )
-from spillgate.fallback.sse_events import EventSplitter, event_data
+from spillgate.fallback.wire import unsupported_parameter
 from spillgate.protocol import Endpoint, UpstreamRequest, Usage
-from spillgate.sse import DONE, client_wants_usage, event
+from spillgate.sse import DONE, EventSplitter, client_wants_usage, event, event_data
 
-KIND = "mistral"
+KIND = "Mistral"
 
 # OpenAI request fields Mistral has under the same name and meaning (and Mistral's own).
 _SAME = frozenset(
@@ -73,7 +72,7 @@ class MistralAdapter(OpenAIAdapter):
             raise GatewayError(
                 400,
                 f"provider {self.settings.name!r} (kind mistral) serves chat completions only",
-                code="unsupported_parameter",
+                code=ErrorCode.UNSUPPORTED_PARAMETER,
             )
         payload = self.to_mistral({**request.payload, "model": request.target_model})
         return ProviderCall(self.url(request), self.headers(), orjson.dumps(payload))
@@ -107,7 +106,7 @@ class MistralAdapter(OpenAIAdapter):
                     raise bad_request("`messages` must be an array", param="messages")
                 out[key] = [self._message(i, m) for i, m in enumerate(value)]
             elif value is not None:
-                raise unsupported(self.settings.name, KIND, key)
+                raise unsupported_parameter(self.settings.name, KIND, key)
         return out
 
     def _message(self, i: int, message: Any) -> dict[str, Any]:
@@ -118,7 +117,9 @@ class MistralAdapter(OpenAIAdapter):
             role = "system"
         allowed = _MESSAGE_KEYS.get(role) if isinstance(role, str) else None
         if allowed is None:
-            raise unsupported(self.settings.name, KIND, f"messages[{i}].role", f"role {role!r}")
+            raise unsupported_parameter(
+                self.settings.name, KIND, f"messages[{i}].role", what=f"role {role!r}"
+            )
         out: dict[str, Any] = {"role": role}
         for key, value in message.items():
             if key == "role" or value is None:
@@ -126,7 +127,9 @@ class MistralAdapter(OpenAIAdapter):
             if key not in allowed:
                 if key in self.settings.drop_params:
                     continue
-                raise unsupported(self.settings.name, KIND, key, f"`messages[{i}].{key}`")
+                raise unsupported_parameter(
+                    self.settings.name, KIND, key, what=f"`messages[{i}].{key}`"
+                )
             if key == "content" and isinstance(value, list):
                 value = [self._part(i, j, p) for j, p in enumerate(value)]
             elif key == "tool_calls":
@@ -156,11 +159,11 @@ class MistralAdapter(OpenAIAdapter):
     def _part(self, i: int, j: int, part: Any) -> Any:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind not in _PARTS:
-            raise unsupported(
+            raise unsupported_parameter(
                 self.settings.name,
                 KIND,
                 f"messages[{i}].content[{j}]",
-                f"a content part of type {kind!r}",
+                what=f"a content part of type {kind!r}",
             )
         return part
 
@@ -204,7 +207,9 @@ def _check_finish(provider: str, choice: dict[str, Any]) -> None:
     reason = choice.get("finish_reason")
     if reason == "error":
         raise UpstreamError(
-            502, f"provider {provider!r} reported a generation error", code="provider_server_error"
+            502,
+            f"provider {provider!r} reported a generation error",
+            code=ErrorCode.PROVIDER_SERVER_ERROR,
         )
     if reason in _FINISH:
         choice["finish_reason"] = _FINISH[reason]

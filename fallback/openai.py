@@ -15,13 +15,13 @@ from urllib.parse import quote
 
 import orjson
 
-from spillgate.errors import GatewayError, UpstreamError
+from spillgate.errors import ErrorCode, UpstreamError
 from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translated
 from spillgate.fallback.resilience import retry_after_seconds
-from spillgate.fallback.sse_events import EventSplitter, event_data
+from spillgate.fallback.wire import bad_answer, stream_cut
 from spillgate.protocol import Endpoint, UpstreamRequest, Usage
 from spillgate.scrub import message_of
-from spillgate.sse import DONE, client_wants_usage, with_usage_requested
+from spillgate.sse import DONE, EventSplitter, client_wants_usage, event_data, with_usage_requested
 
 _JSON = "application/json"
 
@@ -101,11 +101,7 @@ def parse_answer(provider: str, endpoint: Endpoint, body: bytes) -> dict[str, An
         answer = None
     needed = "data" if endpoint is Endpoint.EMBEDDINGS else "choices"
     if not isinstance(answer, dict) or not isinstance(answer.get(needed), list):
-        raise UpstreamError(
-            502,
-            f"provider {provider!r} sent an answer that is not a valid {endpoint.value} response",
-            code="provider_malformed_answer",
-        )
+        raise bad_answer(provider, f"not a valid {endpoint.value} response")
     return answer
 
 
@@ -189,36 +185,16 @@ def parse_chunk(provider: str, data: bytes) -> dict[str, Any]:
         raise UpstreamError(
             502,
             f"provider {provider!r} sent a malformed stream event",
-            code="provider_stream_malformed",
+            code=ErrorCode.PROVIDER_STREAM_MALFORMED,
         )
     if chunk.get("error"):
         message = message_of(chunk) or "no details given"
         raise UpstreamError(
             502,
             f"provider {provider!r} reported an error mid-stream: {message}",
-            code="provider_stream_error",
+            code=ErrorCode.PROVIDER_STREAM_ERROR,
         )
     return chunk
-
-
-def stream_cut(provider: str) -> UpstreamError:
-    return UpstreamError(
-        502,
-        f"provider {provider!r} ended its stream before it was complete",
-        code="provider_stream_cut",
-    )
-
-
-def unsupported(provider: str, kind: str, param: str, what: str | None = None) -> GatewayError:
-    """A request field this provider cannot honour: a 400 that says how to get past it."""
-    subject = what or f"`{param}`"
-    return GatewayError(
-        400,
-        f"{subject} is not supported by provider {provider!r} (kind {kind}); remove it, "
-        f"or list `{param}` in that provider's `drop_params` to have Spillgate drop it",
-        code="unsupported_parameter",
-        param=param,
-    )
 
 
 def provider_error(
@@ -236,7 +212,7 @@ def provider_error(
             429,
             f"provider {provider!r} is rate-limiting requests; retry later",
             type="rate_limit_error",
-            code="provider_rate_limited",
+            code=ErrorCode.PROVIDER_RATE_LIMITED,
             retry_after_s=retry_after,
         )
     if status in (401, 403):
@@ -244,24 +220,24 @@ def provider_error(
             502,
             f"provider {provider!r} refused Spillgate's credentials (HTTP {status}); "
             "check that provider's api_key in the configuration",
-            code="provider_auth_failed",
+            code=ErrorCode.PROVIDER_AUTH_FAILED,
         )
     if status == 404:
         return UpstreamError(
             502,
             f"provider {provider!r} answered 404: the model or the base_url in the "
             "configuration is wrong",
-            code="provider_model_not_found",
+            code=ErrorCode.PROVIDER_MODEL_NOT_FOUND,
         )
     if status == 408 or status == 504:
         return UpstreamError(
-            504, f"provider {provider!r} timed out (HTTP {status})", code="provider_timeout"
+            504, f"provider {provider!r} timed out (HTTP {status})", code=ErrorCode.PROVIDER_TIMEOUT
         )
     if status >= 500:
         return UpstreamError(
             503 if status in (503, 529) else 502,
             f"provider {provider!r} failed (HTTP {status})",
-            code="provider_server_error",
+            code=ErrorCode.PROVIDER_SERVER_ERROR,
             retry_after_s=retry_after,
         )
     parsed = _json_or_none(body)

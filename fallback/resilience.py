@@ -8,20 +8,22 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from spillgate.errors import UpstreamError
+from spillgate.errors import ErrorCode, UpstreamError
 
 # Failures a second try at the same target cannot fix; the next target of the route may.
 _NOT_WORTH_RETRYING_HERE = frozenset(
     {
-        "provider_auth_failed",
-        "provider_model_not_found",
-        "provider_not_streaming",
-        "unsupported_parameter",
+        ErrorCode.PROVIDER_AUTH_FAILED,
+        ErrorCode.PROVIDER_MODEL_NOT_FOUND,
+        ErrorCode.PROVIDER_NOT_STREAMING,
+        ErrorCode.UNSUPPORTED_PARAMETER,
     }
 )
 
 # Answers in a 5xx status that say more about the request than about the provider.
-_THE_REQUESTS_FAULT = frozenset({"provider_model_not_found", "provider_not_streaming"})
+_THE_REQUESTS_FAULT = frozenset(
+    {ErrorCode.PROVIDER_MODEL_NOT_FOUND, ErrorCode.PROVIDER_NOT_STREAMING}
+)
 
 
 @dataclass(frozen=True)
@@ -87,15 +89,16 @@ def is_upstream_fault(err: UpstreamError) -> bool:
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """A provider's wish to be left alone, from `retry-after-ms` or `retry-after`.
 
-    `headers` has lower-case names. `retry-after` is seconds or an HTTP date (RFC 9110).
+    Every provider kind reads it here. `retry-after` is seconds or an HTTP date (RFC 9110).
+    Header names are matched in any case (CloudTarget passes them lower-cased).
     """
-    ms = headers.get("retry-after-ms")
+    ms = _header(headers, "retry-after-ms")
     if ms is not None:
         try:
             return max(0.0, float(ms) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
+    value = _header(headers, "retry-after")
     if value is None:
         return None
     value = value.strip()
@@ -108,3 +111,11 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """`name` (lower case) in `headers`, whatever case they write it in."""
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value

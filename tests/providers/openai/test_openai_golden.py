@@ -20,8 +20,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.registry import create_adapter
-from spillgate.fallback.sse_events import EventSplitter, event_data
 from spillgate.protocol import Endpoint, UpstreamRequest
+from spillgate.sse import EventSplitter, event_data
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
 
