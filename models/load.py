@@ -34,6 +34,8 @@ QUEUE_TIME = "vllm:request_queue_time_seconds"
 INTER_TOKEN = "vllm:inter_token_latency_seconds"
 INTER_TOKEN_OLD = "vllm:time_per_output_token_seconds"
 
+#: How often an engine's /metrics is read: the default of `scheduler.scrape_interval_s`.
+SCRAPE_INTERVAL_S = 1.0
 #: How far back a scrape's rates and means look (the scraper's default window).
 SCRAPE_WINDOW_S = 5.0
 
@@ -262,7 +264,7 @@ class LoadScraper:
         root_url: str,
         session: aiohttp.ClientSession,
         *,
-        interval_s: float = 0.5,
+        interval_s: float = SCRAPE_INTERVAL_S,
         window_s: float = SCRAPE_WINDOW_S,
         timeout_s: float = 2.0,
         max_num_seqs: int | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from spillgate.models.load import SCRAPE_INTERVAL_S
 from spillgate.server.config_base import Strict
 
 # Re-exported: the `privacy:` section lives in the privacy package, and the request reader
@@ -50,7 +51,7 @@ class SchedulerConfig(Strict):
     #: on-prem cannot push other keys' requests to the cloud without bound.
     private_share_per_key: float = Field(0.25, gt=0, le=1)
     #: How often each engine's /metrics is read for the snapshot.
-    scrape_interval_s: float = Field(1.0, gt=0)
+    scrape_interval_s: float = Field(SCRAPE_INTERVAL_S, gt=0)
 
 
 class EngineRoutingConfig(Strict):
