@@ -35,7 +35,7 @@ KINDS: dict[str, ProviderKind] = {
     ),
     "openai-compatible": ProviderKind(f"{_AT}.openai:OpenAIAdapter"),
     "anthropic": ProviderKind(
-        f"{_AT}.anthropic:AnthropicAdapter", "anthropic", "https://api.anthropic.com"
+        f"{_AT}.anthropic.adapter:AnthropicAdapter", "anthropic", "https://api.anthropic.com"
     ),
     "gemini": ProviderKind(
         f"{_AT}.gemini:GeminiAdapter", "gemini", "https://generativelanguage.googleapis.com"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from spillgate.fallback.anthropic import AnthropicAdapter
+from spillgate.fallback.anthropic.adapter import AnthropicAdapter
 from spillgate.fallback.gemini import GeminiAdapter
 from spillgate.fallback.registry import create_adapter
 from spillgate.protocol import Endpoint, UpstreamRequest

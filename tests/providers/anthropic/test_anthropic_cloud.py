@@ -20,7 +20,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import CloudTarget, ProviderSettings
-from spillgate.fallback.anthropic import AnthropicAdapter
+from spillgate.fallback.anthropic.adapter import AnthropicAdapter
 from spillgate.fallback.resilience import RetryPolicy, Timeouts
 from spillgate.protocol import Endpoint, UpstreamRequest
 

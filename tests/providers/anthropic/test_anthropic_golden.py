@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "support"))  # for 
 from fakes.anthropic_server import Reply, check_body, encode_event, message_events
 
 from spillgate.fallback.adapter import ProviderSettings
-from spillgate.fallback.anthropic import AnthropicAdapter
+from spillgate.fallback.anthropic.adapter import AnthropicAdapter
 from spillgate.protocol import Endpoint, UpstreamRequest, Usage
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

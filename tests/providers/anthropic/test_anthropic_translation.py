@@ -12,7 +12,7 @@ from fakes.anthropic_server import Reply, check_body, encode_event, message_even
 
 from spillgate.errors import GatewayError, UpstreamError
 from spillgate.fallback.adapter import ProviderSettings
-from spillgate.fallback.anthropic import AnthropicAdapter
+from spillgate.fallback.anthropic.adapter import AnthropicAdapter
 from spillgate.protocol import Endpoint, UpstreamRequest
 
 KEY = "sk-ant-unit-secret-key"

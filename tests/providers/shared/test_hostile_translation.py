@@ -16,7 +16,7 @@ from openai_requests import FOCUS, json_arguments, requests
 
 from spillgate.errors import GatewayError
 from spillgate.fallback.adapter import ProviderAdapter, ProviderSettings
-from spillgate.fallback.anthropic_request import translate_request
+from spillgate.fallback.anthropic.request import translate_request
 from spillgate.fallback.registry import create_adapter
 from spillgate.protocol import Endpoint, UpstreamRequest
 from spillgate.server.features import needs_json_schema, requested_max_tokens, text_bytes

@@ -14,12 +14,12 @@ from typing import Any
 import orjson
 
 from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.fallback.anthropic.errors import error_of
+from spillgate.fallback.anthropic.request import JSON_TOOL
+from spillgate.fallback.anthropic.response import Envelope, finish_reason, openai_usage, usage_of
 from spillgate.fallback.wire import stream_cut
 from spillgate.protocol import Usage
 from spillgate.sse import DONE, EventSplitter, event, event_data
-
-from .anthropic_request import JSON_TOOL
-from .anthropic_response import Envelope, error_of, finish_reason, openai_usage, usage_of
 
 
 class _EventReader:

@@ -1,11 +1,4 @@
-"""Anthropic's Messages API behind the OpenAI chat surface.
-
-Settings: `base_url` (`https://api.anthropic.com`, with or without `/v1`), `api_key` (sent
-as `x-api-key`), `headers` (added to every call, e.g. `anthropic-beta`), `drop_params`
-(OpenAI parameters Anthropic lacks that are ignored instead of refused) and
-`options.default_max_tokens` (sent when the client gives no `max_tokens`; Anthropic
-requires one).
-"""
+"""The Anthropic adapter: the Messages URL, its headers, and the translators wired up."""
 
 from __future__ import annotations
 
@@ -15,14 +8,14 @@ from collections.abc import Callable
 import orjson
 
 from spillgate.errors import UpstreamError, bad_request
+from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translated
+from spillgate.fallback.anthropic.errors import error_from_body
+from spillgate.fallback.anthropic.request import DEFAULT_MAX_TOKENS, translate_request
+from spillgate.fallback.anthropic.response import Envelope, translate_message
+from spillgate.fallback.anthropic.stream import AnthropicStreamTranslator
 from spillgate.fallback.wire import bad_answer
 from spillgate.protocol import Endpoint, UpstreamRequest
 from spillgate.sse import client_wants_usage
-
-from .adapter import ProviderCall, ProviderSettings, Translated
-from .anthropic_request import DEFAULT_MAX_TOKENS, translate_request
-from .anthropic_response import Envelope, error_from_body, translate_message
-from .anthropic_stream import AnthropicStreamTranslator
 
 ANTHROPIC_VERSION = "2023-06-01"
 
