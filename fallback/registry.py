@@ -38,7 +38,7 @@ KINDS: dict[str, ProviderKind] = {
         f"{_AT}.anthropic.adapter:AnthropicAdapter", "anthropic", "https://api.anthropic.com"
     ),
     "gemini": ProviderKind(
-        f"{_AT}.gemini:GeminiAdapter", "gemini", "https://generativelanguage.googleapis.com"
+        f"{_AT}.gemini.adapter:GeminiAdapter", "gemini", "https://generativelanguage.googleapis.com"
     ),
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from spillgate.fallback.anthropic.adapter import AnthropicAdapter
-from spillgate.fallback.gemini import GeminiAdapter
+from spillgate.fallback.gemini.adapter import GeminiAdapter
 from spillgate.fallback.registry import create_adapter
 from spillgate.protocol import Endpoint, UpstreamRequest
 from spillgate.server.config import ConfigError, from_dict, load

@@ -21,7 +21,7 @@ from test_gemini_golden import parse_sse, upstream
 
 from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import CloudTarget, ProviderSettings
-from spillgate.fallback.gemini import GeminiAdapter
+from spillgate.fallback.gemini.adapter import GeminiAdapter
 from spillgate.fallback.resilience import RetryPolicy, Timeouts
 from spillgate.protocol import UpstreamReply
 

@@ -12,7 +12,7 @@ import pytest
 from test_gemini_golden import KEY, adapter, upstream
 
 from spillgate.errors import GatewayError, UpstreamError
-from spillgate.fallback.gemini_ids import new_call_id, split_call_id
+from spillgate.fallback.gemini.ids import new_call_id, split_call_id
 from spillgate.protocol import Endpoint
 
 HI = [{"role": "user", "content": "hi"}]

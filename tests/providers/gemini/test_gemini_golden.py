@@ -19,7 +19,7 @@ from google.genai import types as gemini_types
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from spillgate.fallback.adapter import ProviderSettings
-from spillgate.fallback.gemini import GeminiAdapter
+from spillgate.fallback.gemini.adapter import GeminiAdapter
 from spillgate.protocol import Endpoint, UpstreamRequest
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from spillgate.errors import ErrorCode, GatewayError, bad_request
-from spillgate.fallback.gemini_ids import SKIP_SIGNATURE, split_call_id
-from spillgate.fallback.gemini_schema import function_parameters, response_schema
+from spillgate.fallback.gemini.ids import SKIP_SIGNATURE, split_call_id
+from spillgate.fallback.gemini.schema import function_parameters, response_schema
 from spillgate.fallback.wire import unsupported_parameter
 
 # Fields with no effect on the answer: accepted and not forwarded.

@@ -1,10 +1,4 @@
-"""Google AI Gemini API (`generateContent`, `streamGenerateContent?alt=sse`) as a provider.
-
-Settings: `base_url` is the API root (https://generativelanguage.googleapis.com);
-`options.api_version` picks the path version (default v1beta); `drop_params` lists OpenAI
-fields to drop silently instead of answering 400. The key goes
-in the `x-goog-api-key` header, never in the URL, so it cannot reach an access log.
-"""
+"""The Gemini adapter: the model URL per call, its headers, and the translators wired up."""
 
 from __future__ import annotations
 
@@ -14,9 +8,10 @@ import orjson
 
 from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translated
-from spillgate.fallback.gemini_errors import upstream_error
-from spillgate.fallback.gemini_request import RequestBuilder, unsupported_endpoint
-from spillgate.fallback.gemini_response import GeminiStream, whole_answer
+from spillgate.fallback.gemini.errors import upstream_error
+from spillgate.fallback.gemini.request import RequestBuilder, unsupported_endpoint
+from spillgate.fallback.gemini.response import whole_answer
+from spillgate.fallback.gemini.stream import GeminiStream
 from spillgate.protocol import Endpoint, UpstreamRequest
 from spillgate.sse import client_wants_usage
 
