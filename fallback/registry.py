@@ -28,12 +28,16 @@ class ProviderKind:
 _AT = "spillgate.fallback"
 
 KINDS: dict[str, ProviderKind] = {
-    "openai": ProviderKind(f"{_AT}.openai:OpenAIAdapter", "openai", "https://api.openai.com/v1"),
-    "azure": ProviderKind(f"{_AT}.openai:AzureOpenAIAdapter", "openai", None, ("api_version",)),
-    "mistral": ProviderKind(
-        f"{_AT}.mistral:MistralAdapter", "mistral", "https://api.mistral.ai/v1"
+    "openai": ProviderKind(
+        f"{_AT}.openai.adapter:OpenAIAdapter", "openai", "https://api.openai.com/v1"
     ),
-    "openai-compatible": ProviderKind(f"{_AT}.openai:OpenAIAdapter"),
+    "azure": ProviderKind(
+        f"{_AT}.openai.adapter:AzureOpenAIAdapter", "openai", None, ("api_version",)
+    ),
+    "mistral": ProviderKind(
+        f"{_AT}.mistral.adapter:MistralAdapter", "mistral", "https://api.mistral.ai/v1"
+    ),
+    "openai-compatible": ProviderKind(f"{_AT}.openai.adapter:OpenAIAdapter"),
     "anthropic": ProviderKind(
         f"{_AT}.anthropic.adapter:AnthropicAdapter", "anthropic", "https://api.anthropic.com"
     ),

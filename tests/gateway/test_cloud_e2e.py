@@ -17,7 +17,7 @@ import pytest
 from fakes.openai_server import FakeOpenAIServer
 from harness import GatewayProcess
 
-from spillgate.fallback.mistral import mistral_tool_call_id
+from spillgate.fallback.mistral.request import mistral_tool_call_id
 
 KEYS = {
     "openai": "sk-e2e-openai-9f8e7d6c5b4a",

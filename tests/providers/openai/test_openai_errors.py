@@ -8,8 +8,8 @@ from fakes.openai_schema import check_mistral, check_openai
 
 from spillgate.errors import GatewayError
 from spillgate.fallback.adapter import ProviderSettings
-from spillgate.fallback.mistral import MistralAdapter
-from spillgate.fallback.openai import provider_error
+from spillgate.fallback.mistral.adapter import MistralAdapter
+from spillgate.fallback.openai.errors import provider_error
 from spillgate.protocol import Endpoint, UpstreamRequest
 
 KEY = "sk-live-abcdefghijklmnop"
@@ -142,7 +142,7 @@ def test_the_openai_schema_check_refuses_what_openai_refuses() -> None:
 
 def test_good_events_before_a_bad_one_in_the_same_read_still_reach_the_client() -> None:
     from spillgate.errors import UpstreamError
-    from spillgate.fallback.openai import OpenAIStream
+    from spillgate.fallback.openai.stream import OpenAIStream
 
     choice = {"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}
     good = {

@@ -1,0 +1,73 @@
+"""The OpenAI-family adapters: where a request goes and with which key header."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import orjson
+
+from spillgate.errors import UpstreamError
+from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translated
+from spillgate.fallback.openai.errors import provider_error
+from spillgate.fallback.openai.request import openai_payload
+from spillgate.fallback.openai.response import parse_answer
+from spillgate.fallback.openai.stream import OpenAIStream
+from spillgate.protocol import UpstreamRequest, Usage
+from spillgate.sse import client_wants_usage
+
+_JSON = "application/json"
+
+
+class OpenAIAdapter:
+    """Kinds `openai` and `openai-compatible` (Groq, Together, OpenRouter, DeepSeek, vLLM...)."""
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+        self.base_url = settings.base_url.rstrip("/")
+
+    # -- out --------------------------------------------------------------------------------
+
+    def build(self, request: UpstreamRequest) -> ProviderCall:
+        payload = openai_payload(request, self.settings.drop_params)
+        return ProviderCall(self.url(request), self.headers(), orjson.dumps(payload))
+
+    def url(self, request: UpstreamRequest) -> str:
+        return f"{self.base_url}/{request.endpoint.value}"
+
+    def headers(self) -> dict[str, str]:
+        headers = {"content-type": _JSON, "accept": _JSON, **self.settings.headers}
+        if self.settings.api_key:
+            headers["authorization"] = f"Bearer {self.settings.api_key}"
+        return headers
+
+    # -- back -------------------------------------------------------------------------------
+
+    def translate(self, request: UpstreamRequest, body: bytes) -> Translated:
+        answer = parse_answer(self.settings.name, request.endpoint, body)
+        return Translated(body, Usage.from_openai(answer.get("usage")))
+
+    def stream(self, request: UpstreamRequest) -> OpenAIStream:
+        return OpenAIStream(self.settings.name, client_wants_usage(request.payload))
+
+    def error(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
+        return provider_error(self.settings.name, status, body, headers)
+
+
+class AzureOpenAIAdapter(OpenAIAdapter):
+    """Azure OpenAI: the model is a deployment in the URL, `api-version` a query parameter,
+    the key goes in `api-key`. Its streams open with a choiceless `prompt_filter_results`
+    chunk, which OpenAI never sends; OpenAIStream leaves it out."""
+
+    def url(self, request: UpstreamRequest) -> str:
+        deployment = quote(request.target_model, safe="")
+        version = quote(str(self.settings.options["api_version"]), safe="")
+        return (
+            f"{self.base_url}/openai/deployments/{deployment}/{request.endpoint.value}"
+            f"?api-version={version}"
+        )
+
+    def headers(self) -> dict[str, str]:
+        headers = {"content-type": _JSON, "accept": _JSON, **self.settings.headers}
+        if self.settings.api_key:
+            headers["api-key"] = self.settings.api_key
+        return headers
