@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fakes import anthropic_server
 from fakes.anthropic_server import FakeAnthropic, Reply
@@ -34,7 +34,7 @@ class Wire:
 # -- the fakes, behind one face --------------------------------------------------------------
 
 
-class FakeProvider:
+class FakeProvider(Protocol):
     """One kind's fake provider and what the suite needs to know about that kind."""
 
     kind: str
@@ -76,10 +76,10 @@ class OpenAIFamilyFake(FakeProvider):
         self.key = f"sk-{kind}-conformance-0123456789"
         self.server = FakeOpenAIServer(dialect, api_key=self.key)
         self.options = {"api_version": "2024-10-21"} if dialect == "azure" else {}
-        if dialect == "mistral":
-            self.unsupported, self.refused_here = ("logit_bias", {"1": 5}), True
-        else:  # the OpenAI family forwards what it is given: the provider judges
-            self.unsupported, self.refused_here = ("top_k", 5), False
+        # Mistral checks each parameter itself; the rest of the family forwards what it is
+        # given and lets the provider judge.
+        self.refused_here = dialect == "mistral"
+        self.unsupported = ("logit_bias", {"1": 5}) if self.refused_here else ("top_k", 5)
 
     async def start(self) -> None:
         self.server.start()

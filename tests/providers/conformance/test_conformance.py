@@ -239,8 +239,8 @@ async def test_a_tool_call_round_trip(fake: FakeProvider, session: aiohttp.Clien
     assert choice.finish_reason == "tool_calls"
     [call] = choice.message.tool_calls or []
     assert call.type == "function" and call.id
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
-    arguments = orjson.loads(call.function.arguments)  # type: ignore[union-attr]
+    assert call.function.name == "get_weather"
+    arguments = orjson.loads(call.function.arguments)
     assert isinstance(arguments, dict) and isinstance(arguments["city"], str)
 
     history = [
@@ -437,7 +437,7 @@ async def test_the_request_reaches_the_provider_in_its_documented_shape(
     fake: FakeProvider, session: aiohttp.ClientSession
 ) -> None:
     target = target_for(fake, session)
-    sampling = {"temperature": 0.5, "max_tokens": 64, "stop": ["END"]}
+    sampling: dict[str, Any] = {"temperature": 0.5, "max_tokens": 64, "stop": ["END"]}
     await whole(target, chat(fake, tools=[WEATHER], tool_choice="none", **sampling))
     await streamed(target, chat(fake, stream=True, include_usage=True, **sampling))
     whole_wire, stream_wire = fake.received()
