@@ -53,8 +53,6 @@ QUESTION = [
     {"role": "user", "content": "Say hello to the conformance suite."},
 ]
 
-#: Kinds whose adapter names a malformed answer otherwise than `provider_bad_answer` today.
-BAD_ANSWER_NOT_UNIFIED = frozenset({"openai", "azure", "mistral", "openai-compatible", "anthropic"})
 #: Kinds whose adapter passes a 400's message on with the key in it when the provider echoes
 #: the key (the gateway's `scrub` catches it at the edge; the adapter itself does not).
 RELAYS_THE_KEY_IT_IS_SENT_BACK = frozenset({"openai", "azure", "mistral", "openai-compatible"})
@@ -363,15 +361,8 @@ async def test_a_provider_silent_past_the_first_byte_timeout_is_a_504(
     "body", [b"<html>502 Bad Gateway</html>", b'{"id": "x", "object": "chat.completion"}']
 )
 async def test_a_malformed_answer_is_a_bad_answer_error(
-    fake: FakeProvider, session: aiohttp.ClientSession, body: bytes, request: pytest.FixtureRequest
+    fake: FakeProvider, session: aiohttp.ClientSession, body: bytes
 ) -> None:
-    if fake.kind in BAD_ANSWER_NOT_UNIFIED:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=False,
-                reason="this kind does not yet name a malformed answer provider_bad_answer",
-            )
-        )
     fake.answer_raw(body)
     with pytest.raises(UpstreamError) as caught:
         await target_for(fake, session).open(chat(fake))
