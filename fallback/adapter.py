@@ -233,9 +233,7 @@ class CloudTarget:
             raise self._timeout("did not finish its answer") from exc
         except aiohttp.ClientError as exc:
             resp.close()
-            raise UpstreamError(
-                502, f"{self.name} broke off its answer", code=ErrorCode.PROVIDER_STREAM_CUT
-            ) from exc
+            raise self._broke_off("its answer") from exc
         resp.release()
         translated = self.adapter.translate(request, body)
         reply = UpstreamReply(status=200, body=translated.body, usage=translated.usage)
@@ -264,11 +262,7 @@ class CloudTarget:
             raise self._timeout("sent no stream event") from exc
         except aiohttp.ClientError as exc:
             resp.close()
-            raise UpstreamError(
-                502,
-                f"{self.name} broke off before its first event",
-                code=ErrorCode.PROVIDER_STREAM_CUT,
-            ) from exc
+            raise self._broke_off("before its first event") from exc
         except UpstreamError:
             resp.close()
             raise
@@ -319,6 +313,11 @@ class CloudTarget:
             reply.usage = translator.usage
             reply.cost_usd = self.cost_of(reply.usage)
             await reply.aclose()
+
+    def _broke_off(self, when: str) -> UpstreamError:
+        return UpstreamError(
+            502, f"{self.name} broke off {when}", code=ErrorCode.PROVIDER_STREAM_CUT
+        )
 
     def _timeout(self, what: str) -> UpstreamError:
         t = self.timeouts

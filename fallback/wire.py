@@ -9,6 +9,10 @@ answer that cannot be read, a stream that ends early. Retry-After is read by
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from spillgate.errors import ErrorCode, GatewayError, UpstreamError
 
 
@@ -47,3 +51,22 @@ def stream_cut(provider: str, before: str = "it was complete") -> UpstreamError:
         f"provider {provider!r} ended its stream before {before}",
         code=ErrorCode.PROVIDER_STREAM_CUT,
     )
+
+
+def event_object(
+    provider: str, data: bytes, code: ErrorCode = ErrorCode.PROVIDER_BAD_STREAM
+) -> dict[str, Any]:
+    """The JSON object one stream event carries; anything else is a malformed event."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise malformed_event(provider, code)
+    return parsed
+
+
+def malformed_event(
+    provider: str, code: ErrorCode = ErrorCode.PROVIDER_BAD_STREAM
+) -> UpstreamError:
+    return UpstreamError(502, f"provider {provider!r} sent a malformed stream event", code=code)

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-
-from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.errors import UpstreamError
 from spillgate.fallback.anthropic.errors import error_of
 from spillgate.fallback.anthropic.request import JSON_TOOL
 from spillgate.fallback.anthropic.response import Envelope, finish_reason, openai_usage, usage_of
-from spillgate.fallback.wire import stream_cut
+from spillgate.fallback.wire import event_object, malformed_event, stream_cut
 from spillgate.protocol import Usage
 from spillgate.sse import DONE, EventSplitter, event, event_data
 
@@ -34,25 +32,15 @@ class _EventReader:
     def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
         complete = self._events.feed(data)
         if len(self._events.pending) > self._MAX_PENDING:
-            raise self._malformed()
+            raise malformed_event(self._provider)
         for raw in complete:
             payload = event_data(raw)
             if payload is None or not payload.strip():
                 continue  # a comment or an `event:` line alone carries nothing
-            try:
-                parsed = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise self._malformed() from None
-            if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
-                raise self._malformed()
+            parsed = event_object(self._provider, payload)
+            if not isinstance(parsed.get("type"), str):
+                raise malformed_event(self._provider)
             yield parsed
-
-    def _malformed(self) -> UpstreamError:
-        return UpstreamError(
-            502,
-            f"provider {self._provider} sent a malformed stream event",
-            code=ErrorCode.PROVIDER_BAD_STREAM,
-        )
 
 
 class AnthropicStreamTranslator:

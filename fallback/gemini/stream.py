@@ -7,9 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
-from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.errors import UpstreamError
 from spillgate.fallback.gemini.response import (
     blocked_prompt,
     candidate_parts,
@@ -18,7 +16,7 @@ from spillgate.fallback.gemini.response import (
     openai_usage,
     usage_of,
 )
-from spillgate.fallback.wire import stream_cut
+from spillgate.fallback.wire import event_object, stream_cut
 from spillgate.protocol import Usage
 from spillgate.sse import DONE, EventSplitter, event, event_data
 
@@ -86,16 +84,7 @@ class GeminiStream:
             )
         if not payload.strip():
             return b""
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            chunk = None
-        if not isinstance(chunk, dict):
-            raise UpstreamError(
-                502,
-                f"provider {self._provider} sent a malformed stream event",
-                code=ErrorCode.PROVIDER_BAD_STREAM,
-            )
+        chunk = event_object(self._provider, payload)
         error = chunk.get("error")
         if isinstance(error, dict):
             code = error.get("code")

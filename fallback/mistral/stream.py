@@ -5,29 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from spillgate.errors import UpstreamError
 from spillgate.fallback.mistral.response import check_finish, text_of, tool_calls_to_openai
-from spillgate.fallback.openai.stream import feed_events, finish_events, parse_chunk
+from spillgate.fallback.openai.stream import OpenAIStream, parse_chunk
 from spillgate.protocol import Usage
-from spillgate.sse import DONE, EventSplitter, event, event_data
+from spillgate.sse import DONE, event, event_data
 
 
-class MistralStream:
+class MistralStream(OpenAIStream):
+    """OpenAI's stream checks, with Mistral's chunks made OpenAI's."""
+
     def __init__(self, provider: str, wants_usage: bool) -> None:
-        self.provider = provider
-        self.wants_usage = wants_usage
-        self.usage: Usage | None = None
-        self._events = EventSplitter()
-        self.done = False
-        self.failure: UpstreamError | None = None
+        super().__init__(provider, wants_usage)
         self._last: dict[str, Any] = {}
         self._tool_calls_seen: dict[int, dict[int, int]] = {}
-
-    def feed(self, data: bytes) -> bytes:
-        return feed_events(self, self._events.feed(data))
-
-    def finish(self) -> bytes:
-        return finish_events(self)
 
     def event(self, raw: bytes) -> bytes:
         data = event_data(raw)

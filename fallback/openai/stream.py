@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import orjson
-
 from spillgate.errors import ErrorCode, UpstreamError
-from spillgate.fallback.wire import stream_cut
+from spillgate.fallback.wire import event_object, stream_cut
 from spillgate.protocol import Usage
 from spillgate.scrub import message_of
 from spillgate.sse import DONE, EventSplitter, event_data
@@ -85,16 +83,7 @@ def finish_events(stream: _EventStream) -> bytes:
 
 
 def parse_chunk(provider: str, data: bytes) -> dict[str, Any]:
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        chunk = None
-    if not isinstance(chunk, dict):
-        raise UpstreamError(
-            502,
-            f"provider {provider!r} sent a malformed stream event",
-            code=ErrorCode.PROVIDER_STREAM_MALFORMED,
-        )
+    chunk = event_object(provider, data, ErrorCode.PROVIDER_STREAM_MALFORMED)
     if chunk.get("error"):
         message = message_of(chunk) or "no details given"
         raise UpstreamError(
