@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,23 +61,22 @@ class RequestState:
     #: The claim on the key's cloud budget (None where no budget applies).
     spend: CloudSpend | None = None
 
+    def feed(self, chunk: bytes) -> None:
+        """A streamed chunk on its way to the client: the first byte's time noted, its
+        tokens counted, and the text kept where the key logs prompts."""
+        if self.first_byte is None:
+            self.first_byte = time.perf_counter()
+        if self.tally is not None:
+            self.tally.feed(chunk)
+        captured = self.captured
+        if captured is not None and len(captured) < _CAPTURE_BYTES:
+            captured += chunk
 
-def reply_cost_usd(reply: UpstreamReply | None) -> float:
-    """The cloud cost of an answer, as its backend priced it (0 for local engines).
 
-    The seam for cloud targets: a backend sets `cost_usd` on its reply, or the
-    `x-spillgate-cost-usd` header it adds to the client's answer.
-    """
-    if reply is None:
-        return 0.0
-    cost = getattr(reply, "cost_usd", None)
-    if cost is None:
-        cost = reply.headers.get("x-spillgate-cost-usd")
-    try:
-        value = float(cost) if cost is not None else 0.0
-    except (TypeError, ValueError):
-        return 0.0
-    return value if math.isfinite(value) and value > 0 else 0.0
+def _cost_usd(reply: UpstreamReply) -> float:
+    """The cloud cost of an answer, as its backend priced it (0 for local engines)."""
+    cost = reply.cost_usd
+    return cost if cost is not None and math.isfinite(cost) and cost > 0 else 0.0
 
 
 class Accounting:
@@ -108,7 +106,11 @@ class Accounting:
         return state
 
     def stream_opened(self, st: RequestState, route: str, kind: str) -> None:
-        """Write a stream's record before its first byte, so a crash mid-stream leaves it."""
+        """Write a stream's record before its first byte, so a crash mid-stream leaves it,
+        and get ready to count what it carries (`RequestState.feed`)."""
+        st.tally = StreamTally()
+        if st.key is not None and st.key.log_prompts:  # the operator opted this key in
+            st.captured = bytearray()
         self._write(st, route, kind, 200, None, 0.0, answered=True, streamed=True, complete=False)
 
     def finish(
@@ -177,7 +179,7 @@ class Accounting:
         )
         invalid = sorted({*reported.invalid, *usage.invalid})
         if not invalid:
-            return usage, reply_cost_usd(reply)
+            return usage, _cost_usd(reply)
         self._anomaly(
             st, route, "invalid", "upstream reported usage that is not a token count", invalid
         )
@@ -278,26 +280,6 @@ class Accounting:
             }
             extra["completion"] = _completion_text(reply, st.captured)
         write_access_line(extra)
-
-    async def relay(self, st: RequestState, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Pass a stream through, noting its first byte and counting what it carries (and
-        keeping it when opted in)."""
-        capture = st.key is not None and st.key.log_prompts
-        if capture:
-            st.captured = bytearray()
-        tally = st.tally = StreamTally()
-        try:
-            async for chunk in chunks:
-                if st.first_byte is None:
-                    st.first_byte = time.perf_counter()
-                tally.feed(chunk)
-                if capture and st.captured is not None and len(st.captured) < _CAPTURE_BYTES:
-                    st.captured += chunk
-                yield chunk
-        finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
 
 def _completion_text(reply: UpstreamReply | None, captured: bytearray | None) -> Any:

@@ -24,23 +24,24 @@ from spillgate import __version__
 from spillgate.errors import EgressRefused, GatewayError, upstream_error_body
 from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
+from spillgate.models.gpu import GpuState
 from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
 from spillgate.server.accounting import RequestState
 from spillgate.server.admin import admin_router
-from spillgate.server.budgets import CloudSpend, OutputAsked
+from spillgate.server.budgets import CloudSpend
 from spillgate.server.executor import Executor, Outcome
 from spillgate.server.explain import explain
 from spillgate.server.gateway import Gateway
 from spillgate.server.keys import bearer_matches
+from spillgate.server.planner import Planner, unknown_model
 from spillgate.server.relay import StreamRelay
-from spillgate.server.requests import FeatureReader, parse, read_body
+from spillgate.server.requests import FeatureReader
 from spillgate.server.scheduler import (
     GAP_REASONS,
     Decision,
     Privacy,
     Reason,
     RequestFeatures,
-    decide,
 )
 
 log = logging.getLogger("spillgate.server")
@@ -64,15 +65,6 @@ def _error_response(err: GatewayError, request_id: str, route: str = "none") -> 
     return Response(err.body(), err.status, headers=headers, media_type="application/json")
 
 
-def _unknown_model(model: str, served: list[str]) -> GatewayError:
-    return GatewayError(
-        404,
-        f"model {model!r} is not served here; available models: {', '.join(served) or 'none'}",
-        code="model_not_found",
-        param="model",
-    )
-
-
 def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given and len(given) <= 128 and given.isprintable():
@@ -81,15 +73,42 @@ def _request_id(request: Request) -> str:
 
 
 class Handler:
-    """One OpenAI endpoint: read → decide → execute → relay, with accounting at the end."""
+    """One OpenAI endpoint: plan → execute → relay, with accounting at the end."""
 
     def __init__(self, gateway: Gateway, endpoint: Endpoint) -> None:
-        self.gw = gateway
+        gw = gateway
+        self.gw = gateway  # for `accounting`, which exists once the ledger is open
         self.endpoint = endpoint
-        self.limit = gateway.config.server.max_body_bytes
-        self.features = FeatureReader(gateway, endpoint)
-        self.default_max_tokens = gateway.config.budgets.default_max_tokens
-        self.executor = Executor(gateway)
+        self.metrics = gw.metrics
+        self.tracing = gw.tracing
+        self.cloud_targets = gw.cloud_targets
+        self.ready_wait_s = gw.config.server.ready_wait_s
+        features = FeatureReader(
+            endpoint, gw.config.scheduler, gw.config.privacy, gw.budgets, gw.scans
+        )
+        self.planner = Planner(
+            endpoint,
+            access=gw.access,
+            targets_for=gw.targets_for,
+            model_ids=gw.model_ids,
+            features=features,
+            monitor=lambda: gw.monitor,
+            runtime=gw.runtime,
+            cloud_caps=gw.cloud_caps,
+            budgets=gw.budgets,
+            tracing=gw.tracing,
+            max_body_bytes=gw.config.server.max_body_bytes,
+            default_max_tokens=gw.config.budgets.default_max_tokens,
+        )
+        self.executor = Executor(
+            targets_for=gw.targets_for,
+            runtime=gw.runtime,
+            cloud_caps=gw.cloud_caps,
+            target_model=gw.target_model,
+            max_queue_wait_s=gw.config.scheduler.max_queue_wait_s,
+            metrics=gw.metrics,
+            scans=gw.scans,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -104,53 +123,32 @@ class Handler:
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response | StreamRelay:
-        st = self.gw.accounting.start(_request_id(request), self.endpoint)
+        accounting = self.gw.accounting
+        st = accounting.start(_request_id(request), self.endpoint)
         request_id, started = st.request_id, st.started
         try:
-            st.key = self.gw.access.authenticate(request.headers.get("authorization"))
-            parsed = parse(await read_body(request, self.limit), self.endpoint)
-            st.model, st.payload = parsed.model, parsed.payload
-            await self.gw.access.admit(st.key, parsed.model)
-            candidates = self.gw.targets_for(parsed.model)
-            if candidates is None:
-                raise self._unknown_model(parsed.model)
-            decide_span = self.gw.tracing.child(st.span, "spillgate.decide", {})
-            features = await self.features.of(
-                parsed, request.headers, candidates, st.key, request_id
-            )
-            if self.gw.monitor is not None:
-                local = [c for c in candidates if isinstance(c, LocalEngine)]
-                features = await self.gw.monitor.exact_prompt_tokens(
-                    features, parsed.payload, local
-                )
-            st.prompt_tokens = features.prompt_tokens
-            st.spend = self.gw.budgets.claim(
-                st.key,
-                features.prompt_tokens_max,
-                OutputAsked.of(parsed.payload, self.endpoint),
-                self.default_max_tokens,
-            )
-            decision = self._decide(features, candidates)
+            plan = await self.planner.plan(request.headers, request, st)
+            features, candidates, decision = plan.features, plan.candidates, plan.decision
+            payload = plan.parsed.payload
             if not decision.targets:
-                decision = await self._wait_for_ready(
-                    features, candidates, decision, parsed.payload
-                )
+                decision = await self._wait_for_ready(features, candidates, decision, payload)
             st.reason = decision.reason.value
-            self.gw.tracing.end(decide_span, {"spillgate.reason": st.reason})
+            self.tracing.end(plan.decide_span, {"spillgate.reason": st.reason})
+            parsed = plan.parsed
             upstream = UpstreamRequest(
                 endpoint=self.endpoint,
                 model=parsed.model,
                 target_model=parsed.model,
                 body=parsed.body,
-                payload=parsed.payload,
+                payload=payload,
                 stream=parsed.stream,
                 request_id=request_id,
                 key_id=st.key.id if st.key is not None else None,
                 private=features.privacy is Privacy.LOCAL_ONLY,
             )
-            self.gw.metrics.overhead.observe(time.perf_counter() - started)
+            self.metrics.overhead.observe(time.perf_counter() - started)
             key = st.key.id if st.key is not None else "anonymous"
-            call = self.gw.tracing.child(st.span, "spillgate.upstream", {})
+            call = self.tracing.child(st.span, "spillgate.upstream", {})
             try:
                 try:
                     outcome = await self._run_watched(
@@ -158,7 +156,7 @@ class Handler:
                     )
                 except EgressRefused as refused:
                     features, decision = await self._keep_home(
-                        features, candidates, refused, parsed.payload
+                        features, candidates, refused, payload
                     )
                     st.reason = decision.reason.value
                     upstream.private = True
@@ -166,9 +164,9 @@ class Handler:
                         request, upstream, decision, features, key, started, st.spend
                     )
             except GatewayError as err:
-                self.gw.tracing.end(call, {"http.response.status_code": err.status}, err.message)
+                self.tracing.end(call, {"http.response.status_code": err.status}, err.message)
                 raise
-            self.gw.tracing.end(
+            self.tracing.end(
                 call,
                 {
                     "spillgate.target": outcome.backend.name,
@@ -177,10 +175,10 @@ class Handler:
             )
         except GatewayError as err:
             if st.reason != "none":  # decided, then refused (queue full, every target failed)
-                self.gw.metrics.decisions.labels(st.reason).inc()
+                self.metrics.decisions.labels(st.reason).inc()
             if st.reason == "none" and err.code:
                 st.reason = err.code  # refused before a decision: the ledger says why
-            self._account(st, "none", "none", err.status, None, False)
+            accounting.finish(st, "none", "none", err.status, None, False)
             return _error_response(err, request_id)
         except BaseException:
             if st.spend is not None:
@@ -191,7 +189,7 @@ class Handler:
         st.price = backend.price if isinstance(backend, CloudTarget) else None
         reason = outcome.reason
         st.reason = reason.value
-        self.gw.metrics.decisions.labels(reason.value).inc()
+        self.metrics.decisions.labels(reason.value).inc()
         headers = {
             "x-request-id": request_id,
             "x-spillgate-route": backend.name,
@@ -199,7 +197,7 @@ class Handler:
             **reply.headers,
         }
         if reply.chunks is None:
-            self._account(st, backend.name, backend.kind.value, reply.status, reply, False)
+            accounting.finish(st, backend.name, backend.kind.value, reply.status, reply, False)
             body, media_type = reply.body, reply.content_type
             if reply.status >= 400:  # an engine's own words, in OpenAI's shape whatever theirs
                 source = f"{backend.name} ({backend.kind.value})"
@@ -221,7 +219,7 @@ class Handler:
         """Run the decision; a whole (non-streamed) answer from a cloud target can take long,
         so a client that hangs up meanwhile cancels the provider call (a stream's relay
         does the same for streams)."""
-        clouds = self.gw.cloud_targets
+        clouds = self.cloud_targets
         if upstream.stream or not any(t in clouds for t in decision.targets):
             return await self.executor.run(upstream, decision, features, key, started, spend)
         handler = asyncio.current_task()
@@ -255,15 +253,11 @@ class Handler:
         """The egress guard found what the decision did not expect: decide again, with the
         request kept on the box, as if the ingress scan had found it."""
         features = dataclasses.replace(features, privacy=Privacy.LOCAL_ONLY)
-        decision = self._decide(features, candidates)
+        decision = self.planner.decide(features, candidates)
         decision.explain["egress_refused"] = list(refused.kinds)
         if not decision.targets:
             decision = await self._wait_for_ready(features, candidates, decision, payload)
         return features, decision
-
-    def _decide(self, features: RequestFeatures, candidates: list[Backend]) -> Decision:
-        local, cloud = self.gw.runtime.views(candidates, self.gw.cloud_caps)
-        return decide(features, local, cloud)
 
     def _stream(
         self,
@@ -272,23 +266,21 @@ class Handler:
         st: RequestState,
         backend: Backend,
     ) -> StreamRelay:
-        assert reply.chunks is not None
         raw = [(k.encode(), v.encode()) for k, v in headers.items()]
         raw += [
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
         ]
-
+        accounting = self.gw.accounting
         # Written ahead before the first byte: a stream cut by a crash still has its record.
-        self.gw.accounting.stream_opened(st, backend.name, backend.kind.value)
+        accounting.stream_opened(st, backend.name, backend.kind.value)
 
         def on_done(completed: bool) -> None:
             status = 200 if completed else 499  # 499: the client closed the connection
-            self._account(st, backend.name, backend.kind.value, status, reply, True)
+            accounting.finish(st, backend.name, backend.kind.value, status, reply, True)
 
-        chunks = self.gw.accounting.relay(st, reply.chunks)
-        return StreamRelay(b"", chunks, raw, on_done, reply.aclose)
+        return StreamRelay(reply, raw, st.feed, on_done)
 
     async def _wait_for_ready(
         self,
@@ -300,7 +292,7 @@ class Handler:
         """Nothing may serve it now: a capability the box lacks, or engines still starting."""
         if decision.reason in GAP_REASONS:
             raise self._gap_error(features, decision, payload)
-        wait_s = self.gw.config.server.ready_wait_s
+        wait_s = self.ready_wait_s
         events = [c.ready_event.wait() for c in candidates if isinstance(c, LocalEngine)]
         if events and wait_s > 0:
             waiters = [asyncio.ensure_future(e) for e in events]
@@ -309,7 +301,7 @@ class Handler:
             finally:
                 for w in waiters:
                     w.cancel()
-            decision = self._decide(features, candidates)
+            decision = self.planner.decide(features, candidates)
             if decision.targets:
                 return decision
             if decision.reason in GAP_REASONS:  # ready now, and it cannot take this request
@@ -372,21 +364,6 @@ class Handler:
             param=param,
         )
 
-    def _unknown_model(self, model: str) -> GatewayError:
-        return _unknown_model(model, self.gw.model_ids())
-
-    def _account(
-        self,
-        st: RequestState,
-        route: str,
-        kind: str,
-        status: int,
-        reply: UpstreamReply | None,
-        streamed: bool,
-    ) -> None:
-        """The ledger record (written ahead, before the answer), metrics, access log."""
-        self.gw.accounting.finish(st, route, kind, status, reply, streamed)
-
 
 class FastPath:
     """Sends the OpenAI POST endpoints straight to their handlers, everything else to FastAPI.
@@ -433,9 +410,13 @@ def create_app(gateway: Gateway) -> FastPath:
         err = GatewayError(exc.status_code, message, code=str(exc.detail).lower().replace(" ", "_"))
         return _error_response(err, _request_id(request))
 
+    def gpus() -> tuple[GpuState, ...]:
+        return gateway.monitor.gpus if gateway.monitor is not None else ()
+
     @app.post("/admin/route/explain")
     async def route_explain(request: Request) -> Response:
-        return await explain(gateway, handlers, request)
+        planners = {path: handler.planner for path, handler in handlers.items()}
+        return await explain(planners, gateway.config.admin.token, gpus, request)
 
     def models_for(request: Request) -> list[str]:
         """The models the caller's key may use; as OpenAI's, the listing needs a key."""
@@ -464,7 +445,7 @@ def create_app(gateway: Gateway) -> FastPath:
         except GatewayError as err:
             return _error_response(err, _request_id(request))
         if model not in models:
-            return _error_response(_unknown_model(model, models), _request_id(request))
+            return _error_response(unknown_model(model, models), _request_id(request))
         created = int(time.time())
         body = {"id": model, "object": "model", "created": created, "owned_by": "spillgate"}
         return Response(orjson.dumps(body), media_type="application/json")

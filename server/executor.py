@@ -11,15 +11,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 
 from spillgate.errors import EgressRefused, GatewayError, UpstreamError
-from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
-from spillgate.protocol import Backend, UpstreamReply, UpstreamRequest
+from spillgate.protocol import Backend, TargetKind, UpstreamReply, UpstreamRequest
 from spillgate.server.admission import (
     PRIORITY_LOCAL_ONLY,
     PRIORITY_SPILLABLE,
@@ -27,12 +27,15 @@ from spillgate.server.admission import (
     QueueTimeout,
 )
 from spillgate.server.budgets import CloudSpend
-from spillgate.server.gateway import Gateway
+from spillgate.server.observe import Metrics
 from spillgate.server.privacy import StreamRestorer, Vault
 from spillgate.server.privacy.egress import without_stripped_fields
+from spillgate.server.privacy.offload import ScanRunner
 from spillgate.server.requests import within_output_limit
+from spillgate.server.runtime import RuntimeStore
 from spillgate.server.scheduler import (
     DEFAULT_CLOUD_TTFT_S,
+    Capabilities,
     Decision,
     Privacy,
     Reason,
@@ -42,18 +45,39 @@ from spillgate.server.scheduler import (
 log = logging.getLogger("spillgate.executor")
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     backend: Backend
     reply: UpstreamReply
     #: The decision's reason, or why the request moved on from the first target.
     reason: Reason
-    queue_wait_s: float = 0.0
 
 
 class Executor:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+    """Tries a decision's targets in order (see the module's docstring)."""
+
+    def __init__(
+        self,
+        *,
+        targets_for: Callable[[str], list[Backend] | None],
+        runtime: RuntimeStore,
+        cloud_caps: dict[str, Capabilities],
+        target_model: Callable[[str, Backend], str],
+        max_queue_wait_s: float,
+        metrics: Metrics,
+        scans: ScanRunner | None,
+    ) -> None:
+        """`targets_for`: a model's route, live; `runtime`: the engines' queues and the
+        measured latencies, which this updates; `cloud_caps`: each cloud target's limits
+        (read live); `target_model`: the name a target knows a route's model by; `scans`:
+        redaction for redact-then-spill."""
+        self.targets_for = targets_for
+        self.runtime = runtime
+        self.cloud_caps = cloud_caps
+        self.target_model = target_model
+        self.max_queue_wait_s = max_queue_wait_s
+        self.metrics = metrics
+        self.scans = scans
 
     async def run(
         self,
@@ -64,21 +88,29 @@ class Executor:
         started: float,
         spend: CloudSpend | None = None,
     ) -> Outcome:
-        """`spend`: the request's claim on its key's cloud budget (None: no budget applies);
-        on success its hold at the serving cloud target stays until accounting settles it."""
-        backends = {b.name: b for b in self.gw.targets_for(upstream.model) or ()}
+        """Serve `upstream` at the first of `decision.targets` that answers.
+
+        A local queue that is full or waited out, or an upstream fault that may pass
+        elsewhere, moves on to the next target; a client error (4xx) ends the try. A private
+        request never reaches a cloud target. `EgressRefused` propagates: the caller decides
+        again. With every target failed, the last one's error is raised.
+
+        `spend`: the request's claim on its key's cloud budget (None: no budget applies);
+        on success its hold at the serving cloud target stays until accounting settles it.
+        """
+        candidates = self.targets_for(upstream.model) or ()
         reason = decision.reason
         last: GatewayError | None = None
         outbound: _Outbound | None = None  # what cloud targets get, made at the first one
         over_budget = False  # a cloud target was passed over for the key's budget
         for position, name in enumerate(decision.targets):
-            backend = backends.get(name)
+            backend = _named(candidates, name)
             if backend is None:
                 continue
             more_targets = position + 1 < len(decision.targets)
             next_target = decision.targets[position + 1] if more_targets else None
-            upstream.target_model = self.gw.target_model(upstream.model, backend)
-            if isinstance(backend, LocalEngine):
+            upstream.target_model = self.target_model(upstream.model, backend)
+            if backend.kind is TargetKind.LOCAL:
                 try:
                     outcome = await self._run_local(
                         backend, upstream, features, key, started, next_target
@@ -102,12 +134,12 @@ class Executor:
                     continue
                 outcome.reason = Reason.KEPT_LOCAL_BUDGET if over_budget else reason
                 return outcome
-            assert isinstance(backend, CloudTarget)
             if features.privacy is Privacy.LOCAL_ONLY:
                 continue  # never: the decision does not list one, and this holds the line
-            caps = self.gw.cloud_caps.get(backend.name)
+            caps = self.cloud_caps.get(backend.name)
             if spend is not None:
-                refused = spend.reserve(backend.price, caps and caps.max_output, time.time())
+                price = getattr(backend, "price", None)  # a cloud target's, where known
+                refused = spend.reserve(price, caps and caps.max_output, time.time())
                 if refused is not None:  # its worst case would overrun the key's budget
                     last, over_budget = refused, True
                     continue
@@ -126,7 +158,7 @@ class Executor:
                 if outbound.vault is not None:
                     _restore(reply, outbound.vault)
                 # A stream opens at its first event: the target's time to first token.
-                self.gw.runtime.cloud(backend.name).observe(time.perf_counter() - opened)
+                self.runtime.cloud(backend.name).observe(time.perf_counter() - opened)
             except EgressRefused:
                 raise  # not the target's fault: the server decides again, keeping it home
             except UpstreamError as err:
@@ -142,33 +174,34 @@ class Executor:
 
     async def _run_local(
         self,
-        engine: LocalEngine,
+        engine: Backend,
         upstream: UpstreamRequest,
         features: RequestFeatures,
         key: str,
         started: float,
         next_target: str | None,
     ) -> Outcome:
-        runtime = self.gw.runtime.engine(engine)
+        """Open `engine` within a slot of its gateway queue. The slot is held until the
+        answer has been read: for a stream, the reply's `close` gives it back."""
+        # The store keys an engine's queue and rates by its name alone.
+        runtime = self.runtime.engine(cast(LocalEngine, engine))
         queue = runtime.queue
-        waited = 0.0
         if not queue.try_acquire(key):
-            scheduler = self.gw.config.scheduler
             if next_target is not None:
                 # It may still spill: wait only as long as the next target can still answer
                 # within the budget after we give up here.
                 elapsed_s = time.perf_counter() - started
-                next_ttft_s = self.gw.runtime.cloud(next_target).ttft_s or DEFAULT_CLOUD_TTFT_S
+                next_ttft_s = self.runtime.cloud(next_target).ttft_s or DEFAULT_CLOUD_TTFT_S
                 budget_s = features.latency_budget_ms / 1000.0
                 timeout_s = max(0.0, budget_s - elapsed_s - next_ttft_s)
             else:
-                timeout_s = scheduler.max_queue_wait_s
+                timeout_s = self.max_queue_wait_s
             priority = (
                 PRIORITY_LOCAL_ONLY
                 if features.privacy is Privacy.LOCAL_ONLY
                 else PRIORITY_SPILLABLE
             )
-            waited = await queue.acquire(key, priority, timeout_s)
+            await queue.acquire(key, priority, timeout_s)
         opened = time.perf_counter()
         try:
             reply = await engine.open(upstream)
@@ -189,10 +222,10 @@ class Executor:
                     runtime.observe(None, usage.prompt_tokens, usage.completion_tokens, total_s)
 
         if reply.chunks is None:
-            await release()
+            await release()  # a whole answer: the engine has let its connection go
         else:
-            reply.close = release
-        return Outcome(engine, reply, Reason.LOCAL, waited)
+            reply.close = release  # the slot goes back with the connection
+        return Outcome(engine, reply, Reason.LOCAL)
 
     async def _outbound(self, upstream: UpstreamRequest, redact: bool) -> _Outbound:
         """The request as cloud targets see it: fields with no business leaving stripped,
@@ -202,10 +235,8 @@ class Executor:
             if payload is upstream.payload:
                 return _Outbound(upstream, None)
             return _Outbound(dataclasses.replace(upstream, payload=payload), None)
-        assert self.gw.scans is not None
-        redacted, vault = await self.gw.scans.redact(
-            payload, len(upstream.body), upstream.request_id
-        )
+        assert self.scans is not None
+        redacted, vault = await self.scans.redact(payload, len(upstream.body), upstream.request_id)
         request = dataclasses.replace(
             upstream,
             payload=redacted,
@@ -217,7 +248,7 @@ class Executor:
     def _queue_error(
         self, features: RequestFeatures, why: str, retry_after_s: float | None = None
     ) -> GatewayError:
-        wait_s = retry_after_s or self.gw.config.scheduler.max_queue_wait_s
+        wait_s = retry_after_s or self.max_queue_wait_s
         private = features.privacy is Privacy.LOCAL_ONLY
         message = (
             f"{why}; this request may not leave the box, so it was not sent to a cloud "
@@ -230,7 +261,7 @@ class Executor:
         )
 
     def _note_failure(self, upstream: UpstreamRequest, backend: Backend, err: UpstreamError):
-        self.gw.metrics.upstream_errors.labels(backend.name, str(err.status)).inc()
+        self.metrics.upstream_errors.labels(backend.name, str(err.status)).inc()
         log.warning(
             "target failed before answering",
             extra={
@@ -258,10 +289,22 @@ def _restore(reply: UpstreamReply, vault: Vault) -> None:
 
 
 async def _restored(chunks: AsyncIterator[bytes], restorer: StreamRestorer) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        out = restorer.feed(chunk)
-        if out:
-            yield out
-    tail = restorer.finish()
-    if tail:
-        yield tail
+    try:
+        async for chunk in chunks:
+            out = restorer.feed(chunk)
+            if out:
+                yield out
+        tail = restorer.finish()
+        if tail:
+            yield tail
+    finally:  # closing this closes the backend's stream beneath, as the relay expects
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _named(candidates: Sequence[Backend], name: str) -> Backend | None:
+    for backend in candidates:
+        if backend.name == name:
+            return backend
+    return None

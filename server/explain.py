@@ -8,7 +8,8 @@ right now, without sending it anywhere. `spillgate route --explain REQUEST.json`
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 from starlette.datastructures import Headers
@@ -16,21 +17,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from spillgate.errors import GatewayError, bad_request
-from spillgate.models.engine import LocalEngine
+from spillgate.models.gpu import GpuState
 from spillgate.protocol import Endpoint
 from spillgate.server.admin import require_admin
-from spillgate.server.requests import parse
-from spillgate.server.scheduler import decide
+from spillgate.server.planner import Planner
 from spillgate.server.validation import MAX_NESTING
 
-if TYPE_CHECKING:
-    from spillgate.server.app import Handler
-    from spillgate.server.gateway import Gateway
 
-
-async def explain(gw: Gateway, handlers: dict[str, Handler], request: Request) -> Response:
+async def explain(
+    planners: dict[str, Planner],
+    admin_token: str | None,
+    gpus: Callable[[], Sequence[GpuState]],
+    request: Request,
+) -> Response:
+    """`planners`: each endpoint's, by path (`/v1/chat/completions`); `gpus`: the GPUs as
+    last sampled."""
     try:
-        require_admin(gw.config.admin.token, request)
+        require_admin(admin_token, request)
         try:
             asked = orjson.loads(await request.body())
         except orjson.JSONDecodeError as err:
@@ -38,19 +41,19 @@ async def explain(gw: Gateway, handlers: dict[str, Handler], request: Request) -
         if not isinstance(asked, dict) or not isinstance(asked.get("request"), dict):
             raise bad_request('send {"request": <an OpenAI request body>, "headers": {...}}')
         endpoint = str(asked.get("endpoint", Endpoint.CHAT.value))
-        handler = handlers.get(f"/v1/{endpoint}")
-        if handler is None:
+        planner = planners.get(f"/v1/{endpoint}")
+        if planner is None:
             raise bad_request(f"unknown endpoint {endpoint!r}", param="endpoint")
         headers = Headers({k.lower(): str(v) for k, v in (asked.get("headers") or {}).items()})
-        answer = await _explain(gw, handler, asked["request"], headers)
+        answer = await _explain(planner, asked["request"], headers)
+        answer["gpus"] = [dataclasses.asdict(g) for g in gpus()]
     except GatewayError as err:
         return Response(err.body(), err.status, media_type="application/json")
     return Response(orjson.dumps(answer, default=str), media_type="application/json")
 
 
-async def _explain(
-    gw: Gateway, handler: Handler, body: dict[str, Any], headers: Headers
-) -> dict[str, Any]:
+async def _explain(planner: Planner, body: dict[str, Any], headers: Headers) -> dict[str, Any]:
+    """The request path's own plan, run dry: no admission, no budget claim, nothing sent."""
     try:
         raw = orjson.dumps(body)
     except orjson.JSONEncodeError:  # deeper than a request may be: parse says so
@@ -58,19 +61,10 @@ async def _explain(
             f"the request nests objects and arrays more than {MAX_NESTING} levels deep",
             code="nesting_too_deep",
         ) from None
-    parsed = parse(raw, handler.endpoint)
-    key = gw.access.authenticate(headers.get("authorization"))
-    candidates = gw.targets_for(parsed.model)
-    if candidates is None:
-        raise handler._unknown_model(parsed.model)
-    features = await handler.features.of(parsed, headers, candidates, key)
-    if gw.monitor is not None:
-        local_engines = [c for c in candidates if isinstance(c, LocalEngine)]
-        features = await gw.monitor.exact_prompt_tokens(features, parsed.payload, local_engines)
-    local, cloud = gw.runtime.views(candidates, gw.cloud_caps)
-    decision = decide(features, local, cloud)
+    plan = await planner.plan(headers, raw)
+    decision, features = plan.decision, plan.features
     return {
-        "model": parsed.model,
+        "model": plan.parsed.model,
         "decision": {
             "targets": list(decision.targets),
             "reason": decision.reason.value,
@@ -84,7 +78,6 @@ async def _explain(
             "endpoint": features.endpoint.value,
             "privacy": features.privacy.value,
         },
-        "local": [dataclasses.asdict(s) for s in local],
-        "cloud": [dataclasses.asdict(s) for s in cloud],
-        "gpus": [dataclasses.asdict(g) for g in (gw.monitor.gpus if gw.monitor else ())],
+        "local": [dataclasses.asdict(s) for s in plan.local],
+        "cloud": [dataclasses.asdict(s) for s in plan.cloud],
     }

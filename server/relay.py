@@ -10,25 +10,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
+from spillgate.protocol import UpstreamReply
+
 
 class StreamRelay:
+    """Sends a streamed reply to the client: the one owner of its upstream connection.
+
+    Whatever ends the stream (its last chunk, an error event from an upstream failing
+    midway, the client leaving, a bug of ours), `finally` releases the upstream once: it
+    closes the chunk iterator (a wrapper closes the one beneath it, down to the backend's,
+    whose own `finally` reads the usage and lets the connection go), then calls the
+    idempotent `reply.aclose()`, which lets it go where the iterator never started. Only
+    then is the request accounted (`on_done`). Nothing else in the server closes a
+    streamed reply; a backend releases a whole answer's connection before returning it.
+    """
+
     def __init__(
         self,
-        first: bytes,
-        chunks: AsyncIterator[bytes],
+        reply: UpstreamReply,
         headers: list[tuple[bytes, bytes]],
+        on_chunk: Callable[[bytes], None],
         on_done: Callable[[bool], None],
-        release: Callable[[], object],
     ) -> None:
-        self.first = first
-        self.chunks = chunks
+        assert reply.chunks is not None
+        self.reply = reply
         self.headers = headers
+        self.on_chunk = on_chunk  # sees each chunk before the client does
         self.on_done = on_done  # called with True when the stream completed
-        self.release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         relay = asyncio.current_task()
@@ -44,11 +56,12 @@ class StreamRelay:
 
         watcher = asyncio.create_task(watch_disconnect())
         completed = False
+        chunks, on_chunk = self.reply.chunks, self.on_chunk
+        assert chunks is not None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-            if self.first:
-                await send({"type": "http.response.body", "body": self.first, "more_body": True})
-            async for chunk in self.chunks:
+            async for chunk in chunks:
+                on_chunk(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             completed = True
@@ -62,9 +75,14 @@ class StreamRelay:
             watcher.cancel()
             with contextlib.suppress(BaseException):
                 await watcher
-            aclose = getattr(self.chunks, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
-            await self.release()  # type: ignore[misc]
-            self.on_done(completed)
+            try:
+                await self._release()
+            finally:
+                self.on_done(completed)
+
+    async def _release(self) -> None:
+        aclose = getattr(self.reply.chunks, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+        await self.reply.aclose()

@@ -6,7 +6,7 @@ import dataclasses
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.datastructures import Headers
@@ -14,7 +14,8 @@ from starlette.requests import Request
 
 from spillgate.errors import GatewayError, UpstreamError, bad_request
 from spillgate.protocol import Backend, Endpoint, TargetKind, UpstreamRequest
-from spillgate.server.budgets import may_spend
+from spillgate.server.budgets import BudgetBook, may_spend
+from spillgate.server.config_routing import PrivacyConfig, SchedulerConfig
 from spillgate.server.features import (
     needs_json_schema,
     prompt_token_bounds,
@@ -23,11 +24,9 @@ from spillgate.server.features import (
 )
 from spillgate.server.keys import ApiKey
 from spillgate.server.privacy.egress import without_stripped_fields
+from spillgate.server.privacy.offload import ScanRunner
 from spillgate.server.scheduler import Privacy, RequestFeatures
 from spillgate.server.validation import MAX_NESTING, check_request, nested_too_deep
-
-if TYPE_CHECKING:
-    from spillgate.server.gateway import Gateway
 
 #: No model answers with more tokens than this: a larger `max_tokens`, for a cloud target
 #: whose own limit is not known, is refused. Sent on, it only holds the request while the
@@ -148,14 +147,23 @@ def within_output_limit(request: UpstreamRequest, limit: int | None) -> Upstream
 class FeatureReader:
     """Builds the decision's `RequestFeatures` from a parsed request and its headers."""
 
-    def __init__(self, gateway: Gateway, endpoint: Endpoint) -> None:
-        self.gw = gateway
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        scheduler: SchedulerConfig,
+        privacy: PrivacyConfig,
+        budgets: BudgetBook,
+        scans: ScanRunner | None,
+    ) -> None:
+        """`budgets`: what each key has spent; `scans`: the personal-data scans (None when
+        `privacy.detect` is off)."""
         self.endpoint = endpoint
-        self.default_budget_ms = gateway.config.scheduler.latency_budget_ms
-        self.prediction_margin = gateway.config.scheduler.prediction_margin
-        privacy = gateway.config.privacy
+        self.default_budget_ms = scheduler.latency_budget_ms
+        self.prediction_margin = scheduler.prediction_margin
         self.on_prem_models = frozenset(privacy.on_prem_models)
         self.redact_policy = privacy.policy == "redact-then-spill"
+        self.budgets = budgets
+        self.scans = scans
 
     async def of(
         self,
@@ -190,7 +198,7 @@ class FeatureReader:
             return True
         if not any(c.kind is TargetKind.CLOUD for c in candidates):
             return True
-        return may_spend(key, self.gw.budgets.spent(key.id, time.time())).allowed
+        return may_spend(key, self.budgets.spent(key.id, time.time())).allowed
 
     def _budget_ms(self, headers: Headers, key: ApiKey | None) -> float:
         asked = headers.get("x-spillgate-max-ttft-ms")
@@ -225,13 +233,11 @@ class FeatureReader:
             return Privacy.LOCAL_ONLY
         if not any(c.kind is TargetKind.CLOUD for c in candidates):
             return Privacy.MAY_SPILL  # nowhere to leak to: no need to look
-        if self.gw.scans is None:
+        if self.scans is None:
             return Privacy.MAY_SPILL  # detection turned off (privacy.detect: false)
         # The early hint: what the egress guard will read, so the decision expects it.
         payload = without_stripped_fields(parsed.payload)
-        findings = await self.gw.scans.scan(
-            lambda: payload, len(parsed.body), "ingress", request_id
-        )
+        findings = await self.scans.scan(lambda: payload, len(parsed.body), "ingress", request_id)
         if not findings:
             return Privacy.MAY_SPILL
         return Privacy.REDACT_TO_SPILL if self.redact_policy else Privacy.LOCAL_ONLY
