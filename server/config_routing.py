@@ -11,14 +11,14 @@ from spillgate.server.config_base import Strict
 # imports it from here.
 from spillgate.server.privacy.config import PrivacyConfig as PrivacyConfig
 
-#: The scheduler's defaults, defined once here; `scheduler.py` builds its inputs' defaults
-#: from them, so a request or engine state made without a configuration agrees with it.
-DEFAULT_LATENCY_BUDGET_MS = 5000.0
-DEFAULT_PREDICTION_MARGIN = 2.0
-#: Slots per engine when neither `max_concurrency` nor vLLM's `--max-num-seqs` says.
-DEFAULT_MAX_CONCURRENCY = 256
-DEFAULT_PREFILL_TOKENS_PER_S = 2000.0
-DEFAULT_DECODE_TOKENS_PER_S = 30.0
+# The defaults live with the decision that reads them (scheduler.py, a pure module the
+# simulator imports too); the configuration's fields take them from there.
+from spillgate.server.scheduler import (
+    DEFAULT_DECODE_TOKENS_PER_S,
+    DEFAULT_LATENCY_BUDGET_MS,
+    DEFAULT_PREDICTION_MARGIN,
+    DEFAULT_PREFILL_TOKENS_PER_S,
+)
 
 
 class CapabilitiesConfig(Strict):

@@ -16,9 +16,10 @@ from spillgate.models.load import EngineLimits, EngineLoad, max_num_seqs_from_ar
 from spillgate.protocol import Backend
 from spillgate.server.admission import AdmissionQueue
 from spillgate.server.config import Config, EngineConfig
-from spillgate.server.config_routing import DEFAULT_MAX_CONCURRENCY, EngineRoutingConfig
+from spillgate.server.config_routing import EngineRoutingConfig
 from spillgate.server.scheduler import (
     DEFAULT_CLOUD_TTFT_S,
+    DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MEAN_OUTPUT_TOKENS,
     Capabilities,
     CloudState,

@@ -12,14 +12,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from spillgate.protocol import Endpoint
-from spillgate.server.config_routing import (
-    DEFAULT_DECODE_TOKENS_PER_S,
-    DEFAULT_LATENCY_BUDGET_MS,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_PREDICTION_MARGIN,
-    DEFAULT_PREFILL_TOKENS_PER_S,
-)
 from spillgate.server.features import DEFAULT_MAX_TOKENS
+
+#: The scheduler's defaults, defined once here: the configuration (config_routing.py) takes
+#: its fields' defaults from them, so a request or engine state made without a
+#: configuration agrees with one made from an empty configuration file.
+DEFAULT_LATENCY_BUDGET_MS = 5000.0
+DEFAULT_PREDICTION_MARGIN = 2.0
+#: Slots per engine when neither `max_concurrency` nor vLLM's `--max-num-seqs` says.
+DEFAULT_MAX_CONCURRENCY = 256
+DEFAULT_PREFILL_TOKENS_PER_S = 2000.0
+DEFAULT_DECODE_TOKENS_PER_S = 30.0
 
 #: Assumed until measured: the mean answer length at a local engine (how long a slot stays
 #: busy) and a cloud target's time to first token.
