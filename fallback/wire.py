@@ -2,18 +2,58 @@
 
 A kind's request, response and stream modules call these so that a client reads the same
 error for the same fault from every provider: a parameter the kind cannot honour, an
-answer that cannot be read, a stream that ends early. Retry-After is read by
-`resilience.retry_after_seconds`, SSE bytes are cut by `spillgate.sse.EventSplitter`, and
-"did the client ask for usage" is `spillgate.sse.client_wants_usage`.
+answer that cannot be read, a stream that ends early. A provider's own words reach a
+client only through `provider_words`, which takes out every secret of its settings.
+Retry-After is read by `resilience.retry_after_seconds`, SSE bytes are cut by
+`spillgate.sse.EventSplitter`, and "did the client ask for usage" is
+`spillgate.sse.client_wants_usage`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
 from spillgate.errors import ErrorCode, GatewayError, UpstreamError
+from spillgate.fallback.adapter import ProviderSettings
+from spillgate.scrub import MIN_SECRET_CHARS, REDACTED, safe_detail
+
+#: How much of a provider's own message a client reads.
+WORDS_LIMIT = 300
+#: Header names whose values are credentials (`Authorization`, `X-Api-Key`, `Cookie`...).
+_CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret|password|cookie|credential|signature", re.I)
+_SPACE = re.compile(r"\s+")
+
+
+def provider_words(text: Any, settings: ProviderSettings) -> str | None:
+    """A provider's own message, fit for a client; None when it gave none.
+
+    Every kind's error mapping passes provider-supplied text through here: a provider may
+    echo the key it was sent. Taken out: the API key and every credential header value of
+    `settings` (whatever the gateway's global scrub knows, too), quoted request input; white
+    space is folded and the rest cut to `WORDS_LIMIT`.
+    """
+    if not isinstance(text, str):
+        return None
+    for secret in _secrets_of(settings):
+        text = text.replace(secret, REDACTED)
+    text = _SPACE.sub(" ", safe_detail(text)).strip()
+    if not text:
+        return None
+    return text if len(text) <= WORDS_LIMIT else text[: WORDS_LIMIT - 3] + "..."
+
+
+def _secrets_of(settings: ProviderSettings) -> list[str]:
+    """The key and credential header values (also the token after a scheme like `Bearer`),
+    longest first so that a secret containing another is replaced whole."""
+    found = {settings.api_key} if settings.api_key else set()
+    for name, value in settings.headers.items():
+        if _CREDENTIAL_HEADER.search(name):
+            parts = (value.strip(), *value.split()[1:])
+            found.update(part for part in parts if len(part) >= MIN_SECRET_CHARS)
+    return sorted(found, key=len, reverse=True)
 
 
 def unsupported_parameter(

@@ -69,14 +69,11 @@ class AnthropicAdapter:
         return AnthropicStreamTranslator(
             self._envelope(request),
             include_usage=client_wants_usage(request.payload),
-            provider=self.settings.name,
-            secret=self.settings.api_key,
+            settings=self.settings,
         )
 
     def error(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
-        return error_from_body(
-            status, body, headers, self.settings.name, self.settings.api_key, self._clock()
-        )
+        return error_from_body(status, body, headers, self.settings, self._clock())
 
     def _envelope(self, request: UpstreamRequest) -> Envelope:
         # The client asked for `request.model`; answering with it keeps the spill invisible.

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.resilience import retry_after_seconds
+from spillgate.fallback.wire import provider_words
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,15 @@ _BY_STATUS = {
 def error_of(
     status: int | None,
     error: Any,
-    provider: str,
-    secret: str | None,
+    settings: ProviderSettings,
     retry_after_s: float | None = None,
 ) -> UpstreamError:
     """Map an Anthropic error object (`{"type": ..., "message": ...}`) to an UpstreamError.
 
-    Only the provider's own wording of a request problem is passed on (it names the field
-    to fix); it is cut short and scrubbed of the key. Other kinds get our own words.
+    The provider's own words (they name the field to fix) pass through `provider_words`,
+    which takes out the secrets of `settings`.
     """
+    provider = settings.name
     kind = error.get("type") if isinstance(error, dict) else None
     if kind not in _ERRORS:
         kind = _BY_STATUS.get(status or 0)
@@ -98,8 +99,8 @@ def error_of(
             retryable=status >= 500,
         )
     mapped = _ERRORS[kind]
-    detail = error.get("message") if isinstance(error, dict) else None
-    message = mapped.message.format(provider=provider, detail=_scrub(detail, secret))
+    detail = provider_words(error.get("message") if isinstance(error, dict) else None, settings)
+    message = mapped.message.format(provider=provider, detail=detail or "no details given")
     return UpstreamError(
         mapped.status,
         message,
@@ -111,23 +112,11 @@ def error_of(
 
 
 def error_from_body(
-    status: int, body: bytes, headers: dict[str, str], provider: str, secret: str | None, now: float
+    status: int, body: bytes, headers: dict[str, str], settings: ProviderSettings, now: float
 ) -> UpstreamError:
     try:
         parsed = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         parsed = None
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    return error_of(status, error, provider, secret, retry_after_seconds(headers, now))
-
-
-_SPACE = re.compile(r"\s+")
-
-
-def _scrub(detail: Any, secret: str | None) -> str:
-    if not isinstance(detail, str) or not detail:
-        return "no details given"
-    if secret:
-        detail = detail.replace(secret, "[redacted]")
-    detail = _SPACE.sub(" ", detail).strip()
-    return detail if len(detail) <= 300 else detail[:297] + "..."
+    return error_of(status, error, settings, retry_after_seconds(headers, now))

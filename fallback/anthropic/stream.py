@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from spillgate.errors import UpstreamError
+from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.anthropic.errors import error_of
 from spillgate.fallback.anthropic.request import JSON_TOOL
 from spillgate.fallback.anthropic.response import Envelope, finish_reason, openai_usage, usage_of
@@ -47,13 +48,13 @@ class AnthropicStreamTranslator:
     """Feeds on Anthropic stream bytes; returns OpenAI SSE bytes. One per request."""
 
     def __init__(
-        self, envelope: Envelope, *, include_usage: bool, provider: str, secret: str | None
+        self, envelope: Envelope, *, include_usage: bool, settings: ProviderSettings
     ) -> None:
         self._envelope = envelope
         self._include_usage = include_usage
-        self._provider = provider
-        self._secret = secret
-        self._reader = _EventReader(provider)
+        self._settings = settings
+        self._provider = settings.name
+        self._reader = _EventReader(settings.name)
         self._anthropic_usage: dict[str, Any] = {}
         #: Anthropic content block index -> OpenAI tool call index, for the client's tools.
         self._tool_calls: dict[int, int] = {}
@@ -119,7 +120,7 @@ class AnthropicStreamTranslator:
             self._stopped = True
             return []
         if kind == "error":
-            raise error_of(None, payload.get("error"), self._provider, self._secret)
+            raise error_of(None, payload.get("error"), self._settings)
         # `ping`, `content_block_stop` and event types added later carry nothing to relay.
         return []
 

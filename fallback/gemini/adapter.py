@@ -52,4 +52,4 @@ class GeminiAdapter:
         )
 
     def error(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
-        return upstream_error(self.settings.name, status, body, headers, self.settings.api_key)
+        return upstream_error(self.settings, status, body, headers)

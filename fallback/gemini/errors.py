@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 
 from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.resilience import retry_after_seconds
+from spillgate.fallback.wire import provider_words
 
 # google.rpc canonical status → (HTTP status, OpenAI error type, worth trying another target).
 _STATUSES: dict[str, tuple[int, str, bool]] = {
@@ -26,18 +28,14 @@ _STATUSES: dict[str, tuple[int, str, bool]] = {
     "UNAVAILABLE": (503, "upstream_error", True),
     "DEADLINE_EXCEEDED": (504, "upstream_error", True),
 }
-_MAX_MESSAGE = 400
 _DELAY = re.compile(r"([0-9]+(?:\.[0-9]+)?)s")
 
 
 def upstream_error(
-    provider: str,
-    http_status: int,
-    body: bytes,
-    headers: dict[str, str],
-    secret: str | None,
+    settings: ProviderSettings, http_status: int, body: bytes, headers: dict[str, str]
 ) -> UpstreamError:
-    """Map one Gemini error answer; `secret` (the API key) is scrubbed from the message."""
+    """Map one Gemini error answer; its message passes through `provider_words`."""
+    provider = settings.name
     error = _error_object(body)
     status_name = str(error.get("status") or "") if error else ""
     if status_name == "INVALID_ARGUMENT" and _names_a_bad_key(error):
@@ -49,12 +47,8 @@ def upstream_error(
         status = http_status if 400 <= http_status < 600 else 502
         retryable = status in (408, 429) or status >= 500
         kind = "invalid_request_error" if status < 500 and not retryable else "upstream_error"
-    if error and isinstance(error.get("message"), str):
-        detail = error["message"]
-        if secret:
-            detail = detail.replace(secret, "[redacted]")
-        if len(detail) > _MAX_MESSAGE:
-            detail = detail[:_MAX_MESSAGE] + "..."
+    detail = provider_words(error.get("message"), settings) if error else None
+    if detail:
         message = f"provider {provider} answered {status_name or http_status}: {detail}"
     else:
         message = f"provider {provider} answered HTTP {http_status} without a Gemini error body"
@@ -65,7 +59,7 @@ def upstream_error(
         code=(
             ErrorCode.PROVIDER_AUTH_FAILED  # as every provider kind names a refused key
             if status_name in ("UNAUTHENTICATED", "PERMISSION_DENIED")
-            else status_name.lower() or None
+            else (provider_words(status_name, settings) or "").lower() or None
         ),
         retryable=retryable,
         retry_after_s=_retry_after(headers, error) if retryable else None,

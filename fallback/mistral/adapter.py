@@ -33,4 +33,4 @@ class MistralAdapter(OpenAIAdapter):
         return whole_answer(self.settings.name, request.endpoint, body)
 
     def stream(self, request: UpstreamRequest) -> MistralStream:
-        return MistralStream(self.settings.name, client_wants_usage(request.payload))
+        return MistralStream(self.settings, client_wants_usage(request.payload))

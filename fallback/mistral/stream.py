@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.mistral.response import check_finish, text_of, tool_calls_to_openai
 from spillgate.fallback.openai.stream import OpenAIStream, parse_chunk
 from spillgate.protocol import Usage
@@ -14,8 +15,8 @@ from spillgate.sse import DONE, event, event_data
 class MistralStream(OpenAIStream):
     """OpenAI's stream checks, with Mistral's chunks made OpenAI's."""
 
-    def __init__(self, provider: str, wants_usage: bool) -> None:
-        super().__init__(provider, wants_usage)
+    def __init__(self, settings: ProviderSettings, wants_usage: bool) -> None:
+        super().__init__(settings, wants_usage)
         self._last: dict[str, Any] = {}
         self._tool_calls_seen: dict[int, dict[int, int]] = {}
 
@@ -26,7 +27,7 @@ class MistralStream(OpenAIStream):
         if data == b"[DONE]":
             self.done = True
             return self._usage_chunk() + DONE
-        chunk = parse_chunk(self.provider, data)
+        chunk = parse_chunk(self.settings, data)
         usage = chunk.pop("usage", None)
         if isinstance(usage, dict):
             self.usage = Usage.from_openai(usage)

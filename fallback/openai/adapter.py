@@ -47,10 +47,10 @@ class OpenAIAdapter:
         return Translated(body, Usage.from_openai(answer.get("usage")))
 
     def stream(self, request: UpstreamRequest) -> OpenAIStream:
-        return OpenAIStream(self.settings.name, client_wants_usage(request.payload))
+        return OpenAIStream(self.settings, client_wants_usage(request.payload))
 
     def error(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:
-        return provider_error(self.settings.name, status, body, headers)
+        return provider_error(self.settings, status, body, headers)
 
 
 class AzureOpenAIAdapter(OpenAIAdapter):

@@ -7,19 +7,22 @@ from typing import Any
 import orjson
 
 from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.resilience import retry_after_seconds
+from spillgate.fallback.wire import provider_words
 from spillgate.scrub import message_of
 
 
 def provider_error(
-    provider: str, status: int, body: bytes, headers: dict[str, str]
+    settings: ProviderSettings, status: int, body: bytes, headers: dict[str, str]
 ) -> UpstreamError:
     """An OpenAI-family error answer as the client should see it.
 
     Only a request the provider judged invalid carries the provider's own words (they are
-    about the client's request); rate-limit, auth and server errors get ours, since theirs
-    can name Spillgate's account or echo part of its key.
+    about the client's request), without the secrets of `settings`; rate-limit, auth and
+    server errors get ours, since theirs can name Spillgate's account or echo its key.
     """
+    provider = settings.name
     retry_after = retry_after_seconds(headers)
     if status == 429:
         return UpstreamError(
@@ -55,15 +58,15 @@ def provider_error(
             retry_after_s=retry_after,
         )
     parsed = _json_or_none(body)
-    message = message_of(parsed) if parsed is not None else None
+    message = provider_words(message_of(parsed), settings)
     err = UpstreamError(
         413 if status == 413 else 400,
         f"provider {provider!r} rejected the request: {message or f'HTTP {status}'}",
         type="invalid_request_error",
-        code=_field_of(parsed, "code"),
+        code=provider_words(_field_of(parsed, "code"), settings),
         retryable=False,
     )
-    err.param = _field_of(parsed, "param")
+    err.param = provider_words(_field_of(parsed, "param"), settings)
     return err
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from spillgate.errors import ErrorCode, UpstreamError
-from spillgate.fallback.wire import event_object, stream_cut
+from spillgate.fallback.adapter import ProviderSettings
+from spillgate.fallback.wire import event_object, provider_words, stream_cut
 from spillgate.protocol import Usage
 from spillgate.scrub import message_of
 from spillgate.sse import DONE, EventSplitter, event_data
@@ -14,8 +15,9 @@ from spillgate.sse import DONE, EventSplitter, event_data
 class OpenAIStream:
     """Checks each event of an OpenAI-format stream and passes it on as the provider's bytes."""
 
-    def __init__(self, provider: str, wants_usage: bool) -> None:
-        self.provider = provider
+    def __init__(self, settings: ProviderSettings, wants_usage: bool) -> None:
+        self.settings = settings
+        self.provider = settings.name
         self.wants_usage = wants_usage
         self.usage: Usage | None = None
         self._events = EventSplitter()
@@ -35,7 +37,7 @@ class OpenAIStream:
         if data == b"[DONE]":
             self.done = True
             return DONE
-        chunk = parse_chunk(self.provider, data)
+        chunk = parse_chunk(self.settings, data)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = Usage.from_openai(usage)
@@ -82,13 +84,13 @@ def finish_events(stream: _EventStream) -> bytes:
     return b""
 
 
-def parse_chunk(provider: str, data: bytes) -> dict[str, Any]:
-    chunk = event_object(provider, data, ErrorCode.PROVIDER_STREAM_MALFORMED)
+def parse_chunk(settings: ProviderSettings, data: bytes) -> dict[str, Any]:
+    chunk = event_object(settings.name, data, ErrorCode.PROVIDER_STREAM_MALFORMED)
     if chunk.get("error"):
-        message = message_of(chunk) or "no details given"
+        message = provider_words(message_of(chunk), settings) or "no details given"
         raise UpstreamError(
             502,
-            f"provider {provider!r} reported an error mid-stream: {message}",
+            f"provider {settings.name!r} reported an error mid-stream: {message}",
             code=ErrorCode.PROVIDER_STREAM_ERROR,
         )
     return chunk

@@ -53,10 +53,6 @@ QUESTION = [
     {"role": "user", "content": "Say hello to the conformance suite."},
 ]
 
-#: Kinds whose adapter passes a 400's message on with the key in it when the provider echoes
-#: the key (the gateway's `scrub` catches it at the edge; the adapter itself does not).
-RELAYS_THE_KEY_IT_IS_SENT_BACK = frozenset({"openai", "azure", "mistral", "openai-compatible"})
-
 
 @pytest.fixture(params=sorted(KINDS))
 async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeProvider]:
@@ -397,16 +393,8 @@ async def test_an_unsupported_parameter_is_a_400_then_dropped_by_drop_params(
 
 @pytest.mark.parametrize("status", [400, 401, 429, 500])
 async def test_the_provider_key_never_appears_in_an_error(
-    fake: FakeProvider, session: aiohttp.ClientSession, status: int, request: pytest.FixtureRequest
+    fake: FakeProvider, session: aiohttp.ClientSession, status: int
 ) -> None:
-    if status == 400 and fake.kind in RELAYS_THE_KEY_IT_IS_SENT_BACK:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="the OpenAI family relays a rejected request's message as the provider "
-                "wrote it, key included; only the gateway's scrub at the edge removes it",
-            )
-        )
     # A 401 is what a provider answers a key it does not know: send it another one.
     key = f"{fake.key}-revoked" if status == 401 else fake.key
     fake.fail(status, echo=True)

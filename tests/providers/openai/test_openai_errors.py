@@ -13,11 +13,13 @@ from spillgate.fallback.openai.errors import provider_error
 from spillgate.protocol import Endpoint, UpstreamRequest
 
 KEY = "sk-live-abcdefghijklmnop"
+OAI = ProviderSettings("oai", "openai", "https://o.test/v1", KEY)
+MIS = ProviderSettings("mis", "mistral", "https://m.test/v1", KEY)
 
 
 def test_429_is_retryable_and_carries_retry_after() -> None:
     err = provider_error(
-        "oai", 429, b'{"error":{"message":"Rate limit for org-123"}}', {"retry-after-ms": "2500"}
+        OAI, 429, b'{"error":{"message":"Rate limit for org-123"}}', {"retry-after-ms": "2500"}
     )
     assert (err.status, err.retryable, err.retry_after_s) == (429, True, 2.5)
     assert "org-123" not in err.message, "the provider's account details stay out"
@@ -25,13 +27,13 @@ def test_429_is_retryable_and_carries_retry_after() -> None:
 
 @pytest.mark.parametrize(("status", "expected"), [(500, 502), (502, 502), (503, 503), (504, 504)])
 def test_5xx_is_retryable(status: int, expected: int) -> None:
-    err = provider_error("oai", status, b"<html>oops</html>", {})
+    err = provider_error(OAI, status, b"<html>oops</html>", {})
     assert (err.status, err.retryable) == (expected, True)
 
 
 def test_auth_failure_never_echoes_the_key() -> None:
     body = orjson.dumps({"error": {"message": f"Incorrect API key provided: {KEY}."}})
-    err = provider_error("oai", 401, body, {})
+    err = provider_error(OAI, 401, body, {})
     assert err.status == 502 and err.code == "provider_auth_failed"
     assert KEY not in err.message and "api_key" in err.message
 
@@ -47,7 +49,7 @@ def test_a_rejected_request_keeps_the_providers_words() -> None:
             }
         }
     )
-    err = provider_error("oai", 400, body, {})
+    err = provider_error(OAI, 400, body, {})
     assert (err.status, err.retryable, err.param, err.code) == (
         400,
         False,
@@ -61,7 +63,7 @@ def test_mistral_422_details_become_a_readable_400() -> None:
     status, body = check_mistral(
         {"model": "m", "messages": [{"role": "user", "content": "x"}], "logit_bias": {}}
     )  # type: ignore[misc]
-    err = provider_error("mis", status, orjson.dumps(body), {})
+    err = provider_error(MIS, status, orjson.dumps(body), {})
     assert err.status == 400 and "logit_bias: Extra inputs are not permitted" in err.message
 
 
@@ -152,7 +154,7 @@ def test_good_events_before_a_bad_one_in_the_same_read_still_reach_the_client() 
         "model": "m",
         "choices": [choice],
     }
-    stream = OpenAIStream("oai", wants_usage=False)
+    stream = OpenAIStream(OAI, wants_usage=False)
     out = stream.feed(b"data: " + orjson.dumps(good) + b"\n\ndata: {broken\n\n")
     assert b'"Hi"' in out
     with pytest.raises(UpstreamError) as caught:
