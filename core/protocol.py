@@ -119,7 +119,8 @@ class UpstreamReply:
 
     For a stream, `usage` is filled in once the stream has ended (from its final chunk).
     `cost_usd` is what a priced (cloud) call cost, known at the same time as `usage`.
-    `close` releases the upstream connection; it is called exactly once by the executor.
+    `close` releases what a stream holds upstream (connection, queue slot); `aclose()` runs
+    it at most once. The server's `StreamRelay` is its one caller, whatever ends the stream.
     """
 
     status: int

@@ -7,10 +7,6 @@ from pydantic import Field
 from spillgate.models.load import SCRAPE_INTERVAL_S
 from spillgate.server.config_base import Strict
 
-# Re-exported: the `privacy:` section lives in the privacy package, and the request reader
-# imports it from here.
-from spillgate.server.privacy.config import PrivacyConfig as PrivacyConfig
-
 # The defaults live with the decision that reads them (scheduler.py, a pure module the
 # simulator imports too); the configuration's fields take them from there.
 from spillgate.server.scheduler import (

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from spillgate.errors import GatewayError, UpstreamError, bad_request
 from spillgate.protocol import Backend, Endpoint, TargetKind, UpstreamRequest
 from spillgate.server.budgets import BudgetBook, may_spend
-from spillgate.server.config_routing import PrivacyConfig, SchedulerConfig
+from spillgate.server.config_routing import SchedulerConfig
 from spillgate.server.features import (
     needs_json_schema,
     prompt_token_bounds,
@@ -23,6 +23,7 @@ from spillgate.server.features import (
     text_bytes,
 )
 from spillgate.server.keys import ApiKey
+from spillgate.server.privacy.config import PrivacyConfig
 from spillgate.server.privacy.egress import without_stripped_fields
 from spillgate.server.privacy.offload import ScanRunner
 from spillgate.server.scheduler import Privacy, RequestFeatures
