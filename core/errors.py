@@ -18,10 +18,8 @@ class ErrorCode(StrEnum):
 
     #: The provider's answer is not the shape its API promises (not JSON, no choices...).
     PROVIDER_BAD_ANSWER = "provider_bad_answer"
-    #: A stream event that is not JSON (Anthropic, Gemini).
+    #: A stream event that is not JSON, or not the shape the provider's API sends.
     PROVIDER_BAD_STREAM = "provider_bad_stream"
-    #: A stream event that is not JSON (the OpenAI family).
-    PROVIDER_STREAM_MALFORMED = "provider_stream_malformed"
     #: The provider sent an `error` event mid-stream (the OpenAI family).
     PROVIDER_STREAM_ERROR = "provider_stream_error"
     PROVIDER_STREAM_CUT = "provider_stream_cut"

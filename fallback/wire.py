@@ -93,20 +93,22 @@ def stream_cut(provider: str, before: str = "it was complete") -> UpstreamError:
     )
 
 
-def event_object(
-    provider: str, data: bytes, code: ErrorCode = ErrorCode.PROVIDER_BAD_STREAM
-) -> dict[str, Any]:
+def event_object(provider: str, data: bytes) -> dict[str, Any]:
     """The JSON object one stream event carries; anything else is a malformed event."""
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, dict):
-        raise malformed_event(provider, code)
+        raise malformed_event(provider)
     return parsed
 
 
-def malformed_event(
-    provider: str, code: ErrorCode = ErrorCode.PROVIDER_BAD_STREAM
-) -> UpstreamError:
-    return UpstreamError(502, f"provider {provider!r} sent a malformed stream event", code=code)
+def malformed_event(provider: str) -> UpstreamError:
+    """A stream event the provider's API never sends: one code, `provider_bad_stream`, for
+    every kind."""
+    return UpstreamError(
+        502,
+        f"provider {provider!r} sent a malformed stream event",
+        code=ErrorCode.PROVIDER_BAD_STREAM,
+    )

@@ -85,7 +85,7 @@ def finish_events(stream: _EventStream) -> bytes:
 
 
 def parse_chunk(settings: ProviderSettings, data: bytes) -> dict[str, Any]:
-    chunk = event_object(settings.name, data, ErrorCode.PROVIDER_STREAM_MALFORMED)
+    chunk = event_object(settings.name, data)
     if chunk.get("error"):
         message = provider_words(message_of(chunk), settings) or "no details given"
         raise UpstreamError(

@@ -159,4 +159,4 @@ def test_good_events_before_a_bad_one_in_the_same_read_still_reach_the_client() 
     assert b'"Hi"' in out
     with pytest.raises(UpstreamError) as caught:
         stream.finish()
-    assert caught.value.code == "provider_stream_malformed"
+    assert caught.value.code == "provider_bad_stream"
