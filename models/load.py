@@ -13,6 +13,7 @@ tests/support/fixtures/). Older names are read only as fallbacks: `vllm:gpu_cach
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -133,22 +134,19 @@ def derive_load(
     kv = now.mean(KV_CACHE_USAGE)
     if kv is None:
         kv = now.mean(KV_CACHE_USAGE_OLD)
-    tpot = INTER_TOKEN_OLD if now.get(f"{INTER_TOKEN_OLD}_count") is not None else INTER_TOKEN
-    if earlier is None or scraped_at <= earlier_at:
-        return EngineLoad(
-            healthy=True,
-            scraped_at=scraped_at,
-            running=int(now.get(RUNNING) or 0),
-            waiting=int(now.get(WAITING) or 0),
-            kv_cache_usage=kv,
-        )
-    elapsed = scraped_at - earlier_at
-    return EngineLoad(
+    gauges = EngineLoad(
         healthy=True,
         scraped_at=scraped_at,
         running=int(now.get(RUNNING) or 0),
         waiting=int(now.get(WAITING) or 0),
         kv_cache_usage=kv,
+    )
+    if earlier is None or scraped_at <= earlier_at:
+        return gauges
+    elapsed = scraped_at - earlier_at
+    tpot = INTER_TOKEN_OLD if now.get(f"{INTER_TOKEN_OLD}_count") is not None else INTER_TOKEN
+    return dataclasses.replace(
+        gauges,
         prompt_tokens_per_s=_rate(now, earlier, PROMPT_TOKENS, elapsed),
         generation_tokens_per_s=_rate(now, earlier, GENERATION_TOKENS, elapsed),
         mean_ttft_s=_interval_mean(now, earlier, TTFT),

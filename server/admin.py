@@ -21,6 +21,7 @@ from starlette.responses import Response
 from spillgate.errors import GatewayError, bad_request
 from spillgate.server.keys import ApiKey, bearer_matches, new_key_id, new_secret
 from spillgate.server.ledger.store import DuplicateKeyName, GroupBy, StoreUnavailable, UsageQuery
+from spillgate.server.requests import json_object
 from spillgate.server.usage import summarize
 
 if TYPE_CHECKING:
@@ -76,15 +77,7 @@ def _validation_message(err: ValidationError) -> tuple[str, str | None]:
 
 
 async def _body(request: Request, model: type[BaseModel]) -> Any:
-    raw = await request.body()
-    if not raw:
-        raise bad_request("the request body is empty; send a JSON object")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        raise bad_request(f"the request body is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise bad_request("the request body must be a JSON object")
+    data = json_object(await request.body())
     try:
         return model.model_validate(data)
     except ValidationError as err:

@@ -21,6 +21,7 @@ from spillgate.models.gpu import GpuState
 from spillgate.protocol import Endpoint
 from spillgate.server.admin import require_admin
 from spillgate.server.planner import Planner
+from spillgate.server.requests import json_object
 from spillgate.server.validation import MAX_NESTING
 
 
@@ -34,11 +35,8 @@ async def explain(
     last sampled."""
     try:
         require_admin(admin_token, request)
-        try:
-            asked = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as err:
-            raise bad_request(f"the body is not valid JSON: {err}") from None
-        if not isinstance(asked, dict) or not isinstance(asked.get("request"), dict):
+        asked = json_object(await request.body())
+        if not isinstance(asked.get("request"), dict):
             raise bad_request('send {"request": <an OpenAI request body>, "headers": {...}}')
         endpoint = str(asked.get("endpoint", Endpoint.CHAT.value))
         planner = planners.get(f"/v1/{endpoint}")

@@ -72,7 +72,8 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
-def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or the 400 that says what is wrong with it."""
     if not body:
         raise bad_request("the request body is empty; send a JSON object")
     try:
@@ -81,6 +82,11 @@ def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
         raise bad_request(f"the request body is not valid JSON: {err}") from None
     if not isinstance(payload, dict):
         raise bad_request("the request body must be a JSON object")
+    return payload
+
+
+def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
+    payload = json_object(body)
     if nested_too_deep(body, payload):
         raise bad_request(
             f"the request body nests objects and arrays more than {MAX_NESTING} levels deep",
