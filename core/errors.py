@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     PROVIDER_ERROR = "provider_error"
     #: A request field the provider's kind cannot honour (see `drop_params`).
     UNSUPPORTED_PARAMETER = "unsupported_parameter"
+    #: An endpoint (embeddings, completions) the provider's kind does not offer.
     UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
     #: The provider refused the prompt itself.
     CONTENT_FILTER = "content_filter"

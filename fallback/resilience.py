@@ -17,6 +17,7 @@ _NOT_WORTH_RETRYING_HERE = frozenset(
         ErrorCode.PROVIDER_MODEL_NOT_FOUND,
         ErrorCode.PROVIDER_NOT_STREAMING,
         ErrorCode.UNSUPPORTED_PARAMETER,
+        ErrorCode.UNSUPPORTED_ENDPOINT,
     }
 )
 

@@ -12,12 +12,14 @@ Retry-After is read by `resilience.retry_after_seconds`, SSE bytes are cut by
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 import orjson
 
 from spillgate.errors import ErrorCode, GatewayError, UpstreamError
 from spillgate.fallback.adapter import ProviderSettings
+from spillgate.protocol import Endpoint
 from spillgate.scrub import MIN_SECRET_CHARS, REDACTED, safe_detail
 
 #: How much of a provider's own message a client reads.
@@ -72,6 +74,23 @@ def unsupported_parameter(
         f"or list `{param}` in that provider's drop_params to have Spillgate drop it",
         code=ErrorCode.UNSUPPORTED_PARAMETER,
         param=param,
+    )
+
+
+def require_endpoint(
+    settings: ProviderSettings, endpoint: Endpoint, serves: Collection[Endpoint] = (Endpoint.CHAT,)
+) -> None:
+    """Refuse an endpoint this kind does not offer: a 400 `unsupported_endpoint` that names
+    the endpoint, the provider and its kind (the route's next target may offer it)."""
+    if endpoint in serves:
+        return
+    offered = ", ".join(f"/v1/{e.value}" for e in serves)
+    raise GatewayError(
+        400,
+        f"/v1/{endpoint.value} is not offered by provider {settings.name!r} (kind "
+        f"{settings.kind}), which serves {offered} only; route {endpoint.value} requests to "
+        "a provider that offers them",
+        code=ErrorCode.UNSUPPORTED_ENDPOINT,
     )
 
 

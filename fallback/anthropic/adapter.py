@@ -7,14 +7,14 @@ from collections.abc import Callable
 
 import orjson
 
-from spillgate.errors import UpstreamError, bad_request
+from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translated
 from spillgate.fallback.anthropic.errors import error_from_body
 from spillgate.fallback.anthropic.request import DEFAULT_MAX_TOKENS, translate_request
 from spillgate.fallback.anthropic.response import Envelope, translate_message
 from spillgate.fallback.anthropic.stream import AnthropicStreamTranslator
-from spillgate.fallback.wire import bad_answer
-from spillgate.protocol import Endpoint, UpstreamRequest
+from spillgate.fallback.wire import bad_answer, require_endpoint
+from spillgate.protocol import UpstreamRequest
 from spillgate.sse import client_wants_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -39,10 +39,7 @@ class AnthropicAdapter:
         self._headers.update(settings.headers)
 
     def build(self, request: UpstreamRequest) -> ProviderCall:
-        if request.endpoint is not Endpoint.CHAT:
-            raise bad_request(
-                f"provider {self.settings.name} (Anthropic) serves only /v1/chat/completions"
-            )
+        require_endpoint(self.settings, request.endpoint)
         translated = translate_request(
             request.payload,
             request.target_model,

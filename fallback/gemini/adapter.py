@@ -9,10 +9,11 @@ import orjson
 from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translated
 from spillgate.fallback.gemini.errors import upstream_error
-from spillgate.fallback.gemini.request import RequestBuilder, unsupported_endpoint
+from spillgate.fallback.gemini.request import RequestBuilder
 from spillgate.fallback.gemini.response import whole_answer
 from spillgate.fallback.gemini.stream import GeminiStream
-from spillgate.protocol import Endpoint, UpstreamRequest
+from spillgate.fallback.wire import require_endpoint
+from spillgate.protocol import UpstreamRequest
 from spillgate.sse import client_wants_usage
 
 
@@ -28,8 +29,7 @@ class GeminiAdapter:
             self._headers["x-goog-api-key"] = settings.api_key
 
     def build(self, request: UpstreamRequest) -> ProviderCall:
-        if request.endpoint is not Endpoint.CHAT:
-            raise unsupported_endpoint(request.endpoint.value, self.settings.name)
+        require_endpoint(self.settings, request.endpoint)
         body = self._builder.body(request.payload)
         model = quote(request.target_model.removeprefix("models/"), safe="")
         action = ":streamGenerateContent?alt=sse" if request.stream else ":generateContent"

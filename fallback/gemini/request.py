@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from spillgate.errors import ErrorCode, GatewayError, bad_request
+from spillgate.errors import bad_request
 from spillgate.fallback.gemini.ids import SKIP_SIGNATURE, split_call_id
 from spillgate.fallback.gemini.schema import function_parameters, response_schema
 from spillgate.fallback.wire import unsupported_parameter
@@ -440,10 +440,3 @@ def _inline_data(url: str, param: str) -> dict[str, Any]:
     if match is None:
         raise bad_request("a data URL must look like data:<type>;base64,<data>", param=param)
     return {"inlineData": {"mimeType": match.group(1), "data": match.group(3)}}
-
-
-def unsupported_endpoint(endpoint: str, provider: str) -> GatewayError:
-    return bad_request(
-        f"Gemini provider {provider!r} serves chat/completions only, not {endpoint}",
-        code=ErrorCode.UNSUPPORTED_ENDPOINT,
-    )

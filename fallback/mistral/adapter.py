@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import orjson
 
-from spillgate.errors import ErrorCode, GatewayError
 from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translated
 from spillgate.fallback.mistral.request import RequestBuilder
 from spillgate.fallback.mistral.response import whole_answer
 from spillgate.fallback.mistral.stream import MistralStream
 from spillgate.fallback.openai.adapter import OpenAIAdapter
-from spillgate.protocol import Endpoint, UpstreamRequest
+from spillgate.fallback.wire import require_endpoint
+from spillgate.protocol import UpstreamRequest
 from spillgate.sse import client_wants_usage
 
 
@@ -20,12 +20,7 @@ class MistralAdapter(OpenAIAdapter):
         self._request = RequestBuilder(settings.name, settings.drop_params)
 
     def build(self, request: UpstreamRequest) -> ProviderCall:
-        if request.endpoint is not Endpoint.CHAT:
-            raise GatewayError(
-                400,
-                f"provider {self.settings.name!r} (kind mistral) serves chat completions only",
-                code=ErrorCode.UNSUPPORTED_PARAMETER,
-            )
+        require_endpoint(self.settings, request.endpoint)
         payload = self._request.body({**request.payload, "model": request.target_model})
         return ProviderCall(self.url(request), self.headers(), orjson.dumps(payload))
 

@@ -154,7 +154,10 @@ def test_default_max_tokens_comes_from_the_options() -> None:
 def test_only_chat_completions_can_go_to_anthropic() -> None:
     with pytest.raises(GatewayError) as caught:
         adapter().build(request(endpoint=Endpoint.EMBEDDINGS))
-    assert caught.value.status == 400 and "chat/completions" in caught.value.message
+    err = caught.value
+    assert (err.status, err.code) == (400, "unsupported_endpoint")
+    assert "/v1/embeddings" in err.message and "chat/completions" in err.message
+    assert "anthropic" in err.message
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ from fakes.gemini_wire import request_problems
 from fakes.openai_schema import check_mistral, check_openai
 from fakes.openai_server import FakeOpenAIServer, Fault
 
+from spillgate.protocol import Endpoint
+
 CLIENT_MODEL = "smart"  # the route the client asked for; each kind maps it to its own model
 
 
@@ -48,6 +50,8 @@ class FakeProvider(Protocol):
     refused_here: bool
     #: The `model` of an answer: the client's (hides the spill) or the provider's own name.
     answer_model: str
+    #: The endpoints besides chat completions that the kind does not offer.
+    not_offered: frozenset[Endpoint]
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -80,6 +84,11 @@ class OpenAIFamilyFake(FakeProvider):
         # given and lets the provider judge.
         self.refused_here = dialect == "mistral"
         self.unsupported = ("logit_bias", {"1": 5}) if self.refused_here else ("top_k", 5)
+        self.not_offered = (
+            frozenset({Endpoint.EMBEDDINGS, Endpoint.COMPLETIONS})
+            if dialect == "mistral"
+            else frozenset()
+        )
 
     async def start(self) -> None:
         self.server.start()
@@ -140,6 +149,7 @@ class AnthropicFake(FakeProvider):
     target_model = "claude-sonnet-4-5"
     unsupported, refused_here = ("seed", 7), True
     answer_model = CLIENT_MODEL
+    not_offered = frozenset({Endpoint.EMBEDDINGS, Endpoint.COMPLETIONS})
 
     def __init__(self) -> None:
         self.server = FakeAnthropic(api_key=self.key)
@@ -211,6 +221,7 @@ class GeminiFake(FakeProvider):
     target_model = "gemini-2.5-flash"
     unsupported, refused_here = ("logit_bias", {"1": 5}), True
     answer_model = CLIENT_MODEL
+    not_offered = frozenset({Endpoint.EMBEDDINGS, Endpoint.COMPLETIONS})
 
     def __init__(self) -> None:
         self.server = FakeGemini(api_key=self.key)

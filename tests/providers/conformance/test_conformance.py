@@ -425,3 +425,42 @@ async def test_the_request_reaches_the_provider_in_its_documented_shape(
         sent = orjson.dumps(wire.body).decode()
         assert "You are a terse assistant." in sent and "conformance suite" in sent
         assert re.search(r"\b64\b", sent), "max_tokens reached the provider"
+
+
+ONE_INPUT = {Endpoint.EMBEDDINGS: {"input": "hello"}, Endpoint.COMPLETIONS: {"prompt": "hello"}}
+
+
+@pytest.mark.parametrize("endpoint", [Endpoint.EMBEDDINGS, Endpoint.COMPLETIONS])
+async def test_an_endpoint_the_kind_does_not_offer_is_a_400_naming_it(
+    fake: FakeProvider, session: aiohttp.ClientSession, endpoint: Endpoint
+) -> None:
+    payload: dict[str, Any] = {"model": CLIENT_MODEL, **ONE_INPUT[endpoint]}
+    request = UpstreamRequest(
+        endpoint=endpoint,
+        model=CLIENT_MODEL,
+        target_model=fake.target_model,
+        body=orjson.dumps(payload),
+        payload=payload,
+        stream=False,
+        request_id="conformance1",
+    )
+    target = target_for(fake, session, retry=QUICK_RETRY, breaker=CircuitBreaker(1))
+    if endpoint not in fake.not_offered:
+        try:
+            reply = await target.open(request)
+        except UpstreamError as err:
+            # The fake Azure has no legacy completions route: its 404 shows the call was sent.
+            assert err.code == "provider_model_not_found", err
+        else:
+            [sent] = fake.received()
+            assert reply.status == 200 and sent.path.endswith(f"/{endpoint.value}")
+        return
+    with pytest.raises(UpstreamError) as caught:
+        await target.open(request)
+    err = caught.value
+    assert (err.status, err.code) == (400, "unsupported_endpoint")
+    assert err.type == "invalid_request_error"
+    assert f"/v1/{endpoint.value}" in err.message
+    assert f"conformance-{fake.kind}" in err.message and f"kind {fake.kind}" in err.message
+    assert fake.received() == [], "refused before anything was sent"
+    assert target.ready, "an endpoint the kind lacks does not count against the provider"

@@ -260,6 +260,7 @@ def test_only_chat_completions_goes_to_gemini() -> None:
     with pytest.raises(GatewayError) as caught:
         adapter().build(request)
     assert caught.value.status == 400 and caught.value.code == "unsupported_endpoint"
+    assert "/v1/embeddings" in caught.value.message and "gemini" in caught.value.message
 
 
 def test_key_goes_in_the_header_and_model_in_the_path() -> None:
