@@ -12,6 +12,7 @@ Retry-After is read by `resilience.retry_after_seconds`, SSE bytes are cut by
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Collection
 from typing import Any
 
@@ -21,6 +22,7 @@ from spillgate.errors import ErrorCode, GatewayError, UpstreamError
 from spillgate.fallback.adapter import ProviderSettings
 from spillgate.protocol import Endpoint
 from spillgate.scrub import MIN_SECRET_CHARS, REDACTED, safe_detail
+from spillgate.sse import EventSplitter
 
 #: How much of a provider's own message a client reads.
 WORDS_LIMIT = 300
@@ -131,3 +133,55 @@ def malformed_event(provider: str) -> UpstreamError:
         f"provider {provider!r} sent a malformed stream event",
         code=ErrorCode.PROVIDER_BAD_STREAM,
     )
+
+
+class EventStream(ABC):
+    """What every kind's `StreamTranslator` does the same way: the provider's bytes cut into
+    events, each translated by `event`, and the rule for a bad one.
+
+    A bad event ends the stream, but the good events before it in the same read still reach
+    the client: the failure is raised on the next call (`feed` or `finish`), and on every
+    call after. A subclass sets `done` at the provider's last event; later events are
+    ignored. `finish` ends with the subclass's `close` (a stream cut short, or the closing
+    bytes).
+    """
+
+    #: One event never legitimately comes near this; a provider that never ends one is cut off.
+    MAX_PENDING = 8 << 20
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.done = False
+        self.failure: UpstreamError | None = None
+        self.splitter = EventSplitter()
+
+    def feed(self, data: bytes) -> bytes:
+        if self.failure is not None:
+            raise self.failure
+        out = []
+        for raw in self.splitter.feed(data):
+            if self.done:
+                break
+            try:
+                out.append(self.event(raw))
+            except UpstreamError as err:
+                self.failure = err
+                break
+        if self.failure is None and len(self.splitter.pending) > self.MAX_PENDING:
+            self.failure = malformed_event(self.provider)
+        if self.failure is not None and not any(out):
+            raise self.failure
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        if self.failure is not None:
+            raise self.failure
+        return self.close()
+
+    @abstractmethod
+    def event(self, raw: bytes) -> bytes:
+        """One whole event as sent (without its blank line) -> OpenAI SSE bytes, maybe none."""
+
+    @abstractmethod
+    def close(self) -> bytes:
+        """The provider's stream ended: the closing bytes, or `stream_cut` when it was early."""

@@ -8,96 +8,55 @@ the stream. Each read is fed as it comes; partial events wait for their terminat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.anthropic.errors import error_of
 from spillgate.fallback.anthropic.request import JSON_TOOL
 from spillgate.fallback.anthropic.response import Envelope, finish_reason, openai_usage, usage_of
-from spillgate.fallback.wire import event_object, malformed_event, stream_cut
+from spillgate.fallback.wire import EventStream, event_object, malformed_event, stream_cut
 from spillgate.protocol import Usage
-from spillgate.sse import DONE, EventSplitter, event, event_data
+from spillgate.sse import DONE, event, event_data
 
 
-class _EventReader:
-    """The JSON payloads of complete events, each checked for the `type` all of them have."""
-
-    _MAX_PENDING = 8 << 20  # one event never legitimately comes near this
-
-    def __init__(self, provider: str) -> None:
-        self._events = EventSplitter()
-        self._provider = provider
-
-    def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
-        complete = self._events.feed(data)
-        if len(self._events.pending) > self._MAX_PENDING:
-            raise malformed_event(self._provider)
-        for raw in complete:
-            payload = event_data(raw)
-            if payload is None or not payload.strip():
-                continue  # a comment or an `event:` line alone carries nothing
-            parsed = event_object(self._provider, payload)
-            if not isinstance(parsed.get("type"), str):
-                raise malformed_event(self._provider)
-            yield parsed
-
-
-class AnthropicStreamTranslator:
+class AnthropicStreamTranslator(EventStream):
     """Feeds on Anthropic stream bytes; returns OpenAI SSE bytes. One per request."""
 
     def __init__(
         self, envelope: Envelope, *, include_usage: bool, settings: ProviderSettings
     ) -> None:
+        super().__init__(settings.name)
         self._envelope = envelope
         self._include_usage = include_usage
         self._settings = settings
-        self._provider = settings.name
-        self._reader = _EventReader(settings.name)
         self._anthropic_usage: dict[str, Any] = {}
         #: Anthropic content block index -> OpenAI tool call index, for the client's tools.
         self._tool_calls: dict[int, int] = {}
         self._json_blocks: set[int] = set()
-        self._stopped = False
-        #: A failure found after some good events of the same read: raised on the next call,
-        #: so the client still gets what came before it.
-        self._failure: UpstreamError | None = None
 
     @property
     def usage(self) -> Usage | None:
         return usage_of(self._anthropic_usage) if self._anthropic_usage else None
 
-    def feed(self, data: bytes) -> bytes:
-        self._raise_pending_failure()
-        out: list[bytes] = []
-        try:
-            for payload in self._reader.feed(data):
-                out.extend(self._on_event(payload))
-        except UpstreamError as failure:
-            if not out:
-                raise
-            self._failure = failure
-        return b"".join(out)
+    def event(self, raw: bytes) -> bytes:
+        payload = event_data(raw)
+        if payload is None or not payload.strip():
+            return b""  # a comment or an `event:` line alone carries nothing
+        parsed = event_object(self.provider, payload)
+        if not isinstance(parsed.get("type"), str):
+            raise malformed_event(self.provider)  # every Anthropic event names its type
+        return b"".join(self._on_event(parsed))
 
-    def finish(self) -> bytes:
-        self._raise_pending_failure()
-        if not self._stopped:
-            raise stream_cut(self._provider, "message_stop")
+    def close(self) -> bytes:
+        if not self.done:
+            raise stream_cut(self.provider, "message_stop")
         closing = b""
         if self._include_usage:
             closing = self._chunk([], usage=openai_usage(usage_of(self._anthropic_usage)))
         return closing + DONE
 
-    def _raise_pending_failure(self) -> None:
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise failure
-
     def _on_event(self, payload: dict[str, Any]) -> list[bytes]:
         kind = payload["type"]
-        if self._stopped:
-            return []
         if kind == "message_start":
             message = payload.get("message")
             if isinstance(message, dict):
@@ -117,7 +76,7 @@ class AnthropicStreamTranslator:
                 self._chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
             ]
         if kind == "message_stop":
-            self._stopped = True
+            self.done = True
             return []
         if kind == "error":
             raise error_of(None, payload.get("error"), self._settings)

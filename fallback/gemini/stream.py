@@ -16,65 +16,43 @@ from spillgate.fallback.gemini.response import (
     openai_usage,
     usage_of,
 )
-from spillgate.fallback.wire import event_object, stream_cut
+from spillgate.fallback.wire import EventStream, event_object, stream_cut
 from spillgate.protocol import Usage
-from spillgate.sse import DONE, EventSplitter, event, event_data
+from spillgate.sse import DONE, event, event_data
 
 ErrorMapper = Callable[[int, bytes], UpstreamError]
 
 
-class GeminiStream:
-    """`streamGenerateContent?alt=sse` bytes → OpenAI `chat.completion.chunk` SSE bytes."""
+class GeminiStream(EventStream):
+    """`streamGenerateContent?alt=sse` bytes → OpenAI `chat.completion.chunk` SSE bytes
+    (Gemini ends its events with CRLF CRLF, which the splitter reads)."""
 
     def __init__(
         self, model: str, include_usage: bool, provider: str, map_error: ErrorMapper
     ) -> None:
+        super().__init__(provider)
         self._model = model
         self._include_usage = include_usage
-        self._provider = provider
         self._map_error = map_error
-        self._events = EventSplitter()
         self._id: str | None = None
         self._created = int(time.time())
         self._started: set[int] = set()
         self._tool_calls: dict[int, int] = {}  # candidate index → tool calls sent so far
         self._finished: set[int] = set()
         self._usage_body: dict[str, Any] | None = None
-        self._pending: UpstreamError | None = None
         self.usage: Usage | None = None
 
-    def feed(self, data: bytes) -> bytes:
-        self._raise_pending()
-        out: list[bytes] = []
-        for raw in self._events.feed(data):  # Gemini ends its events with CRLF CRLF
-            try:
-                out.append(self._event(raw))
-            except UpstreamError as err:
-                if not out:
-                    raise
-                # The chunks before the failure still reach the client; the error follows.
-                self._pending = err
-                self._events.rest()
-                break
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        self._raise_pending()
-        rest = self._events.rest()  # a last event without its blank line
-        out = self._event(rest) if rest.strip() else b""
+    def close(self) -> bytes:
+        rest = self.splitter.rest()  # a last event without its blank line
+        out = self.event(rest) if rest.strip() else b""
         if not self._finished:
-            raise stream_cut(self._provider, "the final chunk")
+            raise stream_cut(self.provider, "the final chunk")
         if self._include_usage:
             usage = self._usage_body or openai_usage({})
             out += event({**self._envelope([]), "usage": usage})
         return out + DONE
 
-    def _raise_pending(self) -> None:
-        if self._pending is not None:
-            err, self._pending = self._pending, None
-            raise err
-
-    def _event(self, raw: bytes) -> bytes:
+    def event(self, raw: bytes) -> bytes:
         payload = event_data(raw)
         if payload is None:  # an error may come as bare JSON lines instead of a `data:` event
             payload = b"\n".join(
@@ -84,7 +62,7 @@ class GeminiStream:
             )
         if not payload.strip():
             return b""
-        chunk = event_object(self._provider, payload)
+        chunk = event_object(self.provider, payload)
         error = chunk.get("error")
         if isinstance(error, dict):
             code = error.get("code")
@@ -92,7 +70,7 @@ class GeminiStream:
         return self._chunk(chunk)
 
     def _chunk(self, data: dict[str, Any]) -> bytes:
-        blocked = blocked_prompt(data, self._provider)
+        blocked = blocked_prompt(data, self.provider)
         if blocked:
             raise blocked
         if self._id is None:

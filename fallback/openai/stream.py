@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from spillgate.errors import ErrorCode, UpstreamError
 from spillgate.fallback.adapter import ProviderSettings
-from spillgate.fallback.wire import event_object, provider_words, stream_cut
+from spillgate.fallback.wire import EventStream, event_object, provider_words, stream_cut
 from spillgate.protocol import Usage
 from spillgate.scrub import message_of
-from spillgate.sse import DONE, EventSplitter, event_data
+from spillgate.sse import DONE, event_data
 
 
-class OpenAIStream:
+class OpenAIStream(EventStream):
     """Checks each event of an OpenAI-format stream and passes it on as the provider's bytes."""
 
     def __init__(self, settings: ProviderSettings, wants_usage: bool) -> None:
+        super().__init__(settings.name)
         self.settings = settings
-        self.provider = settings.name
         self.wants_usage = wants_usage
         self.usage: Usage | None = None
-        self._events = EventSplitter()
-        self.done = False
-        self.failure: UpstreamError | None = None
 
-    def feed(self, data: bytes) -> bytes:
-        return feed_events(self, self._events.feed(data))
-
-    def finish(self) -> bytes:
-        return finish_events(self)
+    def close(self) -> bytes:
+        if not self.done:
+            raise stream_cut(self.provider)
+        return b""
 
     def event(self, event: bytes) -> bytes:
         data = event_data(event)
@@ -46,42 +42,6 @@ class OpenAIStream:
             # first only if it asked for it, the second never.
             return event + b"\n\n" if usage and self.wants_usage else b""
         return event + b"\n\n"
-
-
-class _EventStream(Protocol):
-    provider: str
-    done: bool
-    failure: UpstreamError | None
-
-    def event(self, event: bytes) -> bytes: ...
-
-
-def feed_events(stream: _EventStream, events: list[bytes]) -> bytes:
-    """Translate whole events. A bad one ends the stream, but only after the good ones
-    before it in the same read have been passed on: the failure is raised on the next call.
-    """
-    if stream.failure is not None:
-        raise stream.failure
-    out = []
-    for event in events:
-        if stream.done:
-            break
-        try:
-            out.append(stream.event(event))
-        except UpstreamError as err:
-            stream.failure = err
-            break
-    if stream.failure is not None and not any(out):
-        raise stream.failure
-    return b"".join(out)
-
-
-def finish_events(stream: _EventStream) -> bytes:
-    if stream.failure is not None:
-        raise stream.failure
-    if not stream.done:
-        raise stream_cut(stream.provider)
-    return b""
 
 
 def parse_chunk(settings: ProviderSettings, data: bytes) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import ProviderSettings, StreamTranslator
 from spillgate.fallback.registry import KINDS, create_adapter
+from spillgate.fallback.wire import EventStream
 from spillgate.protocol import Endpoint, UpstreamRequest
 
 OPTIONS = {"azure": {"api_version": "2024-10-21"}}
@@ -71,4 +72,20 @@ def test_good_events_before_a_bad_one_reach_the_client_then_the_fault(
     assert b'"Hi"' in out and out.count(b'"Hi"') == 1, "only the events before the bad one"
     with pytest.raises(UpstreamError) as caught:
         stream.finish() if finish else stream.feed(first_event(kind))
+    assert caught.value.code == "provider_bad_stream"
+    for later in (lambda: stream.feed(first_event(kind)), stream.finish):
+        with pytest.raises(UpstreamError) as again:
+            later()
+        assert again.value is caught.value, "the stream stays failed"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_an_event_that_never_ends_is_cut_off(kind: str) -> None:
+    stream = stream_for(kind)
+    assert isinstance(stream, EventStream), "every kind reads its stream the shared way"
+    stream.MAX_PENDING = 4096
+    out = stream.feed(first_event(kind) + b"data: " + b"x" * 4096)
+    assert b'"Hi"' in out, "the whole event before it still reaches the client"
+    with pytest.raises(UpstreamError) as caught:
+        stream.feed(b"x" * 10)
     assert caught.value.code == "provider_bad_stream"
