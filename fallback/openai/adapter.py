@@ -58,12 +58,21 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     the key goes in `api-key`. Its streams open with a choiceless `prompt_filter_results`
     chunk, which OpenAI never sends; OpenAIStream leaves it out."""
 
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        version = settings.options.get("api_version")
+        if version is None or not str(version).strip():
+            raise ValueError(
+                f"`options.api_version` is required for kind 'azure' (provider "
+                f'{settings.name!r}): the `api-version` Azure OpenAI expects, e.g. "2024-10-21"'
+            )
+        self._version = quote(str(version).strip(), safe="")
+
     def url(self, request: UpstreamRequest) -> str:
         deployment = quote(request.target_model, safe="")
-        version = quote(str(self.settings.options["api_version"]), safe="")
         return (
             f"{self.base_url}/openai/deployments/{deployment}/{request.endpoint.value}"
-            f"?api-version={version}"
+            f"?api-version={self._version}"
         )
 
     def headers(self) -> dict[str, str]:

@@ -1,9 +1,9 @@
 """Azure OpenAI through `CloudTarget` against the fake Azure, over real HTTP: what only this
 kind does. The route's model is a deployment in the URL, `options.api_version` the
 `api-version` query, the key goes in `api-key`; a configuration without the API version is
-refused at load; Azure's choiceless `prompt_filter_results` chunk never reaches the
-client; its `retry-after-ms` is read. The suite every kind runs is
-tests/providers/test_conformance.py.
+refused at load, an adapter built without it at construction; Azure's choiceless
+`prompt_filter_results` chunk never reaches the client; its `retry-after-ms` is read. The
+suite every kind runs is tests/providers/conformance/test_conformance.py.
 """
 
 from __future__ import annotations
@@ -146,6 +146,16 @@ def test_an_azure_provider_without_its_version_or_url_is_a_config_error(
         from_dict(_azure_config(**provider))
     assert expected in str(caught.value) and "providers[0]" in str(caught.value)
     assert KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize("options", [{}, {"api_version": ""}, {"api_version": None}])
+def test_an_azure_adapter_built_without_its_version_says_which_option(
+    options: dict[str, Any],
+) -> None:
+    settings = ProviderSettings("az", "azure", "https://x.openai.azure.com", KEY, options=options)
+    with pytest.raises(ValueError, match=r"`options\.api_version` is required") as caught:
+        create_adapter(settings)
+    assert "'az'" in str(caught.value) and KEY not in str(caught.value)
 
 
 async def test_a_configured_azure_provider_reaches_the_wire_as_configured(
