@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from spillgate.errors import ErrorCode, GatewayError, UpstreamError
+from spillgate.errors import ErrorCode, GatewayError, UpstreamError, bad_request
 from spillgate.fallback.adapter import ProviderSettings
 from spillgate.protocol import Endpoint
 from spillgate.scrub import MIN_SECRET_CHARS, REDACTED, safe_detail
@@ -94,6 +94,24 @@ def require_endpoint(
         "a provider that offers them",
         code=ErrorCode.UNSUPPORTED_ENDPOINT,
     )
+
+
+def tool_arguments(raw: Any, where: str) -> dict[str, Any]:
+    """A tool call's `function.arguments` (a JSON object encoded as a string, as OpenAI sends
+    it; already an object is taken too) for a kind that wants the object; `where` is the
+    call's path in the request (`messages[1].tool_calls[0]`). Missing or empty is `{}`."""
+    if raw is None or raw == "":
+        return {}
+    try:
+        parsed = orjson.loads(raw) if isinstance(raw, str) else raw
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise bad_request(
+            f"`{where}.function.arguments` must be a JSON object encoded as a string",
+            param=f"{where}.function.arguments",
+        )
+    return parsed
 
 
 def bad_answer(provider: str, problem: str) -> UpstreamError:

@@ -11,10 +11,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from spillgate.errors import bad_request
-from spillgate.fallback.wire import unsupported_parameter
+from spillgate.fallback.wire import tool_arguments, unsupported_parameter
 
 #: Anthropic requires `max_tokens`; OpenAI lets it default to "as long as the model likes".
 #: 4096 is the output limit of the smallest current Claude model, so it is valid for every
@@ -308,16 +306,7 @@ def _tool_use(call: Any, where: str) -> dict[str, Any]:
     name = function.get("name")
     if not isinstance(name, str) or not name:
         raise bad_request(f"`{where}.function.name` must be a string", param=where)
-    arguments = function.get("arguments") or "{}"
-    try:
-        tool_input = orjson.loads(arguments) if isinstance(arguments, str) else arguments
-    except orjson.JSONDecodeError:
-        tool_input = None
-    if not isinstance(tool_input, dict):
-        raise bad_request(
-            f"`{where}.function.arguments` must be a JSON object encoded as a string",
-            param=f"{where}.function.arguments",
-        )
+    tool_input = tool_arguments(function.get("arguments"), where)
     return {"type": "tool_use", "id": call["id"], "name": name, "input": tool_input}
 
 

@@ -17,7 +17,7 @@ import orjson
 from spillgate.errors import bad_request
 from spillgate.fallback.gemini.ids import SKIP_SIGNATURE, split_call_id
 from spillgate.fallback.gemini.schema import function_parameters, response_schema
-from spillgate.fallback.wire import unsupported_parameter
+from spillgate.fallback.wire import tool_arguments, unsupported_parameter
 
 # Fields with no effect on the answer: accepted and not forwarded.
 _ADVISORY = frozenset(
@@ -292,7 +292,7 @@ class _Messages:
             fn = call.get("function") if isinstance(call, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise bad_request("a tool call needs `function.name`", param=param)
-            args = _arguments(fn.get("arguments"), param)
+            args = tool_arguments(fn.get("arguments"), param)
             call_id = call.get("id")
             if isinstance(call_id, str):
                 self.call_names[call_id] = fn["name"]
@@ -330,21 +330,6 @@ class _Messages:
         # Gemini wants an object: a JSON object result goes as it is, anything else wrapped.
         response = parsed if isinstance(parsed, dict) else {"result": text}
         return {"functionResponse": {"name": name, "response": response}}
-
-
-def _arguments(raw: Any, param: str) -> dict[str, Any]:
-    if raw is None or raw == "":
-        return {}
-    try:
-        args = orjson.loads(raw) if isinstance(raw, str) else raw
-    except orjson.JSONDecodeError:
-        args = None
-    if not isinstance(args, dict):
-        raise bad_request(
-            "`function.arguments` must be a JSON object encoded as a string",
-            param=f"{param}.function.arguments",
-        )
-    return args
 
 
 def _texts(content: Any, i: int, allow_refusal: bool = False) -> list[str]:
