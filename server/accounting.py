@@ -21,6 +21,7 @@ import orjson
 from spillgate.fallback.prices import Price, cost_usd
 from spillgate.protocol import Endpoint, UpstreamReply, Usage
 from spillgate.server.budgets import BudgetBook, CloudSpend
+from spillgate.server.decisions import DecisionRecord, DecisionRing
 from spillgate.server.keys import ApiKey
 from spillgate.server.ledger.record import UsageRecord
 from spillgate.server.ledger.writer import Ledger
@@ -60,6 +61,9 @@ class RequestState:
     tally: StreamTally | None = None
     #: The claim on the key's cloud budget (None where no budget applies).
     spend: CloudSpend | None = None
+    #: The decision's numbers and the privacy verdict, for the console's decision ring.
+    explain: dict[str, Any] | None = None
+    privacy: str = ""
 
     def feed(self, chunk: bytes) -> None:
         """A streamed chunk on its way to the client: the first byte's time noted, its
@@ -88,6 +92,7 @@ class Accounting:
         metrics: Metrics,
         tracing: Tracing,
         access_log_enabled: bool,
+        decisions: DecisionRing | None = None,
     ) -> None:
         self.ledger = ledger
         self.budgets = budgets
@@ -95,6 +100,8 @@ class Accounting:
         self.metrics = metrics
         self.tracing = tracing
         self.access_log_enabled = access_log_enabled
+        #: The recent decisions the operator console reads (None: not kept).
+        self.decisions = decisions
 
     def start(self, request_id: str, endpoint: Endpoint) -> RequestState:
         state = RequestState(
@@ -130,6 +137,15 @@ class Accounting:
         )  # fmt: skip
         if st.spend is not None:
             st.spend.release()  # the record has charged what the request really cost
+        if self.decisions is not None:
+            key = st.key
+            self.decisions.add(
+                DecisionRecord(
+                    st.arrived, st.request_id, key.id if key else None, key.name if key else None,
+                    st.endpoint.value, record.model, route, kind, st.reason, status,
+                    record.ttft_ms, record.cost_usd, st.privacy, st.explain,
+                )
+            )  # fmt: skip
         m = self.metrics
         m.requests.labels(st.endpoint.value, route, st.reason, str(status)).inc()
         if reply is not None:

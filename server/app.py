@@ -29,6 +29,7 @@ from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
 from spillgate.server.accounting import RequestState
 from spillgate.server.admin import admin_router
 from spillgate.server.budgets import CloudSpend
+from spillgate.server.console import console
 from spillgate.server.executor import Executor, Outcome
 from spillgate.server.explain import explain
 from spillgate.server.gateway import Gateway
@@ -133,6 +134,7 @@ class Handler:
             if not decision.targets:
                 decision = await self._wait_for_ready(features, candidates, decision, payload)
             st.reason = decision.reason.value
+            st.explain, st.privacy = decision.explain, features.privacy.value
             self.tracing.end(plan.decide_span, {"spillgate.reason": st.reason})
             parsed = plan.parsed
             upstream = UpstreamRequest(
@@ -159,6 +161,7 @@ class Handler:
                         features, candidates, refused, payload
                     )
                     st.reason = decision.reason.value
+                    st.explain, st.privacy = decision.explain, features.privacy.value
                     upstream.private = True
                     outcome = await self._run_watched(
                         request, upstream, decision, features, key, started, st.spend
@@ -396,6 +399,7 @@ def create_app(gateway: Gateway) -> FastPath:
 
     app = FastAPI(title="Spillgate", version=__version__, lifespan=lifespan)
     app.include_router(admin_router(gateway))
+    app.include_router(console(gateway))
     # The OpenAI endpoints are raw ASGI handlers: FastAPI's validation layer would parse
     # every body a second time on the hot path. The routes stay registered so that a wrong
     # method gets FastAPI's 405, answered in OpenAI's shape below.

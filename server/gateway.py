@@ -25,6 +25,7 @@ from spillgate.server.access import Access
 from spillgate.server.accounting import Accounting
 from spillgate.server.budgets import BudgetBook
 from spillgate.server.config import Config, EngineConfig, ProviderConfig
+from spillgate.server.decisions import DecisionRing
 from spillgate.server.ledger.store import Store
 from spillgate.server.ledger.writer import Ledger
 from spillgate.server.limits import Limiter
@@ -100,6 +101,8 @@ class Gateway:
         self.store = Store.for_home(config.ledger.url, config.home, config.ledger.connect_timeout_s)
         #: USD per token at the cloud route for a model: what "saved" is priced at.
         self.price_per_token: PriceLookup = no_cloud_prices
+        #: The recent decisions and reason counts the operator console shows.
+        self.decisions = DecisionRing()
         self._ledger_open = False
 
     # -- registry ---------------------------------------------------------------------------
@@ -182,6 +185,7 @@ class Gateway:
             self.metrics,
             self.tracing,
             self.config.server.access_log,
+            self.decisions,
         )
         self.egress.record = self.ledger.record_egress
         self._ledger_open = True
