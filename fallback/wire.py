@@ -20,7 +20,7 @@ import orjson
 
 from spillgate.errors import ErrorCode, GatewayError, UpstreamError, bad_request
 from spillgate.fallback.adapter import ProviderSettings
-from spillgate.protocol import Endpoint
+from spillgate.protocol import Endpoint, Usage
 from spillgate.scrub import MIN_SECRET_CHARS, REDACTED, safe_detail
 from spillgate.sse import EventSplitter
 
@@ -111,6 +111,27 @@ def tool_arguments(raw: Any, where: str) -> dict[str, Any]:
             f"`{where}.function.arguments` must be a JSON object encoded as a string",
             param=f"{where}.function.arguments",
         )
+    return parsed
+
+
+def openai_usage(usage: Usage) -> dict[str, Any]:
+    """Usage as an OpenAI `usage` object, for a kind that translates its own."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+def answer_object(provider: str, body: bytes) -> dict[str, Any]:
+    """The JSON object a whole answer is; anything else is a `provider_bad_answer`."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise bad_answer(provider, "not a JSON object")
     return parsed
 
 

@@ -13,7 +13,7 @@ from spillgate.fallback.anthropic.errors import error_from_body
 from spillgate.fallback.anthropic.request import DEFAULT_MAX_TOKENS, translate_request
 from spillgate.fallback.anthropic.response import Envelope, translate_message
 from spillgate.fallback.anthropic.stream import AnthropicStreamTranslator
-from spillgate.fallback.wire import bad_answer, require_endpoint
+from spillgate.fallback.wire import answer_object, require_endpoint
 from spillgate.protocol import UpstreamRequest
 from spillgate.sse import client_wants_usage
 
@@ -53,12 +53,7 @@ class AnthropicAdapter:
         )
 
     def translate(self, request: UpstreamRequest, body: bytes) -> Translated:
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            message = None
-        if not isinstance(message, dict):
-            raise bad_answer(self.settings.name, "not JSON")
+        message = answer_object(self.settings.name, body)
         completion, usage = translate_message(message, self._envelope(request), self.settings.name)
         return Translated(body=orjson.dumps(completion), usage=usage)
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from spillgate.fallback.anthropic.request import JSON_TOOL
-from spillgate.fallback.wire import bad_answer
+from spillgate.fallback.wire import bad_answer, openai_usage
 from spillgate.protocol import Usage
 
 _FINISH_REASONS = {
@@ -46,15 +46,6 @@ def usage_of(anthropic_usage: Any) -> Usage:
     return Usage.reported(
         (u.get("input_tokens"), cached, written), (u.get("output_tokens"),), (cached,)
     )
-
-
-def openai_usage(usage: Usage) -> dict[str, Any]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    }
 
 
 def translate_message(

@@ -13,8 +13,14 @@ from typing import Any
 from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.anthropic.errors import error_of
 from spillgate.fallback.anthropic.request import JSON_TOOL
-from spillgate.fallback.anthropic.response import Envelope, finish_reason, openai_usage, usage_of
-from spillgate.fallback.wire import EventStream, event_object, malformed_event, stream_cut
+from spillgate.fallback.anthropic.response import Envelope, finish_reason, usage_of
+from spillgate.fallback.wire import (
+    EventStream,
+    event_object,
+    malformed_event,
+    openai_usage,
+    stream_cut,
+)
 from spillgate.protocol import Usage
 from spillgate.sse import DONE, event, event_data
 

@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 
 from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.fallback import wire
 from spillgate.fallback.gemini.ids import new_call_id
-from spillgate.fallback.wire import bad_answer
+from spillgate.fallback.wire import answer_object, bad_answer
 from spillgate.protocol import Usage, reported_tokens
 
 # Gemini finish reasons that mean "blocked"; MAX_TOKENS is a length stop, the rest a plain stop.
@@ -51,12 +52,8 @@ def usage_of(meta: dict[str, Any]) -> Usage:
 
 def openai_usage(meta: dict[str, Any]) -> dict[str, Any]:
     """`usageMetadata` → OpenAI `usage`."""
-    usage = usage_of(meta)
     return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        **wire.openai_usage(usage_of(meta)),
         "completion_tokens_details": {
             "reasoning_tokens": reported_tokens(meta.get("thoughtsTokenCount")) or 0
         },
@@ -107,12 +104,7 @@ def completion_id(data: dict[str, Any]) -> str:
 
 def whole_answer(body: bytes, model: str, provider: str) -> tuple[bytes, Usage | None]:
     """A `generateContent` answer as OpenAI `chat.completion` bytes, with its usage."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        data = None
-    if not isinstance(data, dict):
-        raise bad_answer(provider, "not JSON")
+    data = answer_object(provider, body)
     blocked = blocked_prompt(data, provider)
     if blocked:
         raise blocked
