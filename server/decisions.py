@@ -22,6 +22,8 @@ from typing import Any
 WINDOW_MIN = 15
 _MINUTES = WINDOW_MIN + 1
 _SECONDS = 60
+#: What a request without a key is listed as, and filtered by.
+ANONYMOUS = "anonymous"
 
 
 @dataclass(slots=True)
@@ -90,7 +92,11 @@ class Filters:
         return (
             (self.route is None or r.route == self.route)
             and (self.reason is None or r.reason == self.reason)
-            and (self.key is None or self.key in (r.key_id, r.key_name))
+            and (
+                self.key is None
+                or self.key in (r.key_id, r.key_name)
+                or (self.key == ANONYMOUS and r.key_id is None)
+            )
             and (self.model is None or r.model == self.model)
         )
 

@@ -70,6 +70,8 @@ def _clock(ts: float | None) -> str:
 def _usd(value: float | None) -> str:
     if value is None:
         return "—"
+    if 0 < value < 0.01:
+        return f"${value:.6f}"
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 

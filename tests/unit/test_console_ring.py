@@ -47,6 +47,8 @@ def test_filters_narrow_by_route_reason_key_and_model() -> None:
     assert [r.request_id for r in ring.recent(Filters(key="key_a"))] == ["req-3", "req-2", "req-1"]
     assert [r.request_id for r in ring.recent(Filters(model="big", route="local"))] == ["req-3"]
     assert ring.recent(Filters(route="local"), limit=1)[0].request_id == "req-3"
+    ring.add(record(T0, 4, key_id=None, key_name=None, route="none", kind="none", status=401))
+    assert [r.request_id for r in ring.recent(Filters(key="anonymous"))] == ["req-4"]
 
 
 def test_reason_counts_cover_15_minutes_beyond_the_ring_and_forget_older_ones() -> None:
