@@ -120,17 +120,21 @@ def require_admin(token: str | None, request: Request) -> None:
         )
 
 
-def admin_router(gw: Gateway) -> APIRouter:
-    router = APIRouter(prefix="/admin")
-    token = gw.config.admin.token
+class KeyBook:
+    """Creating, changing and revoking API keys: the one implementation behind /admin/keys
+    and the console's Keys page. Errors are `GatewayError`s that say what to change."""
 
-    def check_admin(request: Request) -> None:
-        require_admin(token, request)
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
 
-    async def find(ident: str) -> ApiKey:
-        """A key by id or by name (a live key first), read fresh from the database."""
-        await gw.access.load(gw.store)
-        keys = [k for _, k in await gw.store.run(gw.store.keys)]
+    async def all(self) -> list[ApiKey]:
+        """Every key, revoked ones too, read fresh from the database."""
+        await self.gw.access.load(self.gw.store)
+        return [k for _, k in await self.gw.store.run(self.gw.store.keys)]
+
+    async def find(self, ident: str) -> ApiKey:
+        """A key by id or by name (a live key first)."""
+        keys = await self.all()
         match = [k for k in keys if k.id == ident] or sorted(
             (k for k in keys if k.name == ident), key=lambda k: (k.revoked, -k.created_at)
         )
@@ -139,6 +143,71 @@ def admin_router(gw: Gateway) -> APIRouter:
                 404, f"no API key has the id or name {ident!r}", code="key_not_found"
             )
         return match[0]
+
+    async def create(self, body: KeyCreate) -> tuple[ApiKey, str]:
+        """A new key: (the key, its secret). The secret is never stored, only its hash, so
+        this is the one time it can be shown."""
+        secret, key_hash, prefix = new_secret()
+        now = time.time()
+        fields = body.model_dump(exclude_none=True)
+        key = ApiKey(id=new_key_id(), prefix=prefix, created_at=now, updated_at=now, **fields)
+        try:
+            await self.gw.store.run(self.gw.store.insert_key, key, key_hash)
+        except DuplicateKeyName:
+            advice = "; choose another name or revoke that key first"
+            raise _duplicate_name(body.name, advice) from None
+        self.gw.access.ring.put(key_hash, key)
+        return key, secret
+
+    async def update(self, ident: str, body: KeyUpdate) -> ApiKey:
+        """The fields the body sets, set (null removes a limit)."""
+        for name in _NOT_NULL:
+            if name in body.model_fields_set and getattr(body, name) is None:
+                raise bad_request(f"`{name}` cannot be null", param=name)
+        key = await self.find(ident)
+        if key.revoked:
+            raise GatewayError(
+                409,
+                f"API key {key.name} ({key.id}) is revoked; it cannot change",
+                code="key_revoked",
+            )
+        for name in body.model_fields_set:
+            setattr(key, name, getattr(body, name))
+        key.updated_at = time.time()
+        try:
+            await self.gw.store.run(self.gw.store.update_key, key)
+        except DuplicateKeyName:
+            raise _duplicate_name(key.name, "") from None
+        await self.gw.access.load(self.gw.store)
+        return key
+
+    async def revoke(self, ident: str) -> ApiKey:
+        """Revoked from now on (at once on this replica); revoking twice changes nothing."""
+        key = await self.find(ident)
+        if not key.revoked:
+            key.revoked_at = key.updated_at = time.time()
+            await self.gw.store.run(self.gw.store.update_key, key)
+            await self.gw.access.load(self.gw.store)
+        return key
+
+
+def _duplicate_name(name: str | None, advice: str) -> GatewayError:
+    return GatewayError(
+        409,
+        f"a live API key is already named {name!r}{advice}",
+        code="duplicate_key_name",
+        param="name",
+    )
+
+
+def admin_router(gw: Gateway) -> APIRouter:
+    router = APIRouter(prefix="/admin")
+    token = gw.config.admin.token
+
+    def check_admin(request: Request) -> None:
+        require_admin(token, request)
+
+    book = KeyBook(gw)
 
     def shown(key: ApiKey) -> dict[str, Any]:
         spent = gw.budgets.spent(key.id, time.time())
@@ -164,22 +233,7 @@ def admin_router(gw: Gateway) -> APIRouter:
     @router.post("/keys")
     async def create_key(request: Request) -> Response:
         async def work() -> Response:
-            body: KeyCreate = await _body(request, KeyCreate)
-            secret, key_hash, prefix = new_secret()
-            now = time.time()
-            fields = body.model_dump(exclude_none=True)
-            key = ApiKey(id=new_key_id(), prefix=prefix, created_at=now, updated_at=now, **fields)
-            try:
-                await gw.store.run(gw.store.insert_key, key, key_hash)
-            except DuplicateKeyName:
-                raise GatewayError(
-                    409,
-                    f"a live API key is already named {body.name!r}; choose another name "
-                    "or revoke that key first",
-                    code="duplicate_key_name",
-                    param="name",
-                ) from None
-            gw.access.ring.put(key_hash, key)
+            key, secret = await book.create(await _body(request, KeyCreate))
             # The only time the key itself is shown: only its hash is stored.
             return _json({**shown(key), "key": secret}, 201)
 
@@ -188,9 +242,8 @@ def admin_router(gw: Gateway) -> APIRouter:
     @router.get("/keys")
     async def list_keys(request: Request) -> Response:
         async def work() -> Response:
-            await gw.access.load(gw.store)
             everything = request.query_params.get("include_revoked") in ("1", "true")
-            keys = [k for _, k in await gw.store.run(gw.store.keys)]
+            keys = await book.all()
             return _json({"data": [shown(k) for k in keys if everything or not k.revoked]})
 
         return await guarded(request, work)
@@ -198,35 +251,14 @@ def admin_router(gw: Gateway) -> APIRouter:
     @router.get("/keys/{ident}")
     async def show_key(request: Request, ident: str) -> Response:
         async def work() -> Response:
-            return _json(shown(await find(ident)))
+            return _json(shown(await book.find(ident)))
 
         return await guarded(request, work)
 
     @router.patch("/keys/{ident}")
     async def update_key(request: Request, ident: str) -> Response:
         async def work() -> Response:
-            body: KeyUpdate = await _body(request, KeyUpdate)
-            for name in _NOT_NULL:
-                if name in body.model_fields_set and getattr(body, name) is None:
-                    raise bad_request(f"`{name}` cannot be null", param=name)
-            key = await find(ident)
-            if key.revoked:
-                raise GatewayError(
-                    409, f"API key {key.id} is revoked; it cannot change", code="key_revoked"
-                )
-            for name in body.model_fields_set:
-                setattr(key, name, getattr(body, name))
-            key.updated_at = time.time()
-            try:
-                await gw.store.run(gw.store.update_key, key)
-            except DuplicateKeyName:
-                raise GatewayError(
-                    409,
-                    f"a live API key is already named {key.name!r}",
-                    code="duplicate_key_name",
-                    param="name",
-                ) from None
-            await gw.access.load(gw.store)
+            key = await book.update(ident, await _body(request, KeyUpdate))
             return _json(shown(key))
 
         return await guarded(request, work)
@@ -234,11 +266,7 @@ def admin_router(gw: Gateway) -> APIRouter:
     @router.delete("/keys/{ident}")
     async def revoke_key(request: Request, ident: str) -> Response:
         async def work() -> Response:
-            key = await find(ident)
-            if not key.revoked:
-                key.revoked_at = key.updated_at = time.time()
-                await gw.store.run(gw.store.update_key, key)
-                await gw.access.load(gw.store)
+            key = await book.revoke(ident)
             return _json(shown(key))
 
         return await guarded(request, work)
@@ -258,7 +286,7 @@ def admin_router(gw: Gateway) -> APIRouter:
                 raise bad_request(
                     "`group_by` must be one of key, model, target, day", param="group_by"
                 )
-            key_id = (await find(q["key"])).id if "key" in q else None
+            key_id = (await book.find(q["key"])).id if "key" in q else None
             since, until = _period(q.get("since"), q.get("until"))
             query = UsageQuery(key_id, q.get("model"), q.get("target"), since, until, group_by)
             rows = await gw.store.run(gw.store.usage, query)

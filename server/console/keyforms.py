@@ -1,18 +1,16 @@
 """The Keys page's changes: form fields read into the admin API's own key models
-(`KeyCreate`, `KeyUpdate`), then the same store calls /admin/keys makes."""
+(`KeyCreate`, `KeyUpdate`), then handed to the same `KeyBook` that serves /admin/keys."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from spillgate.errors import GatewayError
-from spillgate.server.admin import KeyCreate, KeyUpdate
-from spillgate.server.keys import ApiKey, new_key_id, new_secret
-from spillgate.server.ledger.store import DuplicateKeyName
+from spillgate.server.admin import KeyBook, KeyCreate, KeyUpdate
+from spillgate.server.keys import ApiKey
 
 if TYPE_CHECKING:
     from spillgate.server.gateway import Gateway
@@ -58,55 +56,37 @@ def _validated(model: type[KeyCreate] | type[KeyUpdate], data: dict[str, Any]) -
 
 
 async def all_keys(gw: Gateway) -> list[ApiKey]:
-    return [k for _, k in await gw.store.run(gw.store.keys)]
+    return await KeyBook(gw).all()
 
 
 async def find(gw: Gateway, key_id: str) -> ApiKey:
-    match = [k for k in await all_keys(gw) if k.id == key_id]
-    if not match:
-        raise GatewayError(404, f"no API key has the id {key_id!r}", code="key_not_found")
-    return match[0]
+    return await KeyBook(gw).find(key_id)
 
 
 async def create(gw: Gateway, form: Mapping[str, str]) -> tuple[ApiKey, str]:
     """A new key from the form: (the key, its secret, to be shown this once)."""
     body: KeyCreate = _validated(KeyCreate, {"name": form.get("name", "").strip(), **limits(form)})
-    secret, key_hash, prefix = new_secret()
-    now = time.time()
-    key = ApiKey(
-        id=new_key_id(),
-        prefix=prefix,
-        created_at=now,
-        updated_at=now,
-        **body.model_dump(exclude_none=True),
-    )
     try:
-        await gw.store.run(gw.store.insert_key, key, key_hash)
-    except DuplicateKeyName:
-        raise FormError(
-            f"name: a live API key is already named {body.name!r}; choose another"
-        ) from None
-    gw.access.ring.put(key_hash, key)
-    return key, secret
+        return await KeyBook(gw).create(body)
+    except GatewayError as err:
+        raise _form_error(err) from None
 
 
 async def update(gw: Gateway, key_id: str, form: Mapping[str, str]) -> ApiKey:
     body: KeyUpdate = _validated(KeyUpdate, limits(form))
-    key = await find(gw, key_id)
-    if key.revoked:
-        raise FormError(f"API key {key.name} is revoked; it cannot change")
-    for name in body.model_fields_set:
-        setattr(key, name, getattr(body, name))
-    key.updated_at = time.time()
-    await gw.store.run(gw.store.update_key, key)
-    await gw.access.load(gw.store)
-    return key
+    try:
+        return await KeyBook(gw).update(key_id, body)
+    except GatewayError as err:
+        raise _form_error(err) from None
 
 
 async def revoke(gw: Gateway, key_id: str) -> ApiKey:
-    key = await find(gw, key_id)
-    if not key.revoked:
-        key.revoked_at = key.updated_at = time.time()
-        await gw.store.run(gw.store.update_key, key)
-        await gw.access.load(gw.store)
-    return key
+    return await KeyBook(gw).revoke(key_id)
+
+
+def _form_error(err: GatewayError) -> Exception:
+    """A refusal the operator can fix in the form (a name taken, a revoked key) is shown
+    on it; anything else (404) stays the gateway's error."""
+    if err.status == 409:
+        return FormError(f"{err.param or 'key'}: {err.message}")
+    return err

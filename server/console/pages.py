@@ -28,6 +28,7 @@ from spillgate.server.console.session import (
     COOKIE,
     Session,
     SessionBook,
+    SigninThrottle,
     csrf_ok,
     same_origin,
     same_text,
@@ -105,6 +106,7 @@ def console_router(gw: Gateway) -> APIRouter:
     token = gw.config.admin.token
     env = templates()
     sessions = SessionBook()
+    throttle = SigninThrottle()
     static = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
 
     def html(name: str, session: Session | None, status: int = 200, **context: Any) -> Response:
@@ -184,8 +186,17 @@ def console_router(gw: Gateway) -> APIRouter:
         target = next_page(form.get("next"))
         if not origin_ok(request):
             return html("signin.html", None, 403, next=target, error="Sign in from this page.")
+        client = request.client.host if request.client else "unknown"
+        wait_s = throttle.retry_in_s(client)
+        if wait_s > 0:
+            error = f"Too many wrong tokens; try again in {int(wait_s) + 1} seconds."
+            reply = html("signin.html", None, 429, next=target, error=error)
+            reply.headers["retry-after"] = str(int(wait_s) + 1)
+            return reply
         if not same_text(form.get("token"), token):
+            throttle.failed(client)
             return html("signin.html", None, 401, next=target, error="That token is not right.")
+        throttle.succeeded(client)
         session_id, _ = sessions.open()
         reply = RedirectResponse(target, 303, headers=_HEADERS)
         reply.set_cookie(

@@ -23,6 +23,9 @@ IDLE_TTL_S = 3600
 #: The most sessions kept at once; signing in past it drops the oldest.
 MAX_SESSIONS = 64
 COOKIE = "spillgate_console"
+#: Wrong tokens one client address may try per window before sign-in refuses it (429).
+MAX_FAILED_SIGNINS = 5
+FAILED_SIGNIN_WINDOW_S = 60.0
 
 
 def _digest(value: str) -> str:
@@ -115,3 +118,41 @@ def same_origin(origin: str | None, referer: str | None, scheme: str, host: str 
         parts = urlsplit(referer)
         return f"{parts.scheme}://{parts.netloc}".lower() == expected
     return False
+
+
+class SigninThrottle:
+    """Slows guessing of the admin token: after `limit` wrong tokens from one client
+    address within `window_s`, that address may not try again until the window has passed.
+    Kept in memory and bounded (the oldest addresses are forgotten first)."""
+
+    def __init__(
+        self,
+        limit: int = MAX_FAILED_SIGNINS,
+        window_s: float = FAILED_SIGNIN_WINDOW_S,
+        max_clients: int = 4096,
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self._failures: dict[str, list[float]] = {}
+
+    def retry_in_s(self, client: str, now: float | None = None) -> float:
+        """0 when `client` may try now; else the seconds until it may."""
+        now = time.time() if now is None else now
+        recent = [t for t in self._failures.get(client, ()) if now - t < self.window_s]
+        if recent:
+            self._failures[client] = recent
+        else:
+            self._failures.pop(client, None)
+        if len(recent) < self.limit:
+            return 0.0
+        return self.window_s - (now - recent[0])
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        if client not in self._failures and len(self._failures) >= self.max_clients:
+            del self._failures[next(iter(self._failures))]
+        self._failures.setdefault(client, []).append(now)
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from spillgate.server.console.session import (
     SessionBook,
+    SigninThrottle,
     csrf_ok,
     same_origin,
     same_text,
@@ -73,3 +74,24 @@ def test_a_change_must_come_from_this_origin() -> None:
     assert not same_origin("null", None, "http", host)  # a sandboxed or file page
     assert not same_origin(None, None, "http", host)
     assert not same_origin("http://127.0.0.1:8080", None, "http", None)
+
+
+def test_wrong_tokens_lock_one_address_out_for_the_window() -> None:
+    throttle = SigninThrottle(limit=3, window_s=60)
+    for t in (0.0, 1.0, 2.0):
+        assert throttle.retry_in_s("10.0.0.1", now=t) == 0
+        throttle.failed("10.0.0.1", now=t)
+    assert throttle.retry_in_s("10.0.0.1", now=3.0) == 57.0  # until the first failure ages out
+    assert throttle.retry_in_s("10.0.0.2", now=3.0) == 0  # another address is not locked
+    assert throttle.retry_in_s("10.0.0.1", now=60.5) == 0  # the window has passed
+    throttle.failed("10.0.0.1", now=61.0)
+    throttle.succeeded("10.0.0.1")
+    assert throttle.retry_in_s("10.0.0.1", now=61.0) == 0
+
+
+def test_the_throttle_forgets_the_oldest_address_when_full() -> None:
+    throttle = SigninThrottle(limit=1, window_s=60, max_clients=2)
+    for address in ("a", "b", "c"):
+        throttle.failed(address, now=0.0)
+    assert throttle.retry_in_s("a", now=1.0) == 0
+    assert throttle.retry_in_s("c", now=1.0) > 0
