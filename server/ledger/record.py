@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, fields
+import operator
+from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
@@ -44,7 +45,12 @@ class UsageRecord:
         return cls(**{name: data[name] for name in COLUMNS if name in data})
 
     def row(self) -> tuple[Any, ...]:
-        return astuple(self)
+        """The values in COLUMNS order. Every field is a scalar, so a plain read will do:
+        `dataclasses.astuple` deep-copies each value and cost ~5% of a streamed request's
+        CPU in the ledger's writer thread."""
+        values: tuple[Any, ...] = _ROW(self)
+        return values
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
+_ROW = operator.attrgetter(*COLUMNS)
