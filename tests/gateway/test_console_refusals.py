@@ -1,4 +1,7 @@
-"""Guessing the admin token through the console's sign-in form is slowed: after five
+"""What the console and its admin endpoints refuse.
+
+The decisions and overview endpoints need the admin token and answer bad filters with a
+400 naming them. Guessing the admin token through the sign-in form is slowed: after five
 wrong tokens from one address, sign-in answers 429 with Retry-After, even for the right
 token, until the window has passed. Its own gateway: the lock-out would hold up other
 tests that sign in from the same loopback address."""
@@ -10,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from harness import GatewayProcess, standin_engine_config
-from services import ADMIN_TOKEN
+from services import ADMIN, ADMIN_TOKEN
 
 from spillgate.server.console.session import MAX_FAILED_SIGNINS
 
@@ -23,6 +26,35 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     }
     with GatewayProcess(config, tmp_path_factory.mktemp("signin")) as gw:
         yield gw
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "code", "param"),
+    [
+        ("/admin/decisions", {}, 401, "invalid_admin_token", None),
+        ("/admin/overview", {"authorization": "Bearer wrong"}, 401, "invalid_admin_token", None),
+        ("/admin/decisions?limit=0", ADMIN, 400, None, "limit"),
+        ("/admin/decisions?limit=1001", ADMIN, 400, None, "limit"),
+        ("/admin/decisions?limit=ten", ADMIN, 400, None, "limit"),
+        ("/admin/decisions/no-such-request", ADMIN, 404, "decision_not_found", None),
+    ],
+)
+def test_the_decision_endpoints_refuse_clearly(
+    gateway: GatewayProcess,
+    path: str,
+    headers: dict[str, str],
+    status: int,
+    code: str | None,
+    param: str | None,
+) -> None:
+    answer = httpx.get(f"{gateway.url}{path}", headers=headers)
+    assert answer.status_code == status
+    error = answer.json()["error"]
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code
+    if param is not None:
+        assert error["param"] == param
 
 
 def _sign_in(client: httpx.Client, token: str) -> httpx.Response:
