@@ -7,7 +7,27 @@ from enum import StrEnum
 
 import orjson
 
+from spillgate.protocol import Endpoint
 from spillgate.scrub import message_of, safe_detail, scrub
+
+#: Anthropic's error `type` for an HTTP status (its SDK picks the exception by status).
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(status: int) -> str:
+    if status in ANTHROPIC_ERROR_TYPES:
+        return ANTHROPIC_ERROR_TYPES[status]
+    return "invalid_request_error" if status < 500 else "api_error"
 
 
 class ErrorCode(StrEnum):
@@ -60,7 +80,12 @@ class GatewayError(Exception):
     def __str__(self) -> str:
         return f"{self.status} {self.type}: {self.message}"
 
-    def body(self) -> bytes:
+    def body(self, endpoint: Endpoint = Endpoint.CHAT) -> bytes:
+        """The error object in the shape of the API the client called: Anthropic's for
+        /v1/messages, OpenAI's for the rest."""
+        if endpoint is Endpoint.MESSAGES:
+            error = {"type": anthropic_error_type(self.status), "message": scrub(self.message)}
+            return orjson.dumps({"type": "error", "error": error})
         return orjson.dumps(
             {
                 "error": {
@@ -118,7 +143,9 @@ class EgressRefused(UpstreamError):
         self.kinds = kinds
 
 
-def upstream_error_body(status: int, body: bytes, source: str) -> bytes:
+def upstream_error_body(
+    status: int, body: bytes, source: str, endpoint: Endpoint = Endpoint.CHAT
+) -> bytes:
     """An upstream's error answer as OpenAI's error object, whatever shape it came in: vLLM's
     `{"object": "error", ...}`, FastAPI's `{"detail": ...}`, or plain text (an engine that
     lacks an endpoint answers `404 Not Found`). Its message, `param` and `code` are kept."""
@@ -139,7 +166,7 @@ def upstream_error_body(status: int, body: bytes, source: str) -> bytes:
         type="invalid_request_error" if status < 500 else "server_error",
         code=code if isinstance(code, str) else None,
         param=param if isinstance(param, str) else None,
-    ).body()
+    ).body(endpoint)
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:

@@ -17,6 +17,15 @@ class Endpoint(StrEnum):
     CHAT = "chat/completions"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
+    #: OpenAI's Responses API (Codex-style agents).
+    RESPONSES = "responses"
+    #: Anthropic's Messages API (Claude-Code-style agents).
+    MESSAGES = "messages"
+
+
+#: The inbound APIs read through the chat format: their features are those of the request
+#: as chat, and a provider that does not speak them natively gets it as chat.
+DIALECTS = frozenset({Endpoint.RESPONSES, Endpoint.MESSAGES})
 
 
 class TargetKind(StrEnum):
@@ -85,6 +94,27 @@ class Usage:
         cached = details.get("cached_tokens") if isinstance(details, dict) else details
         return cls.reported(
             (usage.get("prompt_tokens"),), (usage.get("completion_tokens"),), (cached,)
+        )
+
+    @classmethod
+    def from_responses(cls, usage: Any) -> Usage | None:
+        """The Responses API's `usage` (`input_tokens`, `output_tokens`)."""
+        if not isinstance(usage, dict):
+            return None
+        details = usage.get("input_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else details
+        return cls.reported((usage.get("input_tokens"),), (usage.get("output_tokens"),), (cached,))
+
+    @classmethod
+    def from_anthropic(cls, usage: Any) -> Usage | None:
+        """Anthropic's `usage`: cached input is counted apart from `input_tokens`, where
+        OpenAI counts it inside."""
+        if not isinstance(usage, dict):
+            return None
+        cached = usage.get("cache_read_input_tokens")
+        written = usage.get("cache_creation_input_tokens")
+        return cls.reported(
+            (usage.get("input_tokens"), cached, written), (usage.get("output_tokens"),), (cached,)
         )
 
 

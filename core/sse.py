@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from spillgate.protocol import Usage
+from spillgate.protocol import DIALECTS, Endpoint, Usage
 from spillgate.scrub import scrub
 
 DONE = b"data: [DONE]\n\n"
@@ -18,9 +18,29 @@ def event(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def error_event(message: str, type: str = "upstream_error", code: str | None = None) -> bytes:
-    """A terminating error, as OpenAI streams one; the official SDK raises APIError on it."""
-    return event({"error": {"message": scrub(message), "type": type, "param": None, "code": code}})
+def error_event(
+    message: str,
+    type: str = "upstream_error",
+    code: str | None = None,
+    endpoint: Endpoint = Endpoint.CHAT,
+    sequence_number: int = 0,
+) -> bytes:
+    """A terminating error, as the called API streams one; the official SDKs raise on it.
+
+    Chat and completions: a `data:` line with OpenAI's error object. Responses: an `error`
+    event (numbered after the stream's last). Messages: Anthropic's `error` event, typed as
+    an overloaded or API error (mid-stream, the upstream is at fault).
+    """
+    text = scrub(message)
+    if endpoint is Endpoint.RESPONSES:
+        data = {"type": "error", "code": code, "message": text, "param": None,
+                "sequence_number": sequence_number}  # fmt: skip
+        return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+    if endpoint is Endpoint.MESSAGES:
+        kind = "overloaded_error" if code == "provider_rate_limited" else "api_error"
+        data = {"type": "error", "error": {"type": kind, "message": text}}
+        return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+    return event({"error": {"message": text, "type": type, "param": None, "code": code}})
 
 
 def client_wants_usage(payload: dict[str, Any]) -> bool:
@@ -105,14 +125,18 @@ class UsageTap:
     `choices` are empty): for a stream whose client did not ask for it.
     """
 
-    __slots__ = ("_events", "strip", "usage")
+    __slots__ = ("_events", "_reported", "endpoint", "strip", "usage")
 
     _MAX_TAIL = 1 << 20
 
-    def __init__(self, strip: bool = False) -> None:
+    def __init__(self, strip: bool = False, endpoint: Endpoint = Endpoint.CHAT) -> None:
+        """`endpoint`: the API whose stream passes (Responses and Messages report usage
+        in their own events: `response.completed`, `message_start` + `message_delta`)."""
         self._events = EventSplitter()
         self.strip = strip
+        self.endpoint = endpoint
         self.usage: Usage | None = None
+        self._reported: dict[str, Any] = {}
 
     def feed(self, data: bytes) -> bytes:
         """Bytes as read; returns the bytes to pass on (`data` itself unless stripping)."""
@@ -155,12 +179,30 @@ class UsageTap:
                 chunk = orjson.loads(line[5:])
             except orjson.JSONDecodeError:
                 continue
-            if isinstance(chunk, dict):
-                usage = Usage.from_openai(chunk.get("usage"))
-                if usage is not None:
-                    self.usage = usage
-                    return not chunk.get("choices")
+            if not isinstance(chunk, dict):
+                continue
+            if self.endpoint in DIALECTS:
+                self._dialect_usage(chunk)
+                return False
+            usage = Usage.from_openai(chunk.get("usage"))
+            if usage is not None:
+                self.usage = usage
+                return not chunk.get("choices")
         return False
+
+    def _dialect_usage(self, event: dict[str, Any]) -> None:
+        if self.endpoint is Endpoint.RESPONSES:
+            response = event.get("response")
+            if isinstance(response, dict):
+                self.usage = Usage.from_responses(response.get("usage")) or self.usage
+            return
+        # Messages: `message_start` holds the input, `message_delta` the output so far.
+        message = event.get("message")
+        holder = message if isinstance(message, dict) else event
+        usage = holder.get("usage")
+        if isinstance(usage, dict):
+            self._reported.update({k: v for k, v in usage.items() if v is not None})
+            self.usage = Usage.from_anthropic(self._reported)
 
 
 def _last_event_end(buf: bytes) -> int:

@@ -8,18 +8,29 @@ every provider gets the same timeouts, retries, circuit breaker, pricing and str
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiohttp
+import orjson
 
 from spillgate.errors import ErrorCode, GatewayError, UpstreamError
 from spillgate.fallback.breaker import CircuitBreaker
+from spillgate.fallback.dialects import DialectStream, dialect_for
 from spillgate.fallback.prices import Price, cost_usd
 from spillgate.fallback.resilience import RetryPolicy, Timeouts, is_upstream_fault
-from spillgate.protocol import TargetKind, UpstreamReply, UpstreamRequest, Usage
+from spillgate.protocol import (
+    DIALECTS,
+    Endpoint,
+    TargetKind,
+    UpstreamReply,
+    UpstreamRequest,
+    Usage,
+)
 from spillgate.sse import error_event
 
 log = logging.getLogger("spillgate.fallback")
@@ -74,6 +85,9 @@ class StreamTranslator(Protocol):
 
 class ProviderAdapter(Protocol):
     settings: ProviderSettings
+    #: The inbound APIs besides chat (Responses, Messages) this provider is sent as they
+    #: are; `CloudTarget` sends it the others as chat (see `spillgate.fallback.dialects`).
+    native: frozenset[Endpoint]
 
     def build(self, request: UpstreamRequest) -> ProviderCall:
         """Translate the OpenAI request; raise `GatewayError(400, ...)` for what cannot be."""
@@ -150,6 +164,8 @@ class CloudTarget:
         return cost_usd(self.price, usage)
 
     async def open(self, request: UpstreamRequest) -> UpstreamReply:
+        if request.endpoint in DIALECTS and request.endpoint not in self.adapter.native:
+            return await self._through_chat(request)
         try:
             call = self.adapter.build(request)
         except UpstreamError:
@@ -181,6 +197,23 @@ class CloudTarget:
                 continue
             self.breaker.record_success()
             return reply
+
+    async def _through_chat(self, request: UpstreamRequest) -> UpstreamReply:
+        """A Responses or Messages request to a provider that does not speak that API: sent
+        as chat (the egress guard reads the chat body built from it), answered back in the
+        API's shape, whole or streamed."""
+        dialect = dialect_for(request.endpoint)
+        chat = dataclasses.replace(
+            request, endpoint=Endpoint.CHAT, payload=dialect.to_chat(request.payload), body=b""
+        )
+        reply = await self.open(chat)
+        if reply.chunks is None:
+            answer = orjson.loads(reply.body or b"{}")
+            reply.body = orjson.dumps(dialect.from_chat(request.payload, answer))
+            return reply
+        chunks = cast(AsyncGenerator[bytes, None], reply.chunks)
+        reply.chunks = _restreamed(chunks, dialect.stream_from_chat(request.payload))
+        return reply
 
     def _record(self, err: UpstreamError) -> None:
         # One client's bad request must not take the provider out for every client.
@@ -275,11 +308,12 @@ class CloudTarget:
                 resp.close()  # cancels the provider call
 
         reply.close = close
-        reply.chunks = self._relay(resp, translator, reply, first, ended)
+        reply.chunks = self._relay(request, resp, translator, reply, first, ended)
         return reply
 
     async def _relay(
         self,
+        request: UpstreamRequest,
         resp: aiohttp.ClientResponse,
         translator: StreamTranslator,
         reply: UpstreamReply,
@@ -287,6 +321,7 @@ class CloudTarget:
         ended: bool,
     ) -> AsyncIterator[bytes]:
         provider_failed = False  # a client that leaves early is not the provider's fault
+        endpoint = request.endpoint
         try:
             yield first
             if not ended:
@@ -300,13 +335,18 @@ class CloudTarget:
             yield error_event(
                 f"{self.name} went silent mid-stream (timeouts.first_byte_s, timeouts.total_s)",
                 code=ErrorCode.PROVIDER_TIMEOUT,
+                endpoint=endpoint,
             )
         except aiohttp.ClientError:
             provider_failed = True
-            yield error_event(f"{self.name} stopped mid-stream", code=ErrorCode.PROVIDER_STREAM_CUT)
+            yield error_event(
+                f"{self.name} stopped mid-stream",
+                code=ErrorCode.PROVIDER_STREAM_CUT,
+                endpoint=endpoint,
+            )
         except UpstreamError as err:  # a malformed event, or a provider `error` event
             provider_failed = is_upstream_fault(err)
-            yield error_event(err.message, type=err.type, code=err.code)
+            yield error_event(err.message, type=err.type, code=err.code, endpoint=endpoint)
         finally:
             if provider_failed:
                 self.breaker.record_failure()
@@ -327,6 +367,21 @@ class CloudTarget:
             f"first_byte_s {t.first_byte_s}, total_s {t.total_s})",
             code=ErrorCode.PROVIDER_TIMEOUT,
         )
+
+
+async def _restreamed(
+    chunks: AsyncGenerator[bytes, None], dialect: DialectStream
+) -> AsyncIterator[bytes]:
+    """A chat stream's bytes, rewritten into the inbound API's events as they pass. Closing
+    this closes the chat stream, whose end settles the usage and releases the provider."""
+    async with contextlib.aclosing(chunks):
+        async for data in chunks:
+            out = dialect.feed(data)
+            if out:
+                yield out
+    closing = dialect.finish()
+    if closing:
+        yield closing
 
 
 def _not_here(err: GatewayError) -> UpstreamError:

@@ -66,7 +66,7 @@ class LocalEngine:
         # A stream's tokens are counted from its usage chunk: ask for it always.
         ask_usage = (
             request.stream
-            and request.endpoint is not Endpoint.EMBEDDINGS
+            and request.endpoint in _USAGE_ASKED
             and not client_wants_usage(request.payload)
         )
         if ask_usage or request.target_model != request.model:
@@ -122,12 +122,12 @@ class LocalEngine:
             await close()
             if resp.status >= 400:
                 data = scrub_bytes(data)  # the client's own error, less any key we hold
-            usage = _usage_of(data) if resp.status < 400 else None
+            usage = _usage_of(data, request.endpoint) if resp.status < 400 else None
             return UpstreamReply(
                 status=resp.status, content_type=content_type, body=data, usage=usage
             )
         reply = UpstreamReply(status=resp.status, content_type=content_type, close=close)
-        reply.chunks = self._relay(resp, reply, UsageTap(strip=ask_usage))
+        reply.chunks = self._relay(resp, reply, UsageTap(ask_usage, request.endpoint))
         return reply
 
     async def _relay(
@@ -145,18 +145,34 @@ class LocalEngine:
             # The engine died or stalled mid-stream: end the client's stream with an error
             # event instead of leaving it hanging.
             self.set_health(False)
-            yield error_event(f"local engine {self.name} stopped mid-stream", code="engine_died")
+            yield error_event(
+                f"local engine {self.name} stopped mid-stream",
+                code="engine_died",
+                endpoint=tap.endpoint,
+            )
         finally:
             reply.usage = tap.usage
             await reply.aclose()
 
 
-def _usage_of(body: bytes) -> Usage | None:
+#: The endpoints whose streams report usage only when asked (`stream_options`); Responses
+#: and Messages streams always do.
+_USAGE_ASKED = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS})
+
+
+def _usage_of(body: bytes, endpoint: Endpoint) -> Usage | None:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
+    if not isinstance(parsed, dict):
+        return None
+    usage = parsed.get("usage")
+    if endpoint is Endpoint.RESPONSES:
+        return Usage.from_responses(usage)
+    if endpoint is Endpoint.MESSAGES:
+        return Usage.from_anthropic(usage)
+    return Usage.from_openai(usage)
 
 
 async def _read_quietly(resp: aiohttp.ClientResponse) -> bytes:

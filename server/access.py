@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 
 from spillgate.server.keys import ApiKey, KeyRing, forbid_model
 from spillgate.server.ledger.store import Store, StoreUnavailable
@@ -12,6 +13,16 @@ from spillgate.server.limits import Limiter
 from spillgate.server.observe import Metrics
 
 log = logging.getLogger("spillgate.auth")
+
+
+def credential(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent: `Authorization: Bearer <key>` as OpenAI clients send it, or
+    `x-api-key: <key>` as Anthropic clients do (the first, when both are sent)."""
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        return authorization
+    api_key = headers.get("x-api-key")
+    return f"Bearer {api_key}" if api_key is not None else None
 
 
 class Access:

@@ -26,6 +26,7 @@ from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
 from spillgate.models.gpu import GpuState
 from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
+from spillgate.server.access import credential
 from spillgate.server.accounting import RequestState
 from spillgate.server.admin import admin_router
 from spillgate.server.budgets import CloudSpend
@@ -51,19 +52,30 @@ log = logging.getLogger("spillgate.server")
 def _context_param(features: RequestFeatures, payload: dict[str, Any], window: Any) -> str:
     """What to change about a request too long for the context: its length limit when the
     prompt alone fits and the client set one, else the prompt."""
-    prompt = {Endpoint.CHAT: "messages", Endpoint.COMPLETIONS: "prompt"}.get(
-        features.endpoint, "input"
-    )
+    prompt = {
+        Endpoint.CHAT: "messages",
+        Endpoint.MESSAGES: "messages",
+        Endpoint.COMPLETIONS: "prompt",
+    }.get(features.endpoint, "input")
     if isinstance(window, int) and features.prompt_tokens_max < window:
-        for name in ("max_completion_tokens", "max_tokens"):
+        for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
             if payload.get(name) is not None:
                 return name
     return prompt
 
 
-def _error_response(err: GatewayError, request_id: str, route: str = "none") -> Response:
-    headers = {"x-request-id": request_id, "x-spillgate-route": route, **err.headers()}
-    return Response(err.body(), err.status, headers=headers, media_type="application/json")
+def _error_response(
+    err: GatewayError, request_id: str, endpoint: Endpoint = Endpoint.CHAT
+) -> Response:
+    """The error in the shape of the API called (Anthropic's for /v1/messages)."""
+    headers = {"x-request-id": request_id, "x-spillgate-route": "none", **err.headers()}
+    body = err.body(endpoint)
+    return Response(body, err.status, headers=headers, media_type="application/json")
+
+
+def _api_of(path: str) -> Endpoint:
+    """The API a path belongs to, for the shape of its errors."""
+    return Endpoint.MESSAGES if path.startswith("/v1/messages") else Endpoint.CHAT
 
 
 def _request_id(request: Request) -> str:
@@ -120,7 +132,7 @@ class Handler:
             request_id = _request_id(request)
             log.exception("unhandled error", extra={"request_id": request_id})
             err = GatewayError(500, "internal gateway error", type="server_error")
-            response = _error_response(err, request_id)
+            response = _error_response(err, request_id, self.endpoint)
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response | StreamRelay:
@@ -182,7 +194,7 @@ class Handler:
             if st.reason == "none" and err.code:
                 st.reason = err.code  # refused before a decision: the ledger says why
             accounting.finish(st, "none", "none", err.status, None, False)
-            return _error_response(err, request_id)
+            return _error_response(err, request_id, self.endpoint)
         except BaseException:
             if st.spend is not None:
                 st.spend.release()  # no record will settle it
@@ -204,7 +216,7 @@ class Handler:
             body, media_type = reply.body, reply.content_type
             if reply.status >= 400:  # an engine's own words, in OpenAI's shape whatever theirs
                 source = f"{backend.name} ({backend.kind.value})"
-                body = upstream_error_body(reply.status, body or b"", source)
+                body = upstream_error_body(reply.status, body or b"", source, self.endpoint)
                 media_type = "application/json"
             return Response(body, reply.status, headers=headers, media_type=media_type)
         return self._stream(reply, headers, st, backend)
@@ -409,10 +421,20 @@ def create_app(gateway: Gateway) -> FastPath:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        # Unknown paths and wrong methods answer in OpenAI's error shape too.
+        # Unknown paths and wrong methods answer in the API's error shape too.
         message = f"{request.method} {request.url.path}: {exc.detail}"
         err = GatewayError(exc.status_code, message, code=str(exc.detail).lower().replace(" ", "_"))
-        return _error_response(err, _request_id(request))
+        return _error_response(err, _request_id(request), _api_of(request.url.path))
+
+    messages = handlers[f"/v1/{Endpoint.MESSAGES.value}"]
+
+    @app.post("/v1/messages/count_tokens")
+    async def count_tokens(request: Request) -> Response:
+        try:
+            tokens = await messages.planner.count_tokens(request.headers, request)
+        except GatewayError as err:
+            return _error_response(err, _request_id(request), Endpoint.MESSAGES)
+        return Response(orjson.dumps({"input_tokens": tokens}), media_type="application/json")
 
     def gpus() -> tuple[GpuState, ...]:
         return gateway.monitor.gpus if gateway.monitor is not None else ()
@@ -424,7 +446,7 @@ def create_app(gateway: Gateway) -> FastPath:
 
     def models_for(request: Request) -> list[str]:
         """The models the caller's key may use; as OpenAI's, the listing needs a key."""
-        key = gateway.access.authenticate(request.headers.get("authorization"))
+        key = gateway.access.authenticate(credential(request.headers))
         return [m for m in gateway.model_ids() if key is None or key.may_use(m)]
 
     @app.get("/v1/models")

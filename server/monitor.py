@@ -20,6 +20,7 @@ from spillgate.models.engine import LocalEngine
 from spillgate.models.gpu import GpuSampler, GpuState
 from spillgate.models.load import EngineLoad, LoadScraper, max_num_seqs_from_args
 from spillgate.models.tokens import TokenCounter
+from spillgate.protocol import Endpoint
 from spillgate.server.observe import Metrics
 from spillgate.server.runtime import RuntimeStore
 from spillgate.server.scheduler import RequestFeatures
@@ -82,13 +83,15 @@ class EngineMonitor:
     async def exact_prompt_tokens(
         self,
         features: RequestFeatures,
+        endpoint: Endpoint,
         payload: dict[str, Any],
         engines: list[LocalEngine],
     ) -> RequestFeatures:
         """Count the prompt with the engine's own tokenizer when the bound cannot say it fits.
 
         Never a guess by characters where it matters: only a count may call a request too
-        long for the local context window.
+        long for the local context window. `endpoint` and `payload`: the request as it is
+        counted (a Responses or Messages request as chat).
         """
         for engine in engines:
             runtime = self.runtime.engine(engine)
@@ -98,7 +101,7 @@ class EngineMonitor:
             counter = self._counter(engine)
             if counter is None:
                 continue
-            fit = await counter.fits(features.endpoint, payload, limit)
+            fit = await counter.fits(endpoint, payload, limit)
             if fit.counted and fit.prompt_tokens is not None:
                 exact = fit.prompt_tokens
                 return dataclasses.replace(features, prompt_tokens=exact, prompt_tokens_max=exact)
@@ -106,6 +109,18 @@ class EngineMonitor:
                 tighter = min(features.prompt_tokens_max, fit.prompt_tokens_upper)
                 features = dataclasses.replace(features, prompt_tokens_max=tighter)
         return features
+
+    async def count_prompt(
+        self, endpoint: Endpoint, payload: dict[str, Any], engines: list[LocalEngine]
+    ) -> int | None:
+        """The prompt's tokens, counted by the first of `engines` that can (None: none can)."""
+        for engine in engines:
+            counter = self._counter(engine)
+            if counter is not None:
+                counted = await counter.count(endpoint, payload)
+                if counted is not None:
+                    return counted
+        return None
 
     def _counter(self, engine: LocalEngine) -> TokenCounter | None:
         counter = self._counters.get(engine.name)

@@ -12,18 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from spillgate.errors import GatewayError
 from spillgate.models.engine import LocalEngine
 from spillgate.protocol import Backend, Endpoint
-from spillgate.server.access import Access
+from spillgate.server.access import Access, credential
 from spillgate.server.accounting import RequestState
 from spillgate.server.budgets import BudgetBook, OutputAsked
-from spillgate.server.keys import ApiKey
+from spillgate.server.features import prompt_token_bounds, text_bytes
+from spillgate.server.keys import ApiKey, forbid_model
 from spillgate.server.monitor import EngineMonitor
-from spillgate.server.requests import FeatureReader, ParsedRequest, parse, read_body
+from spillgate.server.requests import FeatureReader, ParsedRequest, json_object, parse, read_body
 from spillgate.server.runtime import RuntimeStore
 from spillgate.server.scheduler import (
     Capabilities,
@@ -107,7 +109,7 @@ class Planner:
         decide span opens, and the key's cloud budget is claimed. Without it, a dry run
         that changes nothing (`route --explain`).
         """
-        key = self.access.authenticate(headers.get("authorization"))
+        key = self.access.authenticate(credential(headers))
         if st is not None:
             st.key = key
         raw = body if isinstance(body, bytes) else await read_body(body, self.max_body_bytes)
@@ -121,21 +123,45 @@ class Planner:
             span = self.tracing.child(st.span, "spillgate.decide", {})
         request_id = st.request_id if st is not None else ""
         features = await self.features.of(parsed, headers, candidates, key, request_id)
+        endpoint, payload = parsed.as_chat(self.endpoint)
         monitor = self.monitor()
         if monitor is not None:
             local_engines = [c for c in candidates if isinstance(c, LocalEngine)]
-            features = await monitor.exact_prompt_tokens(features, parsed.payload, local_engines)
+            features = await monitor.exact_prompt_tokens(features, endpoint, payload, local_engines)
         if st is not None:
             st.prompt_tokens = features.prompt_tokens
             st.spend = self.budgets.claim(
                 key,
                 features.prompt_tokens_max,
-                OutputAsked.of(parsed.payload, self.endpoint),
+                OutputAsked.of(payload, endpoint),
                 self.default_max_tokens,
             )
         local, cloud = self.runtime.views(candidates, self.cloud_caps)
         decision = decide(features, local, cloud)
         return Plan(key, parsed, candidates, features, decision, local, cloud, span)
+
+    async def count_tokens(self, headers: Headers, request: Request) -> int:
+        """Anthropic's `/v1/messages/count_tokens`: the prompt's tokens, counted by a local
+        engine's tokenizer where one serves the model, else the gateway's estimate. Nothing
+        is sent to a cloud provider, so nothing private can leave by it."""
+        key = self.access.authenticate(credential(headers))
+        raw = await read_body(request, self.max_body_bytes)
+        payload = json_object(raw)
+        # count_tokens takes a Messages request without `max_tokens`.
+        asked = {"max_tokens": 1, **payload}
+        parsed = parse(orjson.dumps(asked), self.endpoint)
+        if key is not None and not key.may_use(parsed.model):
+            raise forbid_model(key, parsed.model)
+        candidates = self.candidates(parsed.model)
+        endpoint, chat = parsed.as_chat(self.endpoint)
+        monitor = self.monitor()
+        if monitor is not None:
+            local_engines = [c for c in candidates if isinstance(c, LocalEngine)]
+            counted = await monitor.count_prompt(endpoint, chat, local_engines)
+            if counted is not None:
+                return counted
+        size, messages, _images, _files = text_bytes(chat, endpoint)
+        return prompt_token_bounds(size, messages)[0]
 
     def candidates(self, model: str) -> list[Backend]:
         """The targets of `model`'s route; 404 naming the models there are."""

@@ -13,7 +13,8 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from spillgate.errors import GatewayError, UpstreamError, bad_request
-from spillgate.protocol import Backend, Endpoint, TargetKind, UpstreamRequest
+from spillgate.fallback.dialects import dialect_for
+from spillgate.protocol import DIALECTS, Backend, Endpoint, TargetKind, UpstreamRequest
 from spillgate.server.budgets import BudgetBook, may_spend
 from spillgate.server.config_routing import SchedulerConfig
 from spillgate.server.features import (
@@ -48,6 +49,14 @@ class ParsedRequest:
     payload: dict[str, Any]
     model: str
     stream: bool
+    #: A Responses or Messages request read as chat: what its features are read from.
+    chat: dict[str, Any] | None = None
+
+    def as_chat(self, endpoint: Endpoint) -> tuple[Endpoint, dict[str, Any]]:
+        """The endpoint and payload a decision reads: a dialect request's chat form."""
+        if self.chat is None:
+            return endpoint, self.payload
+        return Endpoint.CHAT, self.chat
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -87,6 +96,8 @@ def json_object(body: bytes) -> dict[str, Any]:
 
 def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
     payload = json_object(body)
+    if endpoint in DIALECTS:
+        return _parse_dialect(body, payload, endpoint)
     if nested_too_deep(body, payload):
         raise bad_request(
             f"the request body nests objects and arrays more than {MAX_NESTING} levels deep",
@@ -124,6 +135,18 @@ def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
     return ParsedRequest(body=body, payload=payload, model=model, stream=stream)
 
 
+def _parse_dialect(body: bytes, payload: dict[str, Any], endpoint: Endpoint) -> ParsedRequest:
+    """A Responses or Messages request: its dialect reads it as chat, and in doing so
+    checks it (400s name the fields in the API's own terms)."""
+    if nested_too_deep(body, payload):
+        raise bad_request(
+            f"the request body nests objects and arrays more than {MAX_NESTING} levels deep",
+            code="nesting_too_deep",
+        )
+    chat = dialect_for(endpoint).to_chat(payload)
+    return ParsedRequest(body, payload, chat["model"], chat.get("stream") is True, chat)
+
+
 def within_output_limit(request: UpstreamRequest, limit: int | None) -> UpstreamRequest:
     """The request with `max_tokens` and `max_completion_tokens` lowered to `limit`, the
     target's documented output limit: the route, not the client, chose the target. Without
@@ -132,7 +155,7 @@ def within_output_limit(request: UpstreamRequest, limit: int | None) -> Upstream
     ceiling = LARGEST_OUTPUT_TOKENS if limit is None else limit
     over = {
         name: value
-        for name in ("max_completion_tokens", "max_tokens")
+        for name in ("max_completion_tokens", "max_tokens", "max_output_tokens")
         if isinstance(value := payload.get(name), int) and value > ceiling
     }
     if not over:
@@ -180,8 +203,8 @@ class FeatureReader:
         key: ApiKey | None = None,
         request_id: str = "",
     ) -> RequestFeatures:
-        payload = parsed.payload
-        size, messages, images, _files = text_bytes(payload, self.endpoint)
+        endpoint, payload = parsed.as_chat(self.endpoint)
+        size, messages, images, _files = text_bytes(payload, endpoint)
         estimate, upper = prompt_token_bounds(size, messages)
         return RequestFeatures(
             model=parsed.model,

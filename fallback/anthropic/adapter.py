@@ -14,7 +14,7 @@ from spillgate.fallback.anthropic.request import DEFAULT_MAX_TOKENS, translate_r
 from spillgate.fallback.anthropic.response import Envelope, translate_message
 from spillgate.fallback.anthropic.stream import AnthropicStreamTranslator
 from spillgate.fallback.wire import answer_object, require_endpoint
-from spillgate.protocol import UpstreamRequest
+from spillgate.protocol import Endpoint, UpstreamRequest
 from spillgate.sse import client_wants_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -22,6 +22,9 @@ ANTHROPIC_VERSION = "2023-06-01"
 
 class AnthropicAdapter:
     """Pure translation between OpenAI chat completions and Anthropic messages."""
+
+    #: Responses and Messages requests are sent as chat (see fallback/dialects).
+    native: frozenset[Endpoint] = frozenset()
 
     def __init__(
         self, settings: ProviderSettings, *, clock: Callable[[], float] = time.time

@@ -39,13 +39,8 @@ def finish_reason(stop_reason: Any, called_client_tool: bool) -> str:
 
 
 def usage_of(anthropic_usage: Any) -> Usage:
-    """Anthropic counts cached input apart from `input_tokens`; OpenAI counts it inside."""
-    u = anthropic_usage if isinstance(anthropic_usage, dict) else {}
-    cached = u.get("cache_read_input_tokens")
-    written = u.get("cache_creation_input_tokens")
-    return Usage.reported(
-        (u.get("input_tokens"), cached, written), (u.get("output_tokens"),), (cached,)
-    )
+    """Anthropic's usage in OpenAI's terms (all zero where there is none)."""
+    return Usage.from_anthropic(anthropic_usage) or Usage.reported((None,), (None,))
 
 
 def translate_message(

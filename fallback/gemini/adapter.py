@@ -13,11 +13,14 @@ from spillgate.fallback.gemini.request import RequestBuilder
 from spillgate.fallback.gemini.response import whole_answer
 from spillgate.fallback.gemini.stream import GeminiStream
 from spillgate.fallback.wire import require_endpoint
-from spillgate.protocol import UpstreamRequest
+from spillgate.protocol import Endpoint, UpstreamRequest
 from spillgate.sse import client_wants_usage
 
 
 class GeminiAdapter:
+    #: Responses and Messages requests are sent as chat (see fallback/dialects).
+    native: frozenset[Endpoint] = frozenset()
+
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
         root = settings.base_url.rstrip("/")

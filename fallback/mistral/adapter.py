@@ -10,11 +10,14 @@ from spillgate.fallback.mistral.response import whole_answer
 from spillgate.fallback.mistral.stream import MistralStream
 from spillgate.fallback.openai.adapter import OpenAIAdapter
 from spillgate.fallback.wire import require_endpoint
-from spillgate.protocol import UpstreamRequest
+from spillgate.protocol import Endpoint, UpstreamRequest
 from spillgate.sse import client_wants_usage
 
 
 class MistralAdapter(OpenAIAdapter):
+    #: Responses and Messages requests are sent as chat (see fallback/dialects).
+    native: frozenset[Endpoint] = frozenset()
+
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
         self._request = RequestBuilder(settings.name, settings.drop_params)

@@ -12,7 +12,7 @@ from spillgate.fallback.openai.errors import provider_error
 from spillgate.fallback.openai.request import openai_payload
 from spillgate.fallback.openai.response import parse_answer
 from spillgate.fallback.openai.stream import OpenAIStream
-from spillgate.protocol import UpstreamRequest, Usage
+from spillgate.protocol import Endpoint, UpstreamRequest, Usage
 from spillgate.sse import client_wants_usage
 
 _JSON = "application/json"
@@ -20,6 +20,9 @@ _JSON = "application/json"
 
 class OpenAIAdapter:
     """Kinds `openai` and `openai-compatible` (Groq, Together, OpenRouter, DeepSeek, vLLM...)."""
+
+    #: Responses and Messages requests are sent as chat (see fallback/dialects).
+    native: frozenset[Endpoint] = frozenset()
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
