@@ -1,14 +1,17 @@
-"""A stand-in for a vLLM engine: a real HTTP server speaking the OpenAI API on loopback.
+"""A stand-in for a vLLM engine: a real HTTP server speaking vLLM's APIs on loopback.
 
-It answers chat, completions and embeddings (JSON and SSE), exposes vLLM's metric names on
-/metrics (gauges, token counters and latency histograms that move as it serves) and /health,
-counts tokens on POST /tokenize (vLLM's shape, with a tokenizer of its own: one token per
-4-byte piece of each word, a chat template of 4 tokens per message plus 2 for the
-generation prompt), lists `max_model_len` in /v1/models, and accepts vLLM's command-line
-flags, so the gateway can launch it in place of vLLM. Like vLLM, it requires the key in
-`VLLM_API_KEY` (or `--api-key`) on /v1 when one is given. `--max-num-seqs` makes requests
-beyond that many wait, and count as waiting, as in vLLM. Tests steer its faults through
-POST /_standin/mode and read what it saw from GET /_standin/stats.
+It answers chat, completions and embeddings (JSON and SSE), and OpenAI's Responses and
+Anthropic's Messages APIs as vLLM 0.32 serves them (its JSON bodies, its SSE events with
+their `event:` lines, `sequence_number`s and usage, its error shapes). It exposes vLLM's
+metric names on /metrics (gauges, token counters and latency histograms that move as it
+serves) and /health, counts tokens on POST /tokenize (vLLM's shape, with a tokenizer of its
+own: one token per 4-byte piece of each word, a chat template of 4 tokens per message plus 2
+for the generation prompt), lists `max_model_len` in /v1/models, and accepts vLLM's
+command-line flags, so the gateway can launch it in place of vLLM. Like vLLM, it requires the
+key in `VLLM_API_KEY` (or `--api-key`) on /v1 when one is given. `--max-num-seqs` makes
+requests beyond that many wait, and count as waiting, as in vLLM. Tests steer its faults
+(on every API alike) through POST /_standin/mode and read what it saw from GET
+/_standin/stats.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -86,6 +90,8 @@ class Standin:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embed)
+        app.router.add_post("/v1/responses", self.responses)
+        app.router.add_post("/v1/messages", self.messages)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
@@ -195,7 +201,11 @@ class Standin:
             }
         )
 
-    async def _admit(self, request: web.Request) -> dict[str, Any] | web.Response:
+    async def _admit(
+        self, request: web.Request, api: str = "chat"
+    ) -> dict[str, Any] | web.Response:
+        """The request's payload, or the error the mode (or an unknown model) calls for, in
+        the shape vLLM gives errors on `api`'s route."""
         self.stats["requests"] += 1
         request["arrived"] = time.monotonic()
         body = await request.read()
@@ -204,14 +214,14 @@ class Standin:
         if self.mode["first_byte_delay_s"]:
             await asyncio.sleep(self.mode["first_byte_delay_s"])
         if payload.get("model") not in self.names:
-            return _error(404, f"The model `{payload.get('model')}` does not exist.")
+            return _error(404, f"The model `{payload.get('model')}` does not exist.", api)
         if self.mode["status"] >= 400:
             if self.mode["plain_errors"]:
                 return web.Response(status=self.mode["status"], text="Not Found")
             if self.mode["echo_errors"]:
                 echoed = {"type": "value_error", "loc": ["body"], "input": payload}
-                return _error(self.mode["status"], f"1 validation error:\n  {echoed}")
-            return _error(self.mode["status"], "stand-in told to fail")
+                return _error(self.mode["status"], f"1 validation error:\n  {echoed}", api)
+            return _error(self.mode["status"], "stand-in told to fail", api)
         return payload
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -219,14 +229,30 @@ class Standin:
         if isinstance(payload, web.Response):
             return payload
         last = payload["messages"][-1].get("content", "")
-        text = f"You said: {last}"
-        return await self._answer(request, payload, text, chat=True)
+        wire = ChatWire(payload, chat=True)
+        return await self._answer(request, payload, f"You said: {last}", wire)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         payload = await self._admit(request)
         if isinstance(payload, web.Response):
             return payload
-        return await self._answer(request, payload, f" and then {payload['prompt']}", chat=False)
+        wire = ChatWire(payload, chat=False)
+        return await self._answer(request, payload, f" and then {payload['prompt']}", wire)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        payload = await self._admit(request, "responses")
+        if isinstance(payload, web.Response):
+            return payload
+        text = f"You said: {_last_text(payload.get('input'))}"
+        wire = ResponsesWire(payload, self.max_model_len)
+        return await self._answer(request, payload, text, wire)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        payload = await self._admit(request, "messages")
+        if isinstance(payload, web.Response):
+            return payload
+        text = f"You said: {_last_text(payload.get('messages'))}"
+        return await self._answer(request, payload, text, MessagesWire(payload))
 
     async def embed(self, request: web.Request) -> web.Response:
         payload = await self._admit(request)
@@ -245,55 +271,36 @@ class Standin:
         )
 
     async def _answer(
-        self, request: web.Request, payload: dict[str, Any], text: str, chat: bool
+        self, request: web.Request, payload: dict[str, Any], text: str, wire: Wire
     ) -> web.StreamResponse:
-        prompt_tokens = len(orjson.dumps(payload.get("messages") or payload.get("prompt")).split())
+        prompt_tokens = len(orjson.dumps(wire.prompt()).split())
         words = text.split(" ")
         async with self.slot(request["arrived"], prompt_tokens + len(words)):
             self.prompt_tokens_total += prompt_tokens
-            return await self._respond(request, payload, text, chat, prompt_tokens, words)
+            return await self._respond(request, payload, text, wire, prompt_tokens, len(words))
 
     async def _respond(
         self,
         request: web.Request,
         payload: dict[str, Any],
         text: str,
-        chat: bool,
+        wire: Wire,
         prompt_tokens: int,
-        words: list[str],
+        output_tokens: int,
     ) -> web.StreamResponse:
-        id_ = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:16]}"
-        obj = "chat.completion" if chat else "text_completion"
-        created = int(time.time())
-        usage = self.mode["usage"] or {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(words),
-            "total_tokens": prompt_tokens + len(words),
-        }
+        counts = Counts(prompt_tokens, output_tokens, self.mode["usage"])
         if not payload.get("stream"):
             self.observe("time_to_first_token_seconds", time.monotonic() - request["arrived"])
-            self.generation_tokens_total += len(words)
-            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None}
-            if chat:
-                choice["message"] = {"role": "assistant", "content": text, "refusal": None}
-            else:
-                choice["text"] = text
-            return web.json_response(
-                {
-                    "id": id_,
-                    "object": obj,
-                    "created": created,
-                    "model": payload["model"],
-                    "choices": [choice],
-                    "usage": usage,
-                }
-            )
+            self.generation_tokens_total += output_tokens
+            return web.json_response(wire.whole(text, counts))
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         self.stats["active_streams"] += 1
         pieces = _split(text, self.mode["chunks"])
         last_token_at = 0.0
         try:
+            for event in wire.opening(counts):
+                await resp.write(event)
             for i, piece in enumerate(pieces):
                 if self.mode["cut_after_chunks"] == i:
                     assert request.transport is not None
@@ -301,17 +308,8 @@ class Standin:
                     return resp
                 if self.mode["exit_after_chunks"] == i:
                     os._exit(3)
-                delta = {"content": piece} if chat else None
-                choice = {"index": 0, "finish_reason": None}
-                choice.update({"delta": delta} if chat else {"text": piece, "logprobs": None})
-                chunk = {
-                    "id": id_,
-                    "object": f"{obj}.chunk" if chat else obj,
-                    "created": created,
-                    "model": payload["model"],
-                    "choices": [choice],
-                }
-                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                for event in wire.piece(piece):
+                    await resp.write(event)
                 # Each chunk stands for one generated token in the metrics.
                 now = time.monotonic()
                 if i == 0:
@@ -322,37 +320,8 @@ class Standin:
                 self.generation_tokens_total += 1
                 if self.mode["chunk_delay_s"]:
                     await asyncio.sleep(self.mode["chunk_delay_s"])
-            final = {"index": 0, "finish_reason": "stop"}
-            final.update({"delta": {}} if chat else {"text": "", "logprobs": None})
-            await resp.write(
-                b"data: "
-                + orjson.dumps(
-                    {
-                        "id": id_,
-                        "object": f"{obj}.chunk" if chat else obj,
-                        "created": created,
-                        "model": payload["model"],
-                        "choices": [final],
-                    }
-                )
-                + b"\n\n"
-            )
-            if (payload.get("stream_options") or {}).get("include_usage"):
-                await resp.write(
-                    b"data: "
-                    + orjson.dumps(
-                        {
-                            "id": id_,
-                            "object": f"{obj}.chunk" if chat else obj,
-                            "created": created,
-                            "model": payload["model"],
-                            "choices": [],
-                            "usage": usage,
-                        }
-                    )
-                    + b"\n\n"
-                )
-            await resp.write(b"data: [DONE]\n\n")
+            for event in wire.closing(text, counts):
+                await resp.write(event)
             await resp.write_eof()
             self.stats["completed_streams"] += 1
         except (ConnectionResetError, asyncio.CancelledError):
@@ -361,6 +330,253 @@ class Standin:
         finally:
             self.stats["active_streams"] -= 1
         return resp
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A request's token counts; `override`: the mode's `usage`, reported in their place."""
+
+    prompt: int
+    output: int
+    override: Any = None
+
+
+class Wire(Protocol):
+    """How one API writes an answer: whole, or as the events of a stream."""
+
+    def prompt(self) -> Any:
+        """The part of the request the stand-in counts as the prompt."""
+
+    def whole(self, text: str, counts: Counts) -> dict[str, Any]: ...
+
+    def opening(self, counts: Counts) -> list[bytes]: ...
+
+    def piece(self, piece: str) -> list[bytes]: ...
+
+    def closing(self, text: str, counts: Counts) -> list[bytes]: ...
+
+
+class ChatWire:
+    """Chat completions (`chat`) or legacy completions, as vLLM answers them."""
+
+    def __init__(self, payload: dict[str, Any], chat: bool) -> None:
+        self.payload, self.chat = payload, chat
+        self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:16]}"
+        self.obj = "chat.completion" if chat else "text_completion"
+        self.created = int(time.time())
+
+    def prompt(self) -> Any:
+        return self.payload.get("messages") or self.payload.get("prompt")
+
+    def _usage(self, counts: Counts) -> Any:
+        return counts.override or {
+            "prompt_tokens": counts.prompt,
+            "completion_tokens": counts.output,
+            "total_tokens": counts.prompt + counts.output,
+        }
+
+    def whole(self, text: str, counts: Counts) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None}
+        if self.chat:
+            choice["message"] = {"role": "assistant", "content": text, "refusal": None}
+        else:
+            choice["text"] = text
+        return {**self._head(self.obj), "choices": [choice], "usage": self._usage(counts)}
+
+    def _head(self, obj: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.payload["model"],
+        }
+
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        obj = f"{self.obj}.chunk" if self.chat else self.obj
+        return b"data: " + orjson.dumps({**self._head(obj), "choices": choices, **extra}) + b"\n\n"
+
+    def opening(self, counts: Counts) -> list[bytes]:
+        return []
+
+    def piece(self, piece: str) -> list[bytes]:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": None}
+        choice.update(
+            {"delta": {"content": piece}} if self.chat else {"text": piece, "logprobs": None}
+        )
+        return [self._chunk([choice])]
+
+    def closing(self, text: str, counts: Counts) -> list[bytes]:
+        final: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+        final.update({"delta": {}} if self.chat else {"text": "", "logprobs": None})
+        events = [self._chunk([final])]
+        if (self.payload.get("stream_options") or {}).get("include_usage"):
+            events.append(self._chunk([], usage=self._usage(counts)))
+        return [*events, b"data: [DONE]\n\n"]
+
+
+def _sse(kind: str, data: dict[str, Any]) -> bytes:
+    """One event as vLLM writes the Responses and Messages streams: `event:` then `data:`."""
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class ResponsesWire:
+    """OpenAI's Responses API as vLLM's simple (non-harmony) path answers it: one output
+    message, `response.created` ... `response.completed` events numbered from 0."""
+
+    def __init__(self, payload: dict[str, Any], max_model_len: int) -> None:
+        self.payload, self.max_model_len = payload, max_model_len
+        self.id = f"resp_{uuid.uuid4().hex[:16]}"
+        self.item_id = f"msg_{uuid.uuid4().hex[:16]}"
+        self.created = int(time.time())
+        self.sequence = 0
+        self.opened = False
+
+    def prompt(self) -> Any:
+        return [self.payload.get("instructions"), self.payload.get("input")]
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        data = {**fields, "sequence_number": self.sequence, "type": kind}
+        self.sequence += 1
+        return _sse(kind, data)
+
+    def _usage(self, counts: Counts) -> Any:
+        n, m = counts.prompt, counts.output
+        return counts.override or {
+            "input_tokens": n,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0,
+                                     "input_tokens_per_turn": [n], "cached_tokens_per_turn": [0]},
+            "output_tokens": m,
+            "output_tokens_details": {"reasoning_tokens": 0, "tool_output_tokens": 0,
+                                      "output_tokens_per_turn": [m],
+                                      "tool_output_tokens_per_turn": [0]},
+            "total_tokens": n + m,
+        }  # fmt: skip
+
+    def _message(self, text: str | None) -> dict[str, Any]:
+        done = text is not None
+        content = [_output_text(text, None)] if done else []
+        return {"id": self.item_id, "content": content, "role": "assistant",
+                "status": "completed" if done else "in_progress", "type": "message",
+                "phase": None}  # fmt: skip
+
+    def _response(self, status: str, output: list[Any], counts: Counts) -> dict[str, Any]:
+        """The response object; the request's settings echoed back as vLLM echoes them."""
+        p = self.payload
+        given = p.get("max_output_tokens")
+        return {
+            "id": self.id, "created_at": self.created, "incomplete_details": None,
+            "instructions": p.get("instructions"), "metadata": p.get("metadata"),
+            "model": p["model"], "object": "response", "output": output,
+            "parallel_tool_calls": p.get("parallel_tool_calls", True),
+            "temperature": _given(p.get("temperature"), 1.0),
+            "tool_choice": p.get("tool_choice", "auto") if p.get("tools") else "none",
+            "tools": p.get("tools") or [], "top_p": _given(p.get("top_p"), 1.0),
+            "background": bool(p.get("background")),
+            "max_output_tokens": given or self.max_model_len - counts.prompt,
+            "max_tool_calls": p.get("max_tool_calls"), "previous_response_id": None,
+            "prompt": None, "reasoning": p.get("reasoning"),
+            "service_tier": p.get("service_tier", "auto"), "status": status,
+            "text": p.get("text"), "top_logprobs": None,
+            "truncation": p.get("truncation", "disabled"),
+            "usage": self._usage(counts) if status == "completed" else None,
+            "user": p.get("user"), "presence_penalty": _given(p.get("presence_penalty"), 0.0),
+            "frequency_penalty": _given(p.get("frequency_penalty"), 0.0),
+            "kv_transfer_params": None, "ec_transfer_params": None,
+            "input_messages": None, "output_messages": None,
+        }  # fmt: skip
+
+    def whole(self, text: str, counts: Counts) -> dict[str, Any]:
+        return self._response("completed", [self._message(text)], counts)
+
+    def opening(self, counts: Counts) -> list[bytes]:
+        started = self._response("in_progress", [], counts)
+        return [
+            self._event("response.created", response=started),
+            self._event("response.in_progress", response=started),
+        ]
+
+    def piece(self, piece: str) -> list[bytes]:
+        at = {"content_index": 0, "item_id": self.item_id}
+        events = []
+        if not self.opened:  # vLLM opens the message at its first text
+            self.opened = True
+            events += [
+                self._event("response.output_item.added", item=self._message(None), output_index=0),
+                self._event("response.content_part.added", **at, output_index=0,
+                            part=_output_text("", [])),
+            ]  # fmt: skip
+        delta = self._event("response.output_text.delta", **at, delta=piece, logprobs=[],
+                            output_index=0)  # fmt: skip
+        return [*events, delta]
+
+    def closing(self, text: str, counts: Counts) -> list[bytes]:
+        at = {"content_index": 0, "item_id": self.item_id, "output_index": 0}
+        events = []
+        if self.opened:
+            events = [
+                self._event("response.output_text.done", **at, logprobs=[], text=text),
+                self._event("response.content_part.done", **at, part=_output_text(text, None)),
+                self._event("response.output_item.done", item=self._message(text), output_index=0),
+            ]  # fmt: skip
+        output = [self._message(text)] if self.opened else []
+        done = self._response("completed", output, counts)
+        return [*events, self._event("response.completed", response=done)]
+
+
+def _output_text(text: str, logprobs: list[Any] | None) -> dict[str, Any]:
+    return {"annotations": [], "text": text, "type": "output_text", "logprobs": logprobs}
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+class MessagesWire:
+    """Anthropic's Messages API as vLLM answers it: a text block, `end_turn`, usage with
+    the input in `message_start` and the whole count in `message_delta`; no `ping`s."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self.id = f"chatcmpl-{uuid.uuid4().hex[:16]}"  # vLLM keeps its chat completion's id
+        self.started = False
+
+    def prompt(self) -> Any:
+        return [self.payload.get("system"), self.payload.get("messages")]
+
+    def _message(self, content: list[Any], stop: str | None, usage: Any) -> dict[str, Any]:
+        return {"id": self.id, "type": "message", "role": "assistant", "content": content,
+                "model": self.payload["model"], "stop_reason": stop, "usage": usage}  # fmt: skip
+
+    def _usage(self, counts: Counts, output: int | None = None) -> Any:
+        spent = counts.output if output is None else output
+        return counts.override or {"input_tokens": counts.prompt, "output_tokens": spent}
+
+    def whole(self, text: str, counts: Counts) -> dict[str, Any]:
+        return self._message([{"type": "text", "text": text}], "end_turn", self._usage(counts))
+
+    def opening(self, counts: Counts) -> list[bytes]:
+        message = {**self._message([], None, self._usage(counts, 0)), "stop_sequence": None}
+        return [_sse("message_start", {"type": "message_start", "message": message})]
+
+    def piece(self, piece: str) -> list[bytes]:
+        events = []
+        if not self.started:
+            self.started = True
+            block = {"type": "content_block_start", "content_block": {"type": "text", "text": ""},
+                     "index": 0}  # fmt: skip
+            events.append(_sse("content_block_start", block))
+        delta = {"type": "content_block_delta", "delta": {"type": "text_delta", "text": piece},
+                 "index": 0}  # fmt: skip
+        return [*events, _sse("content_block_delta", delta)]
+
+    def closing(self, text: str, counts: Counts) -> list[bytes]:
+        events = []
+        if self.started:
+            events.append(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        stopped = {"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                   "stop_sequence": None}, "usage": self._usage(counts)}  # fmt: skip
+        events.append(_sse("message_delta", stopped))
+        return [*events, _sse("message_stop", {"type": "message_stop"})]
 
 
 def count_prompt(text: str) -> int:
@@ -384,8 +600,33 @@ def _split(text: str, n: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-def _error(status: int, message: str) -> web.Response:
-    body = {"object": "error", "message": message, "type": "BadRequestError", "code": status}
+def _last_text(turns: Any) -> str:
+    """The text of the last turn of a Responses `input` (a string or items) or of a Messages
+    `messages` list, whose content is a string or a list of text parts."""
+    if not isinstance(turns, list):
+        return str(turns or "")
+    content = turns[-1].get("content", "") if turns and isinstance(turns[-1], dict) else ""
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return str(content)
+
+
+#: vLLM's error `type` for a status (its `create_error_response`).
+_ERROR_TYPES = {404: "NotFoundError", 500: "InternalServerError", 503: "ServiceUnavailableError"}
+
+
+def _error(status: int, message: str, api: str = "chat") -> web.Response:
+    """An error as vLLM answers it on `api`'s route: chat and completions in the stand-in's
+    long-standing `{"object": "error"}` shape, Responses in vLLM's `{"error": {...}}`,
+    Messages in Anthropic's `{"type": "error", "error": {...}}`."""
+    kind = _ERROR_TYPES.get(status, "BadRequestError")
+    body: dict[str, Any]
+    if api == "responses":
+        body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    elif api == "messages":
+        body = {"type": "error", "error": {"type": kind, "message": message}}
+    else:
+        body = {"object": "error", "message": message, "type": "BadRequestError", "code": status}
     return web.json_response(body, status=status)
 
 
