@@ -2,7 +2,9 @@
 
 OpenAI: the official `openai` SDK's request types (`CompletionCreateParams`, generated from
 OpenAI's OpenAPI spec) are validated with pydantic, every nested list included, and a
-top-level key the spec lacks is refused as OpenAI refuses it.
+top-level key the spec lacks is refused as OpenAI refuses it. A Responses request is checked
+against the spec itself (`CreateResponse` of ../shared/specs/openai-openapi.yaml), whose
+schemas (`spec_validator`) also check the Responses objects and events the gateway writes.
 Mistral: its chat-completions request as documented (the fields of the `mistralai` SDK's
 `ChatCompletionRequest`; unknown fields are a 422, tool-call ids nine letters or digits).
 Each check returns None, or (status, body) of the error the real provider would answer.
@@ -10,12 +12,17 @@ Each check returns None, or (status, body) of the error the real provider would 
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+import jsonschema
+import yaml
 from openai.types.chat import completion_create_params as openai_params
+from openai.types.responses import response_create_params
 from pydantic import TypeAdapter, ValidationError
 
 Problem = tuple[int, dict[str, Any]]
@@ -168,4 +175,66 @@ def _mistral_message(i: int, message: Any) -> Problem | None:
             f"Tool call id was {message.get('tool_call_id')} but must be a-z, A-Z, 0-9, "
             "with a length of 9."
         )
+    return None
+
+
+# -- OpenAI's Responses API -------------------------------------------------------------------
+
+#: OpenAI's published OpenAPI description (see its README): the Responses API's schemas.
+SPEC = Path(__file__).resolve().parents[3].parent / "shared" / "specs" / "openai-openapi.yaml"
+RESPONSES_KEYS = frozenset(
+    typing.get_type_hints(response_create_params.ResponseCreateParamsBase)
+) | {"stream"}
+
+
+def _as_json_schema(schema: Any) -> Any:
+    """The spec's OpenAPI dialect as plain JSON Schema: `nullable: true` (which the spec still
+    uses in places) is a null alternative, and `oneOf` is `anyOf`, since the spec's unions
+    overlap (a message with a `type` is both an `EasyInputMessage` and an `Item`) and OpenAI
+    picks the first that fits."""
+    if isinstance(schema, list):
+        return [_as_json_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    plain = {
+        "anyOf" if k == "oneOf" else k: _as_json_schema(v)
+        for k, v in schema.items()
+        if not (k == "nullable" and isinstance(v, bool))
+    }
+    return {"anyOf": [plain, {"type": "null"}]} if schema.get("nullable") is True else plain
+
+
+@functools.cache
+def _spec_components() -> dict[str, Any]:
+    with open(SPEC) as f:
+        spec = yaml.load(f, Loader=yaml.CSafeLoader)
+    return {"schemas": _as_json_schema(spec["components"]["schemas"])}
+
+
+@functools.cache
+def spec_validator(component: str) -> jsonschema.protocols.Validator:
+    """A validator of one of the spec's `components/schemas` (`Response`, `CreateResponse`,
+    `ResponseStreamEvent`, ...)."""
+    ref = {"$ref": f"#/components/schemas/{component}", "components": _spec_components()}
+    return jsonschema.Draft202012Validator(ref)
+
+
+def spec_problems(component: str, value: Any) -> list[str]:
+    """What in `value` breaks the spec's `component` schema, one line per error (none: [])."""
+    errors = spec_validator(component).iter_errors(value)
+    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
+
+
+def check_openai_responses(body: dict[str, Any]) -> Problem | None:
+    """A Responses create request as OpenAI checks it: no key the API lacks, and the spec's
+    `CreateResponse` schema."""
+    unknown = sorted(set(body) - RESPONSES_KEYS)
+    if unknown:
+        return openai_error(f"Unknown parameter: '{unknown[0]}'.", unknown[0], "unknown_parameter")
+    if not isinstance(body.get("model"), str):
+        return openai_error("Missing required parameter: 'model'.", "model")
+    error = jsonschema.exceptions.best_match(spec_validator("CreateResponse").iter_errors(body))
+    if error is not None:
+        where = ".".join(map(str, error.absolute_path)) or None
+        return openai_error(f"Invalid value at '{where}': {error.message[:200]}", where)
     return None
