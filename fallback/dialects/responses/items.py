@@ -43,7 +43,7 @@ def chat_messages(items: Any, instructions: str | None) -> list[dict[str, Any]]:
             continue
         elif kind == "item_reference":
             raise bad_request(
-                f"`{where}` is an item_reference, and Spillgate keeps no stored items: send "
+                f"`{where}.type` is item_reference, and Spillgate keeps no stored items: send "
                 "the item itself in `input`",
                 param=f"{where}.type",
                 code="unsupported_parameter",
