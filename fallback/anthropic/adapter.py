@@ -10,6 +10,7 @@ import orjson
 from spillgate.errors import UpstreamError
 from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translated
 from spillgate.fallback.anthropic.errors import error_from_body
+from spillgate.fallback.anthropic.native import NativeStream, native_answer, native_body
 from spillgate.fallback.anthropic.request import DEFAULT_MAX_TOKENS, translate_request
 from spillgate.fallback.anthropic.response import Envelope, translate_message
 from spillgate.fallback.anthropic.stream import AnthropicStreamTranslator
@@ -21,10 +22,12 @@ ANTHROPIC_VERSION = "2023-06-01"
 
 
 class AnthropicAdapter:
-    """Pure translation between OpenAI chat completions and Anthropic messages."""
+    """Pure translation between OpenAI chat completions and Anthropic messages; Messages
+    requests pass through as they are (see `native`)."""
 
-    #: Responses and Messages requests are sent as chat (see fallback/dialects).
-    native: frozenset[Endpoint] = frozenset()
+    #: Messages requests are Anthropic's own API: sent as they are. Responses requests are
+    #: sent as chat (see fallback/dialects).
+    native: frozenset[Endpoint] = frozenset({Endpoint.MESSAGES})
 
     def __init__(
         self, settings: ProviderSettings, *, clock: Callable[[], float] = time.time
@@ -42,7 +45,10 @@ class AnthropicAdapter:
         self._headers.update(settings.headers)
 
     def build(self, request: UpstreamRequest) -> ProviderCall:
-        require_endpoint(self.settings, request.endpoint)
+        require_endpoint(self.settings, request.endpoint, (Endpoint.CHAT, Endpoint.MESSAGES))
+        if request.endpoint is Endpoint.MESSAGES:
+            body = native_body(request.payload, request.target_model, self.settings.drop_params)
+            return ProviderCall(url=self._url, headers=dict(self._headers), body=orjson.dumps(body))
         translated = translate_request(
             request.payload,
             request.target_model,
@@ -56,11 +62,15 @@ class AnthropicAdapter:
         )
 
     def translate(self, request: UpstreamRequest, body: bytes) -> Translated:
+        if request.endpoint is Endpoint.MESSAGES:
+            return native_answer(self.settings.name, body)
         message = answer_object(self.settings.name, body)
         completion, usage = translate_message(message, self._envelope(request), self.settings.name)
         return Translated(body=orjson.dumps(completion), usage=usage)
 
-    def stream(self, request: UpstreamRequest) -> AnthropicStreamTranslator:
+    def stream(self, request: UpstreamRequest) -> AnthropicStreamTranslator | NativeStream:
+        if request.endpoint is Endpoint.MESSAGES:
+            return NativeStream(self.settings.name)
         return AnthropicStreamTranslator(
             self._envelope(request),
             include_usage=client_wants_usage(request.payload),

@@ -279,6 +279,33 @@ def _user(content: Any) -> dict[str, Any]:
             "must come first",
         ),
         ({"tools": [{"name": "bad name!", "input_schema": {"type": "object"}}]}, "tools.0.name"),
+        ({"tools": [{"type": "web_search", "name": "web_search"}]}, "tools.0.type"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 100}}, "thinking.budget_tokens"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, "greater than thinking"),
+        (
+            {
+                "messages": [
+                    _user(
+                        [
+                            {
+                                "type": "document",
+                                "source": {
+                                    "type": "base64",
+                                    "media_type": "image/png",
+                                    "data": "x",
+                                },
+                            }
+                        ]
+                    )
+                ]
+            },
+            "source.media_type",
+        ),
+        (
+            {"messages": [_user("Hi"), {"role": "assistant", "content": [{"type": "thinking"}]}]},
+            "messages.1.content.0.thinking",
+        ),
+        ({"output_config": {"format": {"type": "json_object"}}}, "output_config.format"),
         ({"tools": [{"name": "f", "parameters": {"type": "object"}}]}, "Extra inputs"),
         (
             {"tools": [WEATHER_TOOL], "tool_choice": {"type": "tool", "name": "other"}},

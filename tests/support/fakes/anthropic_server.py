@@ -1,9 +1,11 @@
 """A fake of Anthropic's Messages API: a real aiohttp server on a random loopback port.
 
 It checks each request against the documented `POST /v1/messages` schema (headers, fields,
-roles, content blocks, tools, tool_choice) and answers in the documented shapes: a
-`message` object, or the documented SSE sequence (`message_start`, `content_block_start`,
-`ping`, `content_block_delta`..., `content_block_stop`, `message_delta`, `message_stop`).
+roles, content blocks, tools, tool_choice, thinking, output_config), every field a Messages
+client may send included (the gateway passes /v1/messages through as it is), and answers
+in the documented shapes: a `message` object, or the documented SSE sequence
+(`message_start`, `content_block_start`, `ping`, `content_block_delta`...,
+`content_block_stop`, `message_delta`, `message_stop`).
 Errors come as `{"type": "error", "error": {"type", "message"}, "request_id"}`.
 
 One deliberate strictness: the real API silently combines consecutive turns of one role;
@@ -47,6 +49,10 @@ _TOP_LEVEL = {
     "tool_choice",
     "thinking",
     "service_tier",
+    "output_config",
+    "cache_control",
+    "inference_geo",
+    "speed",
 }
 _MEDIA_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -376,6 +382,12 @@ def check_body(body: Any) -> None:
         _expect(_is_int(body["top_k"]) and body["top_k"] >= 0, "top_k: must be >= 0")
     if "stream" in body:
         _expect(isinstance(body["stream"], bool), "stream: must be a boolean")
+    if "thinking" in body:
+        _thinking(body["thinking"], body["max_tokens"])
+    if "service_tier" in body:
+        _expect(body["service_tier"] in ("auto", "standard_only"), "service_tier: invalid value")
+    if "output_config" in body:
+        _output_config(body["output_config"])
     names = _tools(body.get("tools"))
     if "tool_choice" in body:
         _tool_choice(body["tool_choice"], names)
@@ -449,13 +461,26 @@ def _messages(messages: Any, tool_names: set[str]) -> None:
 def _block(block: Any, role: str, where: str) -> None:
     _expect(isinstance(block, dict), f"{where}: must be an object")
     kind = block.get("type")
-    allowed = {"user": ("text", "image", "tool_result"), "assistant": ("text", "tool_use")}[role]
+    allowed = {
+        "user": ("text", "image", "document", "tool_result"),
+        "assistant": ("text", "tool_use", "thinking", "redacted_thinking"),
+    }[role]
     _expect(kind in allowed, f"{where}.type: {kind!r} is not allowed in a {role} message")
     if kind == "text":
         _text_block(block, where)
     elif kind == "image":
         _only(block, {"type", "source", "cache_control"}, where)
         _image_source(block.get("source"), f"{where}.source")
+    elif kind == "document":
+        _only(block, {"type", "source", "title", "context", "citations", "cache_control"}, where)
+        _document_source(block.get("source"), f"{where}.source")
+    elif kind == "thinking":
+        _only(block, {"type", "thinking", "signature"}, where)
+        _expect(isinstance(block.get("thinking"), str), f"{where}.thinking: Field required")
+        _expect(isinstance(block.get("signature"), str), f"{where}.signature: Field required")
+    elif kind == "redacted_thinking":
+        _only(block, {"type", "data"}, where)
+        _expect(isinstance(block.get("data"), str), f"{where}.data: Field required")
     elif kind == "tool_use":
         _only(block, {"type", "id", "name", "input", "cache_control"}, where)
         _expect(
@@ -509,6 +534,55 @@ def _image_source(source: Any, where: str) -> None:
         raise Invalid(f"{where}.type: must be 'base64' or 'url'")
 
 
+def _document_source(source: Any, where: str) -> None:
+    _expect(isinstance(source, dict), f"{where}: Field required")
+    kind = source.get("type")
+    if kind == "text":
+        _only(source, {"type", "media_type", "data"}, where)
+        _expect(source.get("media_type") == "text/plain", f"{where}.media_type: must be text/plain")
+        _expect(isinstance(source.get("data"), str), f"{where}.data: Field required")
+    elif kind == "base64":
+        _only(source, {"type", "media_type", "data"}, where)
+        _expect(source.get("media_type") == "application/pdf", f"{where}.media_type: not supported")
+        _expect(isinstance(source.get("data"), str), f"{where}.data: Field required")
+    elif kind == "url":
+        _only(source, {"type", "url"}, where)
+        _expect(isinstance(source.get("url"), str), f"{where}.url: Field required")
+    else:
+        raise Invalid(f"{where}.type: must be 'text', 'base64' or 'url'")
+
+
+def _thinking(thinking: Any, max_tokens: int) -> None:
+    _expect(isinstance(thinking, dict), "thinking: must be an object")
+    kind = thinking.get("type")
+    if kind == "enabled":
+        _only(thinking, {"type", "budget_tokens", "display"}, "thinking")
+        budget = thinking.get("budget_tokens")
+        _expect(_is_int(budget) and budget >= 1024, "thinking.budget_tokens: must be >= 1024")
+        _expect(budget < max_tokens, "max_tokens: must be greater than thinking.budget_tokens")
+    elif kind in ("disabled", "adaptive"):
+        _only(thinking, {"type", "display"}, "thinking")
+    else:
+        raise Invalid("thinking.type: must be 'enabled', 'disabled' or 'adaptive'")
+
+
+def _output_config(config: Any) -> None:
+    _expect(isinstance(config, dict), "output_config: must be an object")
+    _only(config, {"effort", "format"}, "output_config")
+    effort = config.get("effort")
+    _expect(
+        effort in (None, "low", "medium", "high", "xhigh", "max"), "output_config.effort: invalid"
+    )
+    output_format = config.get("format")
+    if output_format is not None:
+        _expect(
+            isinstance(output_format, dict)
+            and output_format.get("type") == "json_schema"
+            and isinstance(output_format.get("schema"), dict),
+            "output_config.format: must be a json_schema format with a schema",
+        )
+
+
 def _tools(tools: Any) -> set[str]:
     if tools is None:
         return set()
@@ -517,7 +591,12 @@ def _tools(tools: Any) -> set[str]:
     for i, tool in enumerate(tools):
         where = f"tools.{i}"
         _expect(isinstance(tool, dict), f"{where}: must be an object")
-        _only(tool, {"name", "description", "input_schema", "cache_control", "type"}, where)
+        if tool.get("type") not in (None, "custom"):
+            _builtin_tool(tool, where, names)
+            continue
+        _only(
+            tool, {"name", "description", "input_schema", "cache_control", "type", "strict"}, where
+        )
         name = tool.get("name")
         _expect(isinstance(name, str) and _TOOL_NAME.match(name), f"{where}.name: invalid name")
         _expect(name not in names, f"tools: tool names must be unique ({name!r})")
@@ -529,6 +608,15 @@ def _tools(tools: Any) -> set[str]:
             f"{where}.input_schema.type: Input should be 'object'",
         )
     return names
+
+
+def _builtin_tool(tool: dict[str, Any], where: str, names: set[str]) -> None:
+    """One of Anthropic's own tools (`web_search_20250305`, `bash_20250124`...): a versioned
+    type and a fixed name, no schema."""
+    _expect(re.match(r"^[a-z_]+_\d{8}$", str(tool["type"])), f"{where}.type: unknown tool type")
+    _expect(isinstance(tool.get("name"), str), f"{where}.name: Field required")
+    _expect("input_schema" not in tool, f"{where}.input_schema: Extra inputs are not permitted")
+    names.add(tool["name"])
 
 
 def _tool_choice(choice: Any, names: set[str]) -> None:
