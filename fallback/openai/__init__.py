@@ -15,4 +15,7 @@ speaks a dialect of it and has its own package, built on these modules.
 Modules, as in every kind's package: `adapter` (URLs, headers, wiring), `request` (the
 OpenAI request as sent, with the changes above), `response` (a whole answer, checked),
 `stream` (events checked and passed on), `errors` (error answers -> UpstreamError).
+Kind `openai` also takes Responses API requests as they are (model name and drop_params
+changed only), its answers and events passed on as sent (`responses_stream` watches a
+stream for its usage and its end); the other kinds here get them as chat.
 """

@@ -11,6 +11,7 @@ from spillgate.fallback.adapter import ProviderCall, ProviderSettings, Translate
 from spillgate.fallback.openai.errors import provider_error
 from spillgate.fallback.openai.request import openai_payload
 from spillgate.fallback.openai.response import parse_answer
+from spillgate.fallback.openai.responses_stream import ResponsesPassThrough
 from spillgate.fallback.openai.stream import OpenAIStream
 from spillgate.protocol import Endpoint, UpstreamRequest, Usage
 from spillgate.sse import client_wants_usage
@@ -21,12 +22,15 @@ _JSON = "application/json"
 class OpenAIAdapter:
     """Kinds `openai` and `openai-compatible` (Groq, Together, OpenRouter, DeepSeek, vLLM...)."""
 
-    #: Responses and Messages requests are sent as chat (see fallback/dialects).
-    native: frozenset[Endpoint] = frozenset()
-
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
+        #: OpenAI's own API serves Responses requests as they are; the compatible providers
+        #: (and Azure, whose Responses endpoint needs an API version of its own) get them as
+        #: chat, and every kind here gets Messages requests as chat (see fallback/dialects).
+        self.native: frozenset[Endpoint] = (
+            frozenset({Endpoint.RESPONSES}) if settings.kind == "openai" else frozenset()
+        )
 
     # -- out --------------------------------------------------------------------------------
 
@@ -47,9 +51,13 @@ class OpenAIAdapter:
 
     def translate(self, request: UpstreamRequest, body: bytes) -> Translated:
         answer = parse_answer(self.settings.name, request.endpoint, body)
+        if request.endpoint is Endpoint.RESPONSES:
+            return Translated(body, Usage.from_responses(answer.get("usage")))
         return Translated(body, Usage.from_openai(answer.get("usage")))
 
-    def stream(self, request: UpstreamRequest) -> OpenAIStream:
+    def stream(self, request: UpstreamRequest) -> OpenAIStream | ResponsesPassThrough:
+        if request.endpoint is Endpoint.RESPONSES:
+            return ResponsesPassThrough(self.settings.name)
         return OpenAIStream(self.settings, client_wants_usage(request.payload))
 
     def error(self, status: int, body: bytes, headers: dict[str, str]) -> UpstreamError:

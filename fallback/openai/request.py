@@ -14,9 +14,10 @@ def openai_payload(request: UpstreamRequest, drop_params: Collection[str]) -> di
     payload = {**request.payload, "model": request.target_model}
     for name in drop_params:
         payload.pop(name, None)
+    # A Responses stream reports its usage in `response.completed` unasked.
     if (
         request.stream
-        and request.endpoint is not Endpoint.EMBEDDINGS
+        and request.endpoint in (Endpoint.CHAT, Endpoint.COMPLETIONS)
         and "stream_options" not in drop_params
     ):
         payload = with_usage_requested(payload)

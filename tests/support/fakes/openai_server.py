@@ -1,9 +1,10 @@
 """A fake OpenAI-compatible provider: a real aiohttp server on loopback, in a thread.
 
 Three dialects, as the real services differ:
-- `openai`: POST /v1/chat/completions, /v1/completions and /v1/embeddings,
+- `openai`: POST /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/responses,
   `Authorization: Bearer KEY`; a chat request is checked against OpenAI's documented
-  schema (see openai_schema.py);
+  schema, a Responses request against the spec's `CreateResponse` (see openai_schema.py),
+  and answered as openai_responses_wire.py writes it;
   streams are OpenAI's chunks (role, content or tool-call deltas, finish, the usage chunk
   when `stream_options.include_usage`, `[DONE]`).
 - `azure`: POST /openai/deployments/{deployment}/chat/completions (and /embeddings)
@@ -33,7 +34,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from fakes.openai_schema import check_mistral, check_openai, openai_error
+from fakes.openai_responses_wire import ResponsesTurn, sse_event
+from fakes.openai_schema import check_mistral, check_openai, check_openai_responses, openai_error
 
 
 @dataclass
@@ -142,6 +144,7 @@ class FakeOpenAIServer:
             app.router.add_post("/v1/chat/completions", self._chat)
             app.router.add_post("/v1/completions", self._completions)
             app.router.add_post("/v1/embeddings", self._embeddings)
+            app.router.add_post("/v1/responses", self._responses)
         return app
 
     def _authorised(self, request: web.Request) -> bool:
@@ -234,15 +237,39 @@ class FakeOpenAIServer:
         turn = _Turn(body, self.dialect, self.cached_tokens, fault.extra_words)
         turn.usage_as_sent, turn.omit_usage = fault.usage, fault.omit_usage
         if body.get("stream") and not fault.whole_for_stream:
-            return await self._stream(request, body, turn, fault)
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await self._stream(request, turn.chunks(include_usage), fault)
         return _json(200, turn.completion(request.match_info.get("deployment")))
 
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API: checked against the spec, the fake's answer whole or streamed;
+        the same faults as chat (an `error` event in the Responses API's shape)."""
+        admitted = await self._admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        body, fault = admitted
+        problem = check_openai_responses(body)
+        if problem is not None:
+            self.rejected.append({"status": problem[0], "body": problem[1]})
+            return _json(*problem)
+        turn = ResponsesTurn(body, fault.usage, fault.omit_usage)
+        if body.get("stream") and not fault.whole_for_stream:
+            error = {"type": "error", "code": "server_error", "message": "The server had an error",
+                     "param": None, "sequence_number": 0}  # fmt: skip
+            return await self._stream(request, turn.events(), fault, sse_event(error))
+        return _json(200, turn.response())
+
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], turn: _Turn, fault: Fault
+        self,
+        request: web.Request,
+        events: list[bytes],
+        fault: Fault,
+        error_event: bytes = b"data: "
+        + orjson.dumps({"error": {"message": "The server had an error", "type": "server_error"}})
+        + b"\n\n",
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        events = turn.chunks(bool((body.get("stream_options") or {}).get("include_usage")))
         try:
             for n, chunk in enumerate(events):
                 if n == fault.cut_after_chunks:
@@ -254,8 +281,7 @@ class FakeOpenAIServer:
                     await resp.write_eof()
                     return resp
                 if n == fault.error_event_after_chunks:
-                    err = {"error": {"message": "The server had an error", "type": "server_error"}}
-                    await resp.write(b"data: " + orjson.dumps(err) + b"\n\n")
+                    await resp.write(error_event)
                     await resp.write_eof()
                     return resp
                 if fault.chunk_delay_s and n:
