@@ -73,6 +73,39 @@ class FakeProvider(Protocol):
     def check_wire(self, wire: Wire) -> None:
         """Assert the request is in the provider's documented shape, with its auth."""
 
+    # -- the inbound APIs besides chat (Responses, Messages) ----------------------------------
+
+    #: The inbound APIs the kind is sent as they are; it gets the others as chat.
+    native: frozenset[Endpoint]
+
+    def cut_stream(self) -> None:
+        """The next streamed answer is cut (the connection dropped) after a few events."""
+
+    def check_dialect_wire(self, wire: Wire, endpoint: Endpoint) -> None:
+        """Assert a Responses or Messages request reached the provider in the kind's shape:
+        the API's own at its own path where the kind speaks it, else as chat."""
+
+
+#: What a kind that speaks an API natively receives it on (path below the fake's root).
+NATIVE_PATHS = {Endpoint.RESPONSES: "/v1/responses", Endpoint.MESSAGES: "/v1/messages"}
+#: The top-level fields of OpenAI's `POST /v1/responses` request body.
+RESPONSES_FIELDS = frozenset(
+    {
+        "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
+        "max_output_tokens", "max_tool_calls", "temperature", "top_p", "top_logprobs", "stream",
+        "stream_options", "text", "reasoning", "truncation", "store", "metadata", "user",
+        "previous_response_id", "include", "background", "service_tier", "prompt",
+        "prompt_cache_key", "safety_identifier", "conversation",
+    }
+)  # fmt: skip
+
+
+def check_responses_body(body: Any, target_model: str) -> None:
+    """A Responses request as OpenAI documents it: `input`, not `messages`."""
+    assert isinstance(body, dict) and "input" in body and "messages" not in body, body
+    assert set(body) <= RESPONSES_FIELDS, sorted(set(body) - RESPONSES_FIELDS)
+    assert body["model"] == target_model
+
 
 class OpenAIFamilyFake(FakeProvider):
     def __init__(self, kind: str, dialect: str, target_model: str, answer_model: str) -> None:
@@ -89,6 +122,8 @@ class OpenAIFamilyFake(FakeProvider):
             if dialect == "mistral"
             else frozenset()
         )
+        # OpenAI itself serves /v1/responses; an "OpenAI-compatible" server may not.
+        self.native = frozenset({Endpoint.RESPONSES}) if kind == "openai" else frozenset()
 
     async def start(self) -> None:
         self.server.start()
@@ -134,6 +169,17 @@ class OpenAIFamilyFake(FakeProvider):
             assert wire.headers["authorization"] == f"Bearer {self.key}"
         assert wire.body["model"] == self.target_model
 
+    def cut_stream(self) -> None:
+        self.server.fail_next(Fault(cut_after_chunks=3))
+
+    def check_dialect_wire(self, wire: Wire, endpoint: Endpoint) -> None:
+        if endpoint not in self.native:
+            self.check_wire(wire)
+            return
+        assert (wire.path, wire.query) == (NATIVE_PATHS[endpoint], {})
+        assert wire.headers["authorization"] == f"Bearer {self.key}"
+        check_responses_body(wire.body, self.target_model)
+
 
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
@@ -150,6 +196,7 @@ class AnthropicFake(FakeProvider):
     unsupported, refused_here = ("seed", 7), True
     answer_model = CLIENT_MODEL
     not_offered = frozenset({Endpoint.EMBEDDINGS, Endpoint.COMPLETIONS})
+    native = frozenset({Endpoint.MESSAGES})
 
     def __init__(self) -> None:
         self.server = FakeAnthropic(api_key=self.key)
@@ -206,6 +253,14 @@ class AnthropicFake(FakeProvider):
         assert "authorization" not in wire.headers
         assert wire.body["model"] == self.target_model
 
+    def cut_stream(self) -> None:
+        self.server.fail(anthropic_server.Fault(cut_after=4))
+
+    def check_dialect_wire(self, wire: Wire, endpoint: Endpoint) -> None:
+        # The fake serves only /v1/messages: Messages as it is, Responses as chat turned
+        # into Messages by the adapter; either way it must be Anthropic's documented shape.
+        self.check_wire(wire)
+
 
 _GEMINI_STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -222,6 +277,7 @@ class GeminiFake(FakeProvider):
     unsupported, refused_here = ("logit_bias", {"1": 5}), True
     answer_model = CLIENT_MODEL
     not_offered = frozenset({Endpoint.EMBEDDINGS, Endpoint.COMPLETIONS})
+    native: frozenset[Endpoint] = frozenset()
 
     def __init__(self) -> None:
         self.server = FakeGemini(api_key=self.key)
@@ -279,6 +335,12 @@ class GeminiFake(FakeProvider):
         action = "streamGenerateContent" if streamed else "generateContent"
         assert wire.path == f"/v1beta/models/{self.target_model}:{action}"
         assert wire.query == ({"alt": "sse"} if streamed else {})
+
+    def cut_stream(self) -> None:
+        self.server.fail(cut_after_chunks=1, times=1)
+
+    def check_dialect_wire(self, wire: Wire, endpoint: Endpoint) -> None:
+        self.check_wire(wire)  # Gemini speaks neither API: both arrive as generateContent
 
 
 #: One case per provider kind. A kind in the registry without one fails the whole suite.
