@@ -22,13 +22,22 @@ import anthropic
 import openai
 import pytest
 from dialect_spill import (
+    EMAIL,
     GUARDED,
     KEYS,
     KINDS,
+    MESSAGES_TOOLS,
     PROVIDER,
+    QUESTION,
+    RESPONSES_TOOLS,
+    TOOL_RESULT,
     Spill,
+    assert_refused_as_anthropic,
+    assert_refused_as_openai,
     expected_cost,
+    messages_history,
     rate_limited_route,
+    responses_history,
     route,
     spill_gateway,
     target,
@@ -36,15 +45,6 @@ from dialect_spill import (
 from services import metric, sqlite_rows, wait_for
 
 from spillgate.protocol import Usage
-
-CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-WEATHER = "Current weather for a city."
-RESPONSES_TOOLS: Any = [{"type": "function", "name": "get_weather", "strict": False,
-                         "description": WEATHER, "parameters": CITY}]  # fmt: skip
-MESSAGES_TOOLS: Any = [{"name": "get_weather", "description": WEATHER, "input_schema": CITY}]
-QUESTION = "What is the weather in Paris?"
-TOOL_RESULT = "18C and sunny"
-EMAIL = "jane.doe@corp-example.io"
 
 
 @pytest.fixture(scope="module")
@@ -71,25 +71,6 @@ def claude(spill: Spill) -> anthropic.Anthropic:
 def assert_spilled(headers: Any, kind: str) -> None:
     assert headers["x-spillgate-route"] == target(kind)
     assert headers["x-spillgate-reason"] == "model_not_local"
-
-
-def responses_history(first: Any, result: str = TOOL_RESULT) -> list[Any]:
-    """The next turn as an agent sends it: the question, the answer's items, each call's
-    output."""
-    calls = [item for item in first.output if item.type == "function_call"]
-    outputs = [{"type": "function_call_output", "call_id": c.call_id, "output": result}
-               for c in calls]  # fmt: skip
-    return [{"role": "user", "content": QUESTION}, *(i.to_dict() for i in first.output), *outputs]
-
-
-def messages_history(first: Any, result: str = TOOL_RESULT) -> list[Any]:
-    uses = [block for block in first.content if block.type == "tool_use"]
-    results = [{"type": "tool_result", "tool_use_id": u.id, "content": result} for u in uses]
-    return [
-        {"role": "user", "content": QUESTION},
-        {"role": "assistant", "content": [block.to_dict() for block in first.content]},
-        {"role": "user", "content": results},
-    ]
 
 
 def assert_result_reached(spill: Spill, kind: str, api: str) -> None:
@@ -238,27 +219,6 @@ def _assert_kept_home(spill: Spill, before: int, reply_text: str) -> None:
     assert EMAIL not in reply_text, "the refusal does not quote the address back"
 
 
-# Held for the engine (429 once the queue wait is over), or told to retry (503): never sent.
-REFUSED = {429: "rate_limit_error", 503: "overloaded_error"}
-
-
-def _assert_refused_as_anthropic(err: anthropic.APIStatusError) -> None:
-    assert err.status_code in REFUSED, err
-    expected = anthropic.RateLimitError if err.status_code == 429 else anthropic.InternalServerError
-    assert isinstance(err, expected)
-    body: Any = err.body
-    assert body["type"] == "error" and body["error"]["type"] == REFUSED[err.status_code]
-    assert body["error"]["message"]
-
-
-def _assert_refused_as_openai(err: openai.APIStatusError) -> None:
-    assert err.status_code in REFUSED, err
-    expected = openai.RateLimitError if err.status_code == 429 else openai.InternalServerError
-    assert isinstance(err, expected)
-    body: Any = err.body
-    assert set(body) >= {"message", "type", "code"} and body["message"]
-
-
 def _spilled_once(spill: Spill) -> int:
     """The requests the fakes received so far; the control request above spilled (one)."""
     count = sum(len(spill.received(kind)) for kind in KINDS)
@@ -287,7 +247,7 @@ def test_an_email_in_a_messages_tool_result_never_leaves_the_box(
         claude.messages.create(
             model=GUARDED, max_tokens=64, messages=private, tools=MESSAGES_TOOLS, stream=stream
         )
-    _assert_refused_as_anthropic(caught.value)
+    assert_refused_as_anthropic(caught.value)
     _assert_kept_home(spill, before, caught.value.response.text)
 
 
@@ -307,7 +267,7 @@ def test_an_email_in_a_function_call_output_never_leaves_the_box(
     private = responses_history(first, f"Sent. Reply went to {EMAIL}.")
     with pytest.raises(openai.APIStatusError) as caught:
         oai.responses.create(model=GUARDED, input=private, tools=RESPONSES_TOOLS, stream=stream)
-    _assert_refused_as_openai(caught.value)
+    assert_refused_as_openai(caught.value)
     _assert_kept_home(spill, before, caught.value.response.text)
 
 
@@ -320,10 +280,10 @@ def test_a_request_marked_on_prem_never_leaves_the_box(
             model=GUARDED, max_tokens=64, messages=[{"role": "user", "content": "Hello"}],
             extra_headers=on_prem,
         )  # fmt: skip
-    _assert_refused_as_anthropic(refused_messages.value)
+    assert_refused_as_anthropic(refused_messages.value)
     with pytest.raises(openai.APIStatusError) as refused_responses:
         oai.responses.create(model=GUARDED, input="Hello", extra_headers=on_prem)
-    _assert_refused_as_openai(refused_responses.value)
+    assert_refused_as_openai(refused_responses.value)
     assert sum(len(spill.received(kind)) for kind in KINDS) == 0
     unmarked = oai.responses.with_raw_response.create(model=GUARDED, input="Hello")
     assert unmarked.headers["x-spillgate-reason"] == "local_down", "unmarked, it spills"
@@ -435,11 +395,16 @@ def test_the_ledger_records_each_spilled_request_with_its_endpoint(
         extra_headers={"x-request-id": "dialect-msg-2"},
     ) as stream:  # fmt: skip
         streamed = stream.get_final_message()
+    with oai.responses.stream(
+        model=route("openai"), input="Hi", extra_headers={"x-request-id": "dialect-resp-2"}
+    ) as responses_stream:
+        passed_on = responses_stream.get_final_response()
     wait_for(lambda: metric(spill.gateway.url, "spillgate_ledger_backlog_records") == 0,
              what="ledger written")  # fmt: skip
 
-    rows = {rid: _row(spill, rid) for rid in ("dialect-resp-1", "dialect-msg-1", "dialect-msg-2")}
-    assert answered.usage is not None
+    ids = ("dialect-resp-1", "dialect-msg-1", "dialect-msg-2", "dialect-resp-2")
+    rows = {rid: _row(spill, rid) for rid in ids}
+    assert answered.usage is not None and passed_on.usage is not None
     expected = {
         "dialect-resp-1": ("responses", "gemini", answered.usage.input_tokens,
                            answered.usage.output_tokens, 0),
@@ -447,6 +412,8 @@ def test_the_ledger_records_each_spilled_request_with_its_endpoint(
                           said.usage.output_tokens, 0),
         "dialect-msg-2": ("messages", "anthropic", streamed.usage.input_tokens,
                           streamed.usage.output_tokens, 1),
+        "dialect-resp-2": ("responses", "openai", passed_on.usage.input_tokens,
+                           passed_on.usage.output_tokens, 1),
     }  # fmt: skip
     for rid, (endpoint, kind, prompt, completion, was_streamed) in expected.items():
         row = rows[rid]
@@ -483,3 +450,24 @@ def test_no_provider_key_in_the_log_or_an_error_body(
     assert "target failed" in exposed or "retrying" in exposed, "the failures were logged"
     for key in KEYS.values():
         assert key not in exposed and key[-8:] not in exposed
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "gemini"])
+def test_an_email_never_reaches_a_cloud_only_route_even_where_passed_through(
+    spill: Spill, oai: openai.OpenAI, claude: anthropic.Anthropic, kind: str
+) -> None:
+    """OpenAI gets Responses and Anthropic gets Messages as they are (no chat body for the
+    egress guard to read): the ingress scan still keeps a private request home."""
+    private = f"Forward this to {EMAIL}."
+    with pytest.raises(openai.APIStatusError) as responses_refused:
+        oai.responses.create(model=route(kind), input=private, instructions="Be brief.")
+    with pytest.raises(anthropic.APIStatusError) as messages_refused:
+        claude.messages.create(
+            model=route(kind), max_tokens=64, messages=[{"role": "user", "content": private}]
+        )
+    for err in (responses_refused.value, messages_refused.value):
+        assert err.status_code in (400, 429, 503), err
+        assert "leave the box" in err.response.text
+        assert EMAIL not in err.response.text
+    assert messages_refused.value.body["type"] == "error"  # type: ignore[index]
+    assert spill.received(kind) == []

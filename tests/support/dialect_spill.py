@@ -7,6 +7,7 @@ the rate-limit tests (a 429 may hold its target; the main routes must stay open)
 `guarded`: a local engine that is down (attached to a port nobody listens on) ahead of a
 target of every kind: a clean request spills at once, a private one may only wait for the
 engine. The OpenAI-family fakes run in this process; Anthropic's and Gemini's as their own.
+Also here: the tools and turns the tests send, and the checks of a private request's refusal.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anthropic
+import openai
 import orjson
 from fakes.openai_server import FakeOpenAIServer, Fault
 from harness import FakeProviderProcess, GatewayProcess, free_port
@@ -46,6 +49,58 @@ GUARDED = "guarded"
 APIS = ("responses", "messages")
 _DIALECT = {"openai": "openai", "azure": "azure", "mistral": "mistral",
             "openai-compatible": "openai"}  # fmt: skip
+
+
+# -- the requests and refusals the tests send and read ----------------------------------------
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+WEATHER = "Current weather for a city."
+RESPONSES_TOOLS: Any = [{"type": "function", "name": "get_weather", "strict": False,
+                         "description": WEATHER, "parameters": CITY}]  # fmt: skip
+MESSAGES_TOOLS: Any = [{"name": "get_weather", "description": WEATHER, "input_schema": CITY}]
+QUESTION = "What is the weather in Paris?"
+TOOL_RESULT = "18C and sunny"
+EMAIL = "jane.doe@corp-example.io"
+
+
+def responses_history(first: Any, result: str = TOOL_RESULT) -> list[Any]:
+    """The next turn as an agent sends it: the question, the answer's items, each call's
+    output."""
+    calls = [item for item in first.output if item.type == "function_call"]
+    outputs = [{"type": "function_call_output", "call_id": c.call_id, "output": result}
+               for c in calls]  # fmt: skip
+    return [{"role": "user", "content": QUESTION}, *(i.to_dict() for i in first.output), *outputs]
+
+
+def messages_history(first: Any, result: str = TOOL_RESULT) -> list[Any]:
+    uses = [block for block in first.content if block.type == "tool_use"]
+    results = [{"type": "tool_result", "tool_use_id": u.id, "content": result} for u in uses]
+    return [
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": [block.to_dict() for block in first.content]},
+        {"role": "user", "content": results},
+    ]
+
+
+# Held for the engine (429 once the queue wait is over), or told to retry (503): never sent.
+REFUSED = {429: "rate_limit_error", 503: "overloaded_error"}
+
+
+def assert_refused_as_anthropic(err: anthropic.APIStatusError) -> None:
+    assert err.status_code in REFUSED, err
+    expected = anthropic.RateLimitError if err.status_code == 429 else anthropic.InternalServerError
+    assert isinstance(err, expected)
+    body: Any = err.body
+    assert body["type"] == "error" and body["error"]["type"] == REFUSED[err.status_code]
+    assert body["error"]["message"]
+
+
+def assert_refused_as_openai(err: openai.APIStatusError) -> None:
+    assert err.status_code in REFUSED, err
+    expected = openai.RateLimitError if err.status_code == 429 else openai.InternalServerError
+    assert isinstance(err, expected)
+    body: Any = err.body
+    assert set(body) >= {"message", "type", "code"} and body["message"]
 
 
 def route(kind: str) -> str:
