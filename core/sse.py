@@ -105,6 +105,17 @@ class EventSplitter:
         return tail
 
 
+_SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
+
+
+def next_sequence_number(events: bytes, current: int) -> int:
+    """The number a Responses event after `events` (whole events) takes: one past the last
+    `sequence_number` among them, or `current` when they carry none."""
+    at = events.rfind(b'"sequence_number"')
+    found = _SEQUENCE.match(events, at) if at >= 0 else None
+    return int(found.group(1)) + 1 if found else current
+
+
 def event_data(event: bytes) -> bytes | None:
     """The `data:` payload of one event (lines joined by LF), or None for a comment or ping."""
     lines = [line for line in event.split(b"\n") if line.startswith(b"data:")]

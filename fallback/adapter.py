@@ -322,6 +322,12 @@ class CloudTarget:
     ) -> AsyncIterator[bytes]:
         provider_failed = False  # a client that leaves early is not the provider's fault
         endpoint = request.endpoint
+
+        def failed(message: str, code: str | None, type: str = "upstream_error") -> bytes:
+            # A Responses stream numbers its events: the error takes the next number.
+            number = getattr(translator, "next_sequence", 0)
+            return error_event(message, type, code, endpoint, sequence_number=number)
+
         try:
             yield first
             if not ended:
@@ -332,21 +338,16 @@ class CloudTarget:
                 yield translator.finish()
         except TimeoutError:
             provider_failed = True
-            yield error_event(
+            yield failed(
                 f"{self.name} went silent mid-stream (timeouts.first_byte_s, timeouts.total_s)",
-                code=ErrorCode.PROVIDER_TIMEOUT,
-                endpoint=endpoint,
+                ErrorCode.PROVIDER_TIMEOUT,
             )
         except aiohttp.ClientError:
             provider_failed = True
-            yield error_event(
-                f"{self.name} stopped mid-stream",
-                code=ErrorCode.PROVIDER_STREAM_CUT,
-                endpoint=endpoint,
-            )
+            yield failed(f"{self.name} stopped mid-stream", ErrorCode.PROVIDER_STREAM_CUT)
         except UpstreamError as err:  # a malformed event, or a provider `error` event
             provider_failed = is_upstream_fault(err)
-            yield error_event(err.message, type=err.type, code=err.code, endpoint=endpoint)
+            yield failed(err.message, err.code, err.type)
         finally:
             if provider_failed:
                 self.breaker.record_failure()

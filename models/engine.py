@@ -9,6 +9,7 @@ import aiohttp
 import orjson
 
 from spillgate.errors import UpstreamError
+from spillgate.models.vllm_responses import ResponsesConformer, conform_body
 from spillgate.protocol import Endpoint, TargetKind, UpstreamReply, UpstreamRequest, Usage
 from spillgate.scrub import error_message, scrub_bytes
 from spillgate.sse import UsageTap, client_wants_usage, error_event, with_usage_requested
@@ -122,12 +123,18 @@ class LocalEngine:
             await close()
             if resp.status >= 400:
                 data = scrub_bytes(data)  # the client's own error, less any key we hold
+            elif request.endpoint is Endpoint.RESPONSES:
+                data = conform_body(data)
             usage = _usage_of(data, request.endpoint) if resp.status < 400 else None
             return UpstreamReply(
                 status=resp.status, content_type=content_type, body=data, usage=usage
             )
         reply = UpstreamReply(status=resp.status, content_type=content_type, close=close)
-        reply.chunks = self._relay(resp, reply, UsageTap(ask_usage, request.endpoint))
+        tap = UsageTap(ask_usage, request.endpoint)
+        if request.endpoint is Endpoint.RESPONSES:
+            reply.chunks = self._relay_responses(resp, reply, tap, ResponsesConformer())
+        else:
+            reply.chunks = self._relay(resp, reply, tap)
         return reply
 
     async def _relay(
@@ -144,15 +151,42 @@ class LocalEngine:
         except (TimeoutError, aiohttp.ClientError):
             # The engine died or stalled mid-stream: end the client's stream with an error
             # event instead of leaving it hanging.
-            self.set_health(False)
-            yield error_event(
-                f"local engine {self.name} stopped mid-stream",
-                code="engine_died",
-                endpoint=tap.endpoint,
-            )
+            yield self._died(tap.endpoint)
         finally:
             reply.usage = tap.usage
             await reply.aclose()
+
+    async def _relay_responses(
+        self,
+        resp: aiohttp.ClientResponse,
+        reply: UpstreamReply,
+        tap: UsageTap,
+        conformer: ResponsesConformer,
+    ) -> AsyncIterator[bytes]:
+        """A Responses stream: as `_relay`, with vLLM's objects held to OpenAI's schema."""
+        try:
+            async for data in resp.content.iter_any():
+                tap.feed(data)
+                out = conformer.feed(data)
+                if out:
+                    yield out
+            rest = conformer.rest()
+            if rest:
+                yield rest
+        except (TimeoutError, aiohttp.ClientError):
+            yield self._died(tap.endpoint, conformer.next_sequence)
+        finally:
+            reply.usage = tap.usage
+            await reply.aclose()
+
+    def _died(self, endpoint: Endpoint, sequence_number: int = 0) -> bytes:
+        self.set_health(False)
+        return error_event(
+            f"local engine {self.name} stopped mid-stream",
+            code="engine_died",
+            endpoint=endpoint,
+            sequence_number=sequence_number,
+        )
 
 
 #: The endpoints whose streams report usage only when asked (`stream_options`); Responses

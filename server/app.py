@@ -331,12 +331,15 @@ class Handler:
                 code=Reason.NO_TARGET.value,
                 retry_after_s=max(1.0, min(cloud_waits)),
             )
+        message = f"no engine serving {features.model!r} is ready yet; retry shortly"
+        if features.privacy is Privacy.LOCAL_ONLY and cloud_waits:
+            message = (
+                f"no engine serving {features.model!r} is ready yet, and this request may not "
+                "leave the box (marked on-prem or carries personal data), so it was not sent "
+                "to a cloud provider; retry shortly"
+            )
         raise GatewayError(
-            503,
-            f"no engine serving {features.model!r} is ready yet; retry shortly",
-            type="server_error",
-            code=Reason.NO_TARGET.value,
-            retry_after_s=5,
+            503, message, type="server_error", code=Reason.NO_TARGET.value, retry_after_s=5
         )
 
     def _gap_error(

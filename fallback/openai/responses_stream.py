@@ -13,7 +13,7 @@ import re
 
 from spillgate.fallback.wire import stream_cut
 from spillgate.protocol import Endpoint, Usage
-from spillgate.sse import EventSplitter, UsageTap
+from spillgate.sse import EventSplitter, UsageTap, next_sequence_number
 
 #: The events after which a Responses stream has nothing more to say.
 _LAST_EVENT = re.compile(
@@ -30,6 +30,8 @@ class ResponsesPassThrough:
         self._tap = UsageTap(endpoint=Endpoint.RESPONSES)
         self._events = EventSplitter()
         self._ended = False
+        #: The number of an event added after the provider's (the error of a cut stream).
+        self.next_sequence = 0
 
     @property
     def usage(self) -> Usage | None:
@@ -37,8 +39,10 @@ class ResponsesPassThrough:
 
     def feed(self, data: bytes) -> bytes:
         whole = self._events.cut(data)
-        if whole and not self._ended and _LAST_EVENT.search(whole):
-            self._ended = True
+        if whole:
+            self.next_sequence = next_sequence_number(whole, self.next_sequence)
+            if not self._ended and _LAST_EVENT.search(whole):
+                self._ended = True
         return self._tap.feed(data)
 
     def finish(self) -> bytes:

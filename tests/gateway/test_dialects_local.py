@@ -145,11 +145,6 @@ def test_an_engine_cut_mid_stream_ends_it_with_a_responses_error_event(
     assert sum(e.type == "response.output_text.delta" for e in events) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models/engine.py _relay calls error_event without sequence_number: the error "
-    "event of a cut Responses stream is numbered 0 instead of after the last event",
-)
 def test_the_error_event_of_a_cut_responses_stream_is_numbered_in_sequence(
     setup, gateway: GatewayProcess
 ) -> None:

@@ -92,7 +92,7 @@ def assert_refused_as_anthropic(err: anthropic.APIStatusError) -> None:
     assert isinstance(err, expected)
     body: Any = err.body
     assert body["type"] == "error" and body["error"]["type"] == REFUSED[err.status_code]
-    assert body["error"]["message"]
+    assert "may not leave the box" in body["error"]["message"]
 
 
 def assert_refused_as_openai(err: openai.APIStatusError) -> None:
@@ -100,7 +100,8 @@ def assert_refused_as_openai(err: openai.APIStatusError) -> None:
     expected = openai.RateLimitError if err.status_code == 429 else openai.InternalServerError
     assert isinstance(err, expected)
     body: Any = err.body
-    assert set(body) >= {"message", "type", "code"} and body["message"]
+    assert set(body) >= {"message", "type", "code"}
+    assert "may not leave the box" in body["message"]
 
 
 def route(kind: str) -> str:

@@ -1,9 +1,10 @@
 """One gateway with three routes, and OpenAI's spec to judge its answers by.
 
 Shared by the fuzz run (test_fuzz_openapi.py) and the hostile bodies (test_hostile_bodies.py):
-a launched stand-in engine serving `LOCAL` (chat, completions, embeddings), `OPENAI_ROUTE`
-to the fake OpenAI provider and `CLAUDE_ROUTE` to the fake Anthropic one, each fake a real
-server on loopback. `SCHEMA` is ../shared/specs/openai-openapi.yaml loaded once by
+a launched stand-in engine serving `LOCAL` (chat, completions, embeddings, responses),
+`OPENAI_ROUTE` to the fake OpenAI provider (Responses passed through) and `CLAUDE_ROUTE` to
+the fake Anthropic one (Responses translated through chat), each fake a real server on
+loopback. `SCHEMA` is ../shared/specs/openai-openapi.yaml loaded once by
 schemathesis, narrowed to the operations the gateway serves.
 """
 
@@ -32,6 +33,7 @@ SERVED = {
     ("POST", "/chat/completions"),
     ("POST", "/completions"),
     ("POST", "/embeddings"),
+    ("POST", "/responses"),
     ("GET", "/models"),
     ("GET", "/models/{model}"),
 }
@@ -47,7 +49,10 @@ SCHEMA = schemathesis.openapi.from_path(SPEC).include(
 STREAM_EVENT = {
     "/chat/completions": "CreateChatCompletionStreamResponse",
     "/completions": "CompletionStreamChunk",
+    "/responses": "ResponseStreamEvent",
 }
+#: The events a Responses stream may end with (it sends no `[DONE]`).
+RESPONSES_LAST = {"response.completed", "response.incomplete", "response.failed", "error"}
 
 
 def _null_where_nullable(schema: Any) -> Any:
@@ -76,7 +81,7 @@ def _components() -> dict[str, Any]:
 
 
 @functools.cache
-def _validator(component: str) -> jsonschema.protocols.Validator:
+def spec_validator(component: str) -> jsonschema.protocols.Validator:
     ref = {"$ref": f"#/components/schemas/{component}", "components": _components()}
     return jsonschema.Draft202012Validator(ref)
 
@@ -91,7 +96,7 @@ def check_answer(method: str, path: str, response: Any) -> None:
     assert status < 500, (status, body[:500])
     if status >= 400:
         assert content_type.startswith("application/json"), (status, content_type, body[:300])
-        _validator("ErrorResponse").validate(orjson.loads(body))
+        spec_validator("ErrorResponse").validate(orjson.loads(body))
     elif content_type.startswith("text/event-stream"):
         _check_stream(path, body)
     else:
@@ -106,6 +111,9 @@ def _check_stream(path: str, body: bytes) -> None:
         if line.startswith(b"data:")
     ]
     assert data, f"a stream without events: {body[:300]!r}"
+    if path == "/responses":
+        _check_responses_stream(data)
+        return
     done = data[-1] == b"[DONE]"
     events = data[:-1] if done else data
     for n, item in enumerate(events):
@@ -113,10 +121,23 @@ def _check_stream(path: str, body: bytes) -> None:
         if isinstance(event, dict) and "error" in event:
             # A failure after the first byte: OpenAI's error object, and nothing after it.
             assert n == len(events) - 1, f"events after an error: {data[n:][:3]}"
-            _validator("ErrorResponse").validate(event)
+            spec_validator("ErrorResponse").validate(event)
             return
-        _validator(STREAM_EVENT[path]).validate(event)
+        spec_validator(STREAM_EVENT[path]).validate(event)
     assert done, f"a stream that neither ends with [DONE] nor with an error: {data[-3:]}"
+
+
+def _check_responses_stream(data: list[bytes]) -> None:
+    """Each event of its own type's schema, numbered in order, ending with a final one (an
+    `error` event is one, and nothing follows it)."""
+    events = [orjson.loads(item) for item in data]
+    numbers = [e["sequence_number"] for e in events if e.get("type") != "error"]
+    assert numbers == sorted(set(numbers)), f"sequence numbers out of order: {numbers}"
+    for n, event in enumerate(events):
+        spec_validator(STREAM_EVENT["/responses"]).validate(event)
+        if event["type"] == "error":
+            assert n == len(events) - 1, f"events after an error: {events[n:][:3]}"
+    assert events[-1]["type"] in RESPONSES_LAST, f"a stream cut short: {events[-3:]}"
 
 
 @contextlib.contextmanager
