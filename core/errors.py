@@ -10,7 +10,8 @@ import orjson
 from spillgate.protocol import Endpoint
 from spillgate.scrub import message_of, safe_detail, scrub
 
-#: Anthropic's error `type` for an HTTP status (its SDK picks the exception by status).
+#: Anthropic's error `type` for an HTTP status (its SDK picks the exception by status): how
+#: the gateway writes errors on /v1/messages, and reads an Anthropic error without a type.
 ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -20,6 +21,7 @@ ANTHROPIC_ERROR_TYPES = {
     413: "request_too_large",
     429: "rate_limit_error",
     503: "overloaded_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
 

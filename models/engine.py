@@ -131,52 +131,31 @@ class LocalEngine:
             )
         reply = UpstreamReply(status=resp.status, content_type=content_type, close=close)
         tap = UsageTap(ask_usage, request.endpoint)
-        if request.endpoint is Endpoint.RESPONSES:
-            reply.chunks = self._relay_responses(resp, reply, tap, ResponsesConformer())
-        else:
-            reply.chunks = self._relay(resp, reply, tap)
+        passer = ResponsesConformer(tap) if request.endpoint is Endpoint.RESPONSES else tap
+        reply.chunks = self._relay(resp, reply, passer)
         return reply
 
     async def _relay(
-        self, resp: aiohttp.ClientResponse, reply: UpstreamReply, tap: UsageTap
+        self,
+        resp: aiohttp.ClientResponse,
+        reply: UpstreamReply,
+        passer: UsageTap | ResponsesConformer,
     ) -> AsyncIterator[bytes]:
         try:
             async for data in resp.content.iter_any():
-                out = tap.feed(data)
+                out = passer.feed(data)
                 if out:
                     yield out
-            rest = tap.rest()
+            rest = passer.rest()
             if rest:
                 yield rest
         except (TimeoutError, aiohttp.ClientError):
             # The engine died or stalled mid-stream: end the client's stream with an error
-            # event instead of leaving it hanging.
-            yield self._died(tap.endpoint)
+            # event instead of leaving it hanging (numbered, in a Responses stream).
+            number = passer.next_sequence if isinstance(passer, ResponsesConformer) else 0
+            yield self._died(passer.endpoint, number)
         finally:
-            reply.usage = tap.usage
-            await reply.aclose()
-
-    async def _relay_responses(
-        self,
-        resp: aiohttp.ClientResponse,
-        reply: UpstreamReply,
-        tap: UsageTap,
-        conformer: ResponsesConformer,
-    ) -> AsyncIterator[bytes]:
-        """A Responses stream: as `_relay`, with vLLM's objects held to OpenAI's schema."""
-        try:
-            async for data in resp.content.iter_any():
-                tap.feed(data)
-                out = conformer.feed(data)
-                if out:
-                    yield out
-            rest = conformer.rest()
-            if rest:
-                yield rest
-        except (TimeoutError, aiohttp.ClientError):
-            yield self._died(tap.endpoint, conformer.next_sequence)
-        finally:
-            reply.usage = tap.usage
+            reply.usage = passer.usage
             await reply.aclose()
 
     def _died(self, endpoint: Endpoint, sequence_number: int = 0) -> bytes:

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from spillgate.sse import EventSplitter, next_sequence_number
+from spillgate.protocol import Endpoint, Usage
+from spillgate.sse import EventSplitter, UsageTap, next_sequence_number
 
 #: Fields of a Response that OpenAI leaves out rather than set to null.
 _NOT_NULL = ("user", "text", "usage")
@@ -51,16 +52,25 @@ class ResponsesConformer:
     """Rewrites the events of a vLLM Responses stream that need it, as they pass.
 
     Holds back only an event whose end has not arrived, so the client gets whole events.
-    `next_sequence` is the number an event the gateway adds (an error) must take.
+    `tap` reads the usage as the bytes pass; `next_sequence` is the number an event the
+    gateway adds (an error) must take.
     """
 
-    __slots__ = ("_events", "next_sequence")
+    __slots__ = ("_events", "next_sequence", "tap")
 
-    def __init__(self) -> None:
+    endpoint = Endpoint.RESPONSES
+
+    def __init__(self, tap: UsageTap) -> None:
         self._events = EventSplitter()
         self.next_sequence = 0
+        self.tap = tap
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.tap.usage
 
     def feed(self, data: bytes) -> bytes:
+        self.tap.feed(data)
         whole = self._events.cut(data)
         if not whole:
             return b""

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from spillgate.errors import ErrorCode, UpstreamError
+from spillgate.errors import ANTHROPIC_ERROR_TYPES, ErrorCode, UpstreamError
 from spillgate.fallback.adapter import ProviderSettings
 from spillgate.fallback.resilience import retry_after_seconds
 from spillgate.fallback.wire import provider_words
@@ -61,18 +61,6 @@ _ERRORS = {
 #: Error types that mean the provider refused the gateway's key, not the client's request.
 _REFUSED_KEY = ("authentication_error", "permission_error")
 
-_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-
 
 def error_of(
     status: int | None,
@@ -88,7 +76,7 @@ def error_of(
     provider = settings.name
     kind = error.get("type") if isinstance(error, dict) else None
     if kind not in _ERRORS:
-        kind = _BY_STATUS.get(status or 0)
+        kind = ANTHROPIC_ERROR_TYPES.get(status or 0)
     if kind is None:
         status = status or 502
         return UpstreamError(

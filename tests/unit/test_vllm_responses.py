@@ -6,7 +6,8 @@ import orjson
 from three_routes import spec_validator
 
 from spillgate.models.vllm_responses import ResponsesConformer, conform_body
-from spillgate.sse import next_sequence_number
+from spillgate.protocol import Endpoint
+from spillgate.sse import UsageTap, next_sequence_number
 
 # What vLLM 0.32 writes: no `error`; `user`, `text` (and `usage` until the end) null;
 # `logprobs: null` on an output_text part.
@@ -90,7 +91,7 @@ def test_in_a_stream_only_the_events_that_need_it_are_rewritten() -> None:
     }
     completed = {"type": "response.completed", "sequence_number": 3, "response": RESPONSE}
     stream = sse(created, delta, done, completed)
-    conformer = ResponsesConformer()
+    conformer = ResponsesConformer(UsageTap(endpoint=Endpoint.RESPONSES))
     # Cut anywhere: whole events come out, an unfinished one waits for its end.
     out = b"".join(conformer.feed(stream[i : i + 7]) for i in range(0, len(stream), 7))
     out += conformer.rest()
@@ -100,6 +101,7 @@ def test_in_a_stream_only_the_events_that_need_it_are_rewritten() -> None:
     for event in events:
         spec_validator("ResponseStreamEvent").validate(event)
     assert conformer.next_sequence == 4
+    assert conformer.usage is not None and conformer.usage.completion_tokens == 2
 
 
 def test_the_next_sequence_number_follows_the_last_event_seen() -> None:
