@@ -113,7 +113,8 @@ class KeyRing:
         """The key a request's `Authorization` header carries; 401 when there is none."""
         if not authorization:
             raise _unauthorized(
-                "no API key: send `Authorization: Bearer sk-sg-...` (ask your operator for a key)"
+                "no API key: send `Authorization: Bearer sk-sg-...` (or `x-api-key: sk-sg-...`, "
+                "as Anthropic clients do; ask your operator for a key)"
             )
         scheme, _, secret = authorization.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():

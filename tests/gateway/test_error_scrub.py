@@ -53,6 +53,8 @@ def gateway(
         "tracing": {"otlp_endpoint": collector.url},
     }  # fmt: skip
     with GatewayProcess(config, tmp_path_factory.mktemp("scrub")) as gw:
+        # The engine test talks to the stand-in itself: it must be up, not just launched.
+        gw.wait_engine_ready("standin")
         yield gw
 
 

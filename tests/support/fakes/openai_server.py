@@ -345,8 +345,11 @@ class _Turn:
         messages = self.body["messages"]
         if not tools or choice == "none" or messages[-1].get("role") == "tool":
             return []
+        # Only function tools are called (a custom tool's call has another shape).
+        tools = [t for t in tools if isinstance(t.get("function"), dict)]
         if isinstance(choice, dict):
-            tools = [t for t in tools if t["function"]["name"] == choice["function"]["name"]]
+            named = (choice.get("function") or {}).get("name")
+            tools = [t for t in tools if t["function"].get("name") == named]
         parallel = self.body.get("parallel_tool_calls", True) is not False
         calls = []
         for tool in tools[: 2 if parallel else 1]:
