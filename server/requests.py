@@ -270,4 +270,7 @@ class FeatureReader:
         findings = await self.scans.scan(lambda: payload, len(parsed.body), "ingress", request_id)
         if not findings:
             return Privacy.MAY_SPILL
-        return Privacy.REDACT_TO_SPILL if self.redact_policy else Privacy.LOCAL_ONLY
+        # Placeholders are put back in chat-shaped answers only: a Responses or Messages
+        # request with findings stays on the box under either policy.
+        redactable = self.redact_policy and self.endpoint not in DIALECTS
+        return Privacy.REDACT_TO_SPILL if redactable else Privacy.LOCAL_ONLY

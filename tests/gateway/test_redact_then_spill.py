@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import orjson
 import pytest
@@ -57,3 +58,32 @@ def test_a_request_marked_on_prem_is_not_sent_even_redacted(cloud_only) -> None:
             extra_headers={"x-spillgate-data": "on-prem"},
         )
     assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/responses", {"model": "gpt", "input": "Mail jane.doe@example.org the notes"}),
+        (
+            "/v1/messages",
+            {
+                "model": "gpt",
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": "Mail jane.doe@example.org the notes"}],
+            },
+        ),
+    ],
+)
+def test_responses_and_messages_with_findings_stay_home_under_redaction(
+    cloud_only, path: str, body: dict
+) -> None:
+    # Placeholders are put back only in chat-shaped answers: these APIs are kept local.
+    gateway, fake = cloud_only
+    fake.reset()
+    answer = httpx.post(f"{gateway.url}{path}", json=body, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert "may not leave the box" in answer.text
+    assert fake.requests == []
+    clean = orjson.loads(orjson.dumps(body).replace(b"jane.doe@example.org", b"Jane"))
+    assert httpx.post(f"{gateway.url}{path}", json=clean, timeout=30).status_code == 200
+    assert len(fake.requests) == 1
