@@ -49,14 +49,18 @@ from spillgate.server.scheduler import (
 log = logging.getLogger("spillgate.server")
 
 
+#: The field that holds the prompt, per endpoint (`input` for the others).
+_PROMPT_PARAM = {
+    Endpoint.CHAT: "messages",
+    Endpoint.MESSAGES: "messages",
+    Endpoint.COMPLETIONS: "prompt",
+}
+
+
 def _context_param(features: RequestFeatures, payload: dict[str, Any], window: Any) -> str:
     """What to change about a request too long for the context: its length limit when the
     prompt alone fits and the client set one, else the prompt."""
-    prompt = {
-        Endpoint.CHAT: "messages",
-        Endpoint.MESSAGES: "messages",
-        Endpoint.COMPLETIONS: "prompt",
-    }.get(features.endpoint, "input")
+    prompt = _PROMPT_PARAM.get(features.endpoint, "input")
     if isinstance(window, int) and features.prompt_tokens_max < window:
         for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
             if payload.get(name) is not None:
@@ -214,7 +218,7 @@ class Handler:
         if reply.chunks is None:
             accounting.finish(st, backend.name, backend.kind.value, reply.status, reply, False)
             body, media_type = reply.body, reply.content_type
-            if reply.status >= 400:  # an engine's own words, in OpenAI's shape whatever theirs
+            if reply.status >= 400:  # an engine's own words, in the API's shape whatever theirs
                 source = f"{backend.name} ({backend.kind.value})"
                 body = upstream_error_body(reply.status, body or b"", source, self.endpoint)
                 media_type = "application/json"
@@ -358,7 +362,10 @@ class Handler:
                 _context_param(features, payload, window),
             ),
             Reason.TOOLS_UNSUPPORTED: ("the model does not support tools", "tools"),
-            Reason.IMAGES_UNSUPPORTED: ("the model does not accept images", "messages"),
+            Reason.IMAGES_UNSUPPORTED: (
+                "the model does not accept images",
+                _PROMPT_PARAM.get(features.endpoint, "input"),
+            ),
             Reason.JSON_SCHEMA_UNSUPPORTED: (
                 "the model does not support json_schema",
                 "response_format",
