@@ -50,6 +50,9 @@ class AdmissionQueue:
         self.private_slots_per_key = max(1, int(capacity * private_share_per_key))
         self.active = 0
         self.waiting = 0
+        #: Slots a spillable request may not take: kept for requests that may not spill
+        #: (set from the measured private load by `RuntimeStore.local_state`).
+        self.reserve = 0
         #: Slots held, by key.
         self._held: Counter[str] = Counter()
         #: priority -> key -> waiters, keys in round-robin order.

@@ -10,10 +10,15 @@ from spillgate.server.config_base import Strict
 # The defaults live with the decision that reads them (scheduler.py, a pure module the
 # simulator imports too); the configuration's fields take them from there.
 from spillgate.server.scheduler import (
+    DEFAULT_AFFINITY_LOAD_FACTOR,
     DEFAULT_DECODE_TOKENS_PER_S,
+    DEFAULT_KV_PRESSURE,
     DEFAULT_LATENCY_BUDGET_MS,
     DEFAULT_PREDICTION_MARGIN,
     DEFAULT_PREFILL_TOKENS_PER_S,
+    DEFAULT_RESERVE_BLOCKING,
+    DEFAULT_RESERVE_WINDOW_S,
+    Tuning,
 )
 
 
@@ -48,6 +53,27 @@ class SchedulerConfig(Strict):
     private_share_per_key: float = Field(0.25, gt=0, le=1)
     #: How often each engine's /metrics is read for the snapshot.
     scrape_interval_s: float = Field(SCRAPE_INTERVAL_S, gt=0)
+    #: Slots kept for requests that may not spill, sized so that one arriving finds them
+    #: all taken by its own class with at most this chance (Erlang B over the measured
+    #: arrival rate of such requests; docs/routing.md). 1 turns the reserve off.
+    reserve_blocking: float = Field(DEFAULT_RESERVE_BLOCKING, gt=0, le=1)
+    #: Time constant (s) of the measured arrival rate of requests that may not spill.
+    reserve_window_s: float = Field(DEFAULT_RESERVE_WINDOW_S, gt=0)
+    #: KV-cache use (vLLM's kv_cache_usage_perc, 0..1) from which an engine counts as full.
+    kv_pressure: float = Field(DEFAULT_KV_PRESSURE, gt=0, le=1)
+    #: Requests sharing a prompt prefix go to the same replica while its load stays within
+    #: `affinity_load_factor` x the replicas' mean (vLLM's prefix cache then hits).
+    prefix_affinity: bool = True
+    affinity_load_factor: float = Field(DEFAULT_AFFINITY_LOAD_FACTOR, gt=1)
+
+    @property
+    def tuning(self) -> Tuning:
+        """The settings `decide()` reads."""
+        return Tuning(
+            reserve_blocking=self.reserve_blocking,
+            kv_pressure=self.kv_pressure,
+            affinity_load_factor=self.affinity_load_factor,
+        )
 
 
 class EngineRoutingConfig(Strict):

@@ -137,7 +137,7 @@ class Planner:
                 self.default_max_tokens,
             )
         local, cloud = self.runtime.views(candidates, self.cloud_caps)
-        decision = decide(features, local, cloud)
+        decision = decide(features, local, cloud, self.runtime.config.scheduler.tuning)
         return Plan(key, parsed, candidates, features, decision, local, cloud, span)
 
     async def count_tokens(self, headers: Headers, request: Request) -> int:
@@ -173,4 +173,4 @@ class Planner:
     def decide(self, features: RequestFeatures, candidates: list[Backend]) -> Decision:
         """Decide on the targets as they are now (after a wait, or an egress refusal)."""
         local, cloud = self.runtime.views(candidates, self.cloud_caps)
-        return decide(features, local, cloud)
+        return decide(features, local, cloud, self.runtime.config.scheduler.tuning)

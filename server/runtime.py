@@ -8,6 +8,9 @@ few small objects per request; nothing here does I/O inside a request.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import time
 from dataclasses import dataclass, field
 
 from spillgate.fallback.adapter import CloudTarget
@@ -21,9 +24,12 @@ from spillgate.server.scheduler import (
     DEFAULT_CLOUD_TTFT_S,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MEAN_OUTPUT_TOKENS,
+    DEFAULT_RESERVE_WINDOW_S,
     Capabilities,
     CloudState,
     LocalState,
+    reserve_slots,
+    slot_lifetime_s,
 )
 
 _EWMA_ALPHA = 0.2
@@ -31,6 +37,26 @@ _EWMA_ALPHA = 0.2
 
 def _ewma(old: float | None, new: float) -> float:
     return new if old is None else old + _EWMA_ALPHA * (new - old)
+
+
+@dataclass
+class ArrivalRate:
+    """Arrivals per second, exponentially decayed with time constant `window_s`: each
+    arrival adds 1/window, and the sum decays by e^(-dt/window). O(1) per arrival and read;
+    the clock is the caller's (`time.monotonic()` in the server, simulated time in bench/sim)."""
+
+    window_s: float = DEFAULT_RESERVE_WINDOW_S
+    _rate: float = 0.0
+    _at: float = 0.0
+
+    def note(self, now: float) -> None:
+        self._rate = self.at(now) + 1.0 / self.window_s
+        self._at = now
+
+    def at(self, now: float) -> float:
+        if self._rate == 0.0:
+            return 0.0
+        return self._rate * math.exp(-max(now - self._at, 0.0) / self.window_s)
 
 
 @dataclass
@@ -49,6 +75,17 @@ class EngineRuntime:
     mean_output_tokens: float | None = None
     #: How long a request holds a slot at this engine, measured end to end.
     mean_request_s: float | None = None
+    #: The same for requests that may not spill alone (the reserve's hold time).
+    private_request_s: float | None = None
+    #: True once `prefill_tokens_per_s` comes from the engine's own prefill histogram.
+    prefill_measured: bool = False
+    #: Prompt tokens handed to the engine whose first token has not come back yet.
+    prefill_backlog_tokens: int = 0
+    kv_cache_usage: float | None = None
+    #: Busiest utilisation (0..1) of the GPUs this engine runs on (None: no GPU known).
+    gpu_utilization: float | None = None
+    #: Arrivals of requests that may not spill, measured for the reserve.
+    private_arrivals: ArrivalRate = field(default_factory=ArrivalRate)
 
     def apply_load(self, load: EngineLoad, limits: EngineLimits | None = None) -> None:
         """Take in one /metrics scrape (and the limits read from /v1/models, if any): vLLM's
@@ -72,6 +109,23 @@ class EngineRuntime:
         if output_tokens > 0:
             self.mean_output_tokens = _ewma(self.mean_output_tokens, float(output_tokens))
         self.mean_request_s = _ewma(self.mean_request_s, total_s)
+
+    def observe_private(self, total_s: float) -> None:
+        """A non-spillable request held a slot for `total_s` (besides `observe`)."""
+        self.private_request_s = _ewma(self.private_request_s, total_s)
+
+    def note_private_arrival(self, now: float) -> None:
+        """A request that may not spill was routed to this engine (its arrival rate sizes
+        the reserve)."""
+        self.private_arrivals.note(now)
+
+    def admitted(self, prompt_tokens: int) -> None:
+        """A request was handed to the engine: its prompt joins the prefill backlog."""
+        self.prefill_backlog_tokens += prompt_tokens
+
+    def first_token(self, prompt_tokens: int) -> None:
+        """The request's first token came (or it ended without one): its prefill is done."""
+        self.prefill_backlog_tokens = max(0, self.prefill_backlog_tokens - prompt_tokens)
 
 
 @dataclass
@@ -114,6 +168,7 @@ class RuntimeStore:
                 capacity, scheduler.max_queue_len, scheduler.private_share_per_key
             )
             runtime = EngineRuntime(settings, queue)
+            runtime.private_arrivals.window_s = scheduler.reserve_window_s
             self.engines[engine.name] = runtime
         return runtime
 
@@ -123,10 +178,12 @@ class RuntimeStore:
             runtime = self.clouds[name] = CloudRuntime()
         return runtime
 
-    def local_state(self, engine: LocalEngine) -> LocalState:
+    def local_state(self, engine: LocalEngine, now: float | None = None) -> LocalState:
+        """The engine as `decide()` sees it; `now` is the clock the arrival rates read
+        (`time.monotonic()` unless given). Sets the gateway queue's reserve to match."""
         rt = self.engine(engine)
         caps = rt.settings.capabilities
-        return LocalState(
+        state = LocalState(
             name=engine.name,
             ready=engine.ready,
             capabilities=Capabilities(
@@ -142,7 +199,22 @@ class RuntimeStore:
             decode_tokens_per_s=rt.decode_tokens_per_s or rt.settings.decode_tokens_per_s,
             mean_output_tokens=rt.mean_output_tokens or DEFAULT_MEAN_OUTPUT_TOKENS,
             mean_request_s=rt.mean_request_s,
+            prefill_measured=rt.prefill_measured,
+            prefill_backlog_tokens=rt.prefill_backlog_tokens,
+            kv_cache_usage=rt.kv_cache_usage,
+            gpu_utilization=rt.gpu_utilization,
+            private_arrivals_per_s=rt.private_arrivals.at(time.monotonic() if now is None else now),
+            private_hold_s=rt.private_request_s,
         )
+        hold_s = state.private_hold_s or slot_lifetime_s(state)
+        blocking = self.config.scheduler.reserve_blocking
+        reserve = 0
+        if blocking < 1.0:
+            reserve = reserve_slots(
+                state.private_arrivals_per_s, hold_s, state.max_concurrency, blocking
+            )
+        rt.queue.reserve = reserve
+        return dataclasses.replace(state, reserve=reserve)
 
     def cloud_state(self, target: CloudTarget, capabilities: Capabilities) -> CloudState:
         rt = self.cloud(target.name)

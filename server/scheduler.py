@@ -7,6 +7,8 @@ so what the simulator shows is what ships. docs/routing.md explains the policy i
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,6 +30,23 @@ DEFAULT_DECODE_TOKENS_PER_S = 30.0
 #: busy) and a cloud target's time to first token.
 DEFAULT_MEAN_OUTPUT_TOKENS = 200.0
 DEFAULT_CLOUD_TTFT_S = 0.8
+
+#: The reserve for requests that may not spill: the chance a private arrival finds every
+#: reserved slot taken by private requests (Erlang B) that the reserve is sized to.
+DEFAULT_RESERVE_BLOCKING = 0.05
+#: Time constant of the measured arrival rate of requests that may not spill (seconds).
+DEFAULT_RESERVE_WINDOW_S = 120.0
+#: KV-cache use (0..1) from which vLLM is about to stop admitting and to preempt: an engine
+#: this full counts as having no free slot.
+DEFAULT_KV_PRESSURE = 0.95
+#: Prefix affinity: the engine a prompt's prefix hashes to keeps it while its outstanding
+#: requests stay within this factor of the replicas' mean (bounded-load consistent hashing).
+DEFAULT_AFFINITY_LOAD_FACTOR = 1.25
+#: GPU utilisation (0..1) by others, seen while the engine runs nothing, that counts as
+#: foreign load; the prefill rate is scaled by the share of the GPU left over.
+GPU_FOREIGN_LOAD = 0.5
+#: The slowest a foreign load may make the prediction: prefill at a tenth of its rate.
+GPU_MAX_SLOWDOWN = 10.0
 
 
 class Reason(StrEnum):
@@ -107,6 +126,24 @@ class RequestFeatures:
     cloud_budget_ok: bool = True
     #: A per-request random number: the power-of-two-choices pick among replicas.
     tiebreak: int = 0
+    #: A hash of the prompt's first KB (`prefix_key`), for prefix affinity among replicas;
+    #: None turns affinity off for the request.
+    prefix_key: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """The scheduler's settings that are not per request (from `scheduler.*`)."""
+
+    #: Erlang-B blocking target the reserve for non-spillable requests is sized to.
+    reserve_blocking: float = DEFAULT_RESERVE_BLOCKING
+    #: KV-cache use from which an engine counts as full.
+    kv_pressure: float = DEFAULT_KV_PRESSURE
+    #: Bounded load for prefix affinity (<= 1 turns affinity off).
+    affinity_load_factor: float = DEFAULT_AFFINITY_LOAD_FACTOR
+
+
+DEFAULT_TUNING = Tuning()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +170,23 @@ class LocalState:
     #: Measured time a request holds a slot here (None until measured): preferred over
     #: mean_output_tokens / decode rate, since it includes prefill and queueing in vLLM.
     mean_request_s: float | None = None
+    #: True once `prefill_tokens_per_s` is measured (vLLM's prefill-time histogram and
+    #: prompt-token counter); False while it is the configured seed.
+    prefill_measured: bool = False
+    #: Prompt tokens of requests handed to the engine that have no first token yet: the
+    #: prefill work a new request queues behind even when a slot is free.
+    prefill_backlog_tokens: int = 0
+    #: vLLM's `kv_cache_usage_perc` (0..1) from the last scrape; None when not exported.
+    kv_cache_usage: float | None = None
+    #: Busiest GPU's utilisation (0..1) among the GPUs the engine runs on; None without one.
+    gpu_utilization: float | None = None
+    #: Non-spillable requests (marked, with findings, budget spent) arriving at this
+    #: engine per second (measured) and how long one holds a slot (None: as any request).
+    private_arrivals_per_s: float = 0.0
+    private_hold_s: float | None = None
+    #: Slots kept for non-spillable requests: `reserve_slots()` of the two above, applied
+    #: by the gateway queue too (a spillable request does not take the last `reserve`).
+    reserve: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,22 +216,79 @@ class Decision:
     explain: dict[str, object] = field(default_factory=dict)
 
 
-def predict_ttft_ms(engine: LocalState, prompt_tokens: int) -> float:
+def slot_lifetime_s(engine: LocalState) -> float:
+    """How long a request holds a slot at `engine`: measured, else mean answer x step."""
+    step_s = 1.0 / max(engine.decode_tokens_per_s, 1e-6)
+    return engine.mean_request_s or engine.mean_output_tokens * step_s
+
+
+def erlang_b(servers: int, erlangs: float) -> float:
+    """The chance an arrival finds all `servers` busy (Erlang's loss formula)."""
+    blocking = 1.0
+    for k in range(1, servers + 1):
+        blocking = erlangs * blocking / (k + erlangs * blocking)
+    return blocking
+
+
+def reserve_slots(
+    arrivals_per_s: float, hold_s: float, slots: int, blocking: float = DEFAULT_RESERVE_BLOCKING
+) -> int:
+    """Slots to keep free for non-spillable demand: the fewest `r` for which a private
+    arrival finds all `r` held by private requests with a chance of at most `blocking`
+    (Erlang B with offered load `arrivals_per_s x hold_s`). 0 without such traffic; at most
+    every slot, when the private load alone needs the engine."""
+    erlangs = arrivals_per_s * hold_s
+    if erlangs <= 0.0 or slots <= 0:
+        return 0
+    b = 1.0
+    for r in range(1, slots + 1):
+        b = erlangs * b / (r + erlangs * b)
+        if b <= blocking:
+            return r
+    return slots
+
+
+def effective_prefill_tokens_per_s(engine: LocalState) -> float:
+    """The prefill rate the prediction uses: the engine's, slowed by foreign GPU load (a
+    GPU busy while the engine runs nothing is shared with another process)."""
+    rate = max(engine.prefill_tokens_per_s, 1e-6)
+    util = engine.gpu_utilization
+    idle = engine.running == 0 and engine.in_flight == 0
+    if util is not None and idle and util >= GPU_FOREIGN_LOAD:
+        rate /= min(1.0 / max(1.0 - util, 1e-6), GPU_MAX_SLOWDOWN)
+    return rate
+
+
+def predict_ttft_ms(
+    engine: LocalState,
+    prompt_tokens: int,
+    *,
+    reserve: int = 0,
+    kv_pressure: float = DEFAULT_KV_PRESSURE,
+) -> float:
     """Predicted time to first token on `engine` for a new request of `prompt_tokens`.
 
     Continuous batching admits a request as soon as a slot is free; its prefill then runs
-    at the engine's prefill rate, slowed by the decode steps sharing the batch. When all
-    slots are busy, it waits for (position in line / slots) mean request lifetimes.
+    behind the prefill backlog of requests admitted just before (they share the batch's
+    prefill budget), at the engine's measured prefill rate, plus a decode step. When the
+    slots open to the request are taken (`reserve` of them are kept for requests that may
+    not spill; a KV cache at `kv_pressure` or fuller admits nobody), it also waits for
+    (position in line / slots) slot lifetimes.
     """
     outstanding = max(engine.in_flight, engine.running + engine.waiting) + engine.queued
-    prefill_s = prompt_tokens / max(engine.prefill_tokens_per_s, 1e-6)
-    step_s = 1.0 / max(engine.decode_tokens_per_s, 1e-6)  # one decode step of the batch
+    prefill_s = (engine.prefill_backlog_tokens + prompt_tokens) / effective_prefill_tokens_per_s(
+        engine
+    )
+    step_s = 1.0 / max(engine.decode_tokens_per_s, 1e-6)
     slots = max(engine.max_concurrency, 1)
-    if outstanding < slots:
+    usable = slots - min(max(reserve, 0), slots)
+    kv_full = engine.kv_cache_usage is not None and engine.kv_cache_usage >= kv_pressure
+    if kv_full:
+        outstanding = max(outstanding, slots)
+    if outstanding < usable:
         return 1000.0 * (prefill_s + step_s)
-    lifetime_s = engine.mean_request_s or engine.mean_output_tokens * step_s
-    ahead = outstanding - slots + 1
-    return 1000.0 * (ahead * lifetime_s / slots + prefill_s + step_s)
+    ahead = outstanding - usable + 1
+    return 1000.0 * (ahead * slot_lifetime_s(engine) / slots + prefill_s + step_s)
 
 
 def output_tokens(features: RequestFeatures, caps: Capabilities) -> int:
@@ -220,22 +331,65 @@ def _cloud_cost(features: RequestFeatures, cloud: CloudState) -> float:
     return (features.prompt_tokens * cloud.input_price + output * cloud.output_price) / 1e6
 
 
-def _pick_local(features: RequestFeatures, engines: list[LocalState]) -> tuple[LocalState, float]:
-    """The engine with the least predicted wait; power of two choices among many replicas."""
+def prefix_key(text: bytes) -> int:
+    """The affinity key of a prompt's first KB (stable across processes and replicas)."""
+    return int.from_bytes(hashlib.blake2b(text[:1024], digest_size=8).digest(), "big")
+
+
+def _affinity_rank(key: int, name: str) -> int:
+    """Rendezvous (highest random weight) hashing: each engine's score for a key. Adding
+    or removing a replica moves only the keys that scored highest on it."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8, key=key.to_bytes(8, "big"))
+    return int.from_bytes(digest.digest(), "big")
+
+
+def _pick_local(
+    features: RequestFeatures, engines: list[LocalState], reserve_for: bool, tuning: Tuning
+) -> tuple[LocalState, float, str]:
+    """The engine to try and its prediction, and how it was picked.
+
+    With a prefix key and several replicas, the engine the key hashes to keeps it while it
+    is within its bounded load and its prediction fits the budget (prefix affinity: vLLM
+    reuses the cached prefix); else the one with the least predicted wait, two drawn at
+    random among more than two (power of two choices).
+    """
+
+    def predict(e: LocalState) -> float:
+        reserve = e.reserve if reserve_for else 0
+        return predict_ttft_ms(
+            e, features.prompt_tokens, reserve=reserve, kv_pressure=tuning.kv_pressure
+        )
+
+    if features.prefix_key is not None and len(engines) > 1 and tuning.affinity_load_factor > 1:
+        loads = [max(e.in_flight, e.running + e.waiting) + e.queued for e in engines]
+        bound = math.ceil(tuning.affinity_load_factor * (sum(loads) + 1) / len(engines))
+        ranked = sorted(
+            zip(engines, loads, strict=True),
+            key=lambda el: _affinity_rank(features.prefix_key or 0, el[0].name),
+            reverse=True,
+        )
+        for engine, load in ranked:
+            if load + 1 > bound:
+                continue
+            predicted = predict(engine)
+            if predicted * features.prediction_margin <= features.latency_budget_ms:
+                how = "affinity" if engine is ranked[0][0] else "affinity_next"
+                return engine, predicted, how
     if len(engines) > 2:
         n = len(engines)
         first = features.tiebreak % n
         second = (first + 1 + (features.tiebreak // n) % (n - 1)) % n  # never `first`
         engines = [engines[first], engines[second]]
-    scored = [(predict_ttft_ms(e, features.prompt_tokens), e.in_flight, e.name, e) for e in engines]
+    scored = [(predict(e), e.in_flight, e.name, e) for e in engines]
     best = min(scored, key=lambda s: (s[0], s[1], s[2]))
-    return best[3], best[0]
+    return best[3], best[0], "least_wait"
 
 
 def decide(
     features: RequestFeatures,
     local: Sequence[LocalState],
     cloud: Sequence[CloudState],
+    tuning: Tuning = DEFAULT_TUNING,
 ) -> Decision:
     """Local first; spill on overload or a capability gap; private requests never spill."""
     may_spill = features.privacy is not Privacy.LOCAL_ONLY and features.cloud_budget_ok
@@ -298,13 +452,23 @@ def decide(
         return Decision((), Reason.NO_TARGET, must_queue=True, explain=explain)
 
     # 3. Overload: is the best local engine predicted to answer within the budget?
-    engine, predicted = _pick_local(features, ready_local)
+    # Only a request that could go elsewhere leaves the reserve to those that cannot.
+    engine, predicted, picked = _pick_local(features, ready_local, may_spill, tuning)
     explain.update(
         engine=engine.name,
+        picked=picked,
         predicted_local_ttft_ms=round(predicted, 1),
         engine_outstanding=max(engine.in_flight, engine.running + engine.waiting),
         engine_queued=engine.queued,
         engine_max_concurrency=engine.max_concurrency,
+        reserve=engine.reserve,
+        reserve_applied=may_spill and engine.reserve > 0,
+        private_arrivals_per_s=round(engine.private_arrivals_per_s, 4),
+        prefill_tokens_per_s=round(engine.prefill_tokens_per_s, 1),
+        prefill_source="measured" if engine.prefill_measured else "configured",
+        prefill_backlog_tokens=engine.prefill_backlog_tokens,
+        kv_cache_usage=engine.kv_cache_usage,
+        gpu_utilization=engine.gpu_utilization,
     )
     fallbacks = sorted(capable_cloud, key=lambda c: (_cloud_cost(features, c), c.ttft_ms))
     if predicted * features.prediction_margin <= features.latency_budget_ms:
