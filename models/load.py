@@ -34,13 +34,15 @@ TTFT = "vllm:time_to_first_token_seconds"
 QUEUE_TIME = "vllm:request_queue_time_seconds"
 INTER_TOKEN = "vllm:inter_token_latency_seconds"
 INTER_TOKEN_OLD = "vllm:time_per_output_token_seconds"
+#: Seconds each request spent in prefill (vLLM V1's histogram, observed per request).
+PREFILL_TIME = "vllm:request_prefill_time_seconds"
 
 #: How often an engine's /metrics is read: the default of `scheduler.scrape_interval_s`.
 SCRAPE_INTERVAL_S = 1.0
 #: How far back a scrape's rates and means look (the scraper's default window).
 SCRAPE_WINDOW_S = 5.0
 
-_HISTOGRAMS = (TTFT, QUEUE_TIME, INTER_TOKEN, INTER_TOKEN_OLD)
+_HISTOGRAMS = (TTFT, QUEUE_TIME, INTER_TOKEN, INTER_TOKEN_OLD, PREFILL_TIME)
 #: Every series the parser keeps; all other lines of a ~50 KB scrape are skipped unparsed.
 WANTED = frozenset(
     {RUNNING, WAITING, KV_CACHE_USAGE, KV_CACHE_USAGE_OLD, PROMPT_TOKENS, GENERATION_TOKENS}
@@ -125,6 +127,9 @@ class EngineLoad:
     mean_ttft_s: float | None = None
     mean_queue_time_s: float | None = None
     mean_time_per_output_token_s: float | None = None
+    #: The engine's measured prefill speed: prompt tokens over the seconds its requests
+    #: spent in prefill, both counted over the window (None when nothing prefilled).
+    prefill_tokens_per_s: float | None = None
 
 
 def derive_load(
@@ -152,14 +157,30 @@ def derive_load(
         mean_ttft_s=_interval_mean(now, earlier, TTFT),
         mean_queue_time_s=_interval_mean(now, earlier, QUEUE_TIME),
         mean_time_per_output_token_s=_interval_mean(now, earlier, tpot),
+        prefill_tokens_per_s=_prefill_rate(now, earlier),
     )
 
 
-def _rate(now: MetricSample, earlier: MetricSample, name: str, elapsed: float) -> float | None:
+def _prefill_rate(now: MetricSample, earlier: MetricSample) -> float | None:
+    """Prompt tokens per second of prefill between two scrapes."""
+    seconds = _delta(now, earlier, f"{PREFILL_TIME}_sum")
+    tokens = _delta(now, earlier, PROMPT_TOKENS)
+    if seconds is None or tokens is None or seconds <= 0 or tokens <= 0:
+        return None
+    return tokens / seconds
+
+
+def _delta(now: MetricSample, earlier: MetricSample, name: str) -> float | None:
+    """How much a counter grew (None: missing, or reset by an engine restart)."""
     after, before = now.get(name), earlier.get(name)
     if after is None or before is None or after < before:
         return None
-    return (after - before) / elapsed
+    return after - before
+
+
+def _rate(now: MetricSample, earlier: MetricSample, name: str, elapsed: float) -> float | None:
+    grown = _delta(now, earlier, name)
+    return None if grown is None else grown / elapsed
 
 
 def _interval_mean(now: MetricSample, earlier: MetricSample, histogram: str) -> float | None:

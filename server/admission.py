@@ -2,23 +2,30 @@
 
 At most `capacity` requests run at the engine; the rest wait here, where Spillgate can
 still decide about them (spill them, or answer 429) instead of in vLLM's own queue, where
-it cannot. Waiting requests are served by priority class (requests that may not spill
-first), and round-robin across keys within a class, so one busy key cannot starve others.
+it cannot.
 
-Any key may mark its requests on-prem, so the first class is bounded per key: a key's
-requests that may not spill go first only while that key holds fewer than
-`private_slots_per_key` slots. Beyond that they wait behind the spillable requests of
-every key (they still may not spill), so one tenant cannot push others' requests to the
-cloud at their cost.
+Two lanes. Requests that may not spill (marked on-prem, carrying findings, or with their
+key's cloud budget spent) may take any slot; a spillable request leaves the last `reserve`
+slots to them (`reserve` is sized from their measured load by `RuntimeStore.local_state`).
+A freed slot goes first to a waiting request that may not spill: among those, the ones
+that can still make their deadline at the engine's prefill rate go shortest prompt first
+(the most of them make it), then those that cannot, oldest first. Spillable requests take
+their turn round-robin across keys, FIFO within a key, so one busy key cannot starve others.
+
+Any key may mark its requests on-prem, so that lane is bounded per key: a key's requests
+that may not spill go first only while that key holds fewer than `private_slots_per_key`
+slots. Beyond that they wait behind the spillable requests of every key (they still may
+not spill), oldest first, so one tenant cannot push others' requests to the cloud at their
+cost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class QueueFull(Exception):
@@ -36,11 +43,29 @@ class QueueTimeout(Exception):
 PRIORITY_LOCAL_ONLY = 0
 PRIORITY_SPILLABLE = 1
 
+_arrivals = itertools.count()
 
-@dataclass
+
+@dataclass(eq=False)
 class _Waiter:
     future: asyncio.Future[None]
     key: str
+    priority: int
+    #: For the private lane's order: the prompt's tokens, when the request must have its
+    #: first token (a `time.monotonic()` reading; None: no deadline) and the engine's
+    #: prefill rate the waiter was queued with.
+    prompt_tokens: int = 0
+    deadline: float | None = None
+    prefill_tokens_per_s: float | None = None
+    order: int = field(default_factory=lambda: next(_arrivals))
+
+    def feasible(self, now: float) -> bool:
+        """Can it still have its first token by its deadline if admitted now?"""
+        if self.deadline is None:
+            return True
+        rate = self.prefill_tokens_per_s
+        prefill_s = self.prompt_tokens / rate if rate else 0.0
+        return now + prefill_s <= self.deadline
 
 
 class AdmissionQueue:
@@ -50,51 +75,84 @@ class AdmissionQueue:
         self.private_slots_per_key = max(1, int(capacity * private_share_per_key))
         self.active = 0
         self.waiting = 0
-        #: Slots a spillable request may not take: kept for requests that may not spill
-        #: (set from the measured private load by `RuntimeStore.local_state`).
-        self.reserve = 0
+        self._reserve = 0
         #: Slots held, by key.
         self._held: Counter[str] = Counter()
-        #: priority -> key -> waiters, keys in round-robin order.
-        self._classes: dict[int, OrderedDict[str, deque[_Waiter]]] = {
-            PRIORITY_LOCAL_ONLY: OrderedDict(),
-            PRIORITY_SPILLABLE: OrderedDict(),
-        }
+        #: Waiting requests that may not spill, in arrival order.
+        self._private: list[_Waiter] = []
+        #: Waiting spillable requests: key -> its waiters, keys in round-robin order.
+        self._spillable: OrderedDict[str, deque[_Waiter]] = OrderedDict()
         self.admitted_total = 0
         self.timed_out_total = 0
         self.wait_s_total = 0.0
 
-    def try_acquire(self, key: str) -> bool:
-        """Take a slot at once if one is free and nobody waits (the hot path: no task)."""
-        if self.active < self.capacity and self.waiting == 0:
+    @property
+    def reserve(self) -> int:
+        """Slots a spillable request may not take: kept for requests that may not spill
+        (set from the measured private load by `RuntimeStore.local_state`)."""
+        return self._reserve
+
+    @reserve.setter
+    def reserve(self, slots: int) -> None:
+        lowered = slots < self._reserve
+        self._reserve = slots
+        if lowered:  # spillable waiters held back by the old reserve may go now
+            while self._spillable and self.active < self.capacity - slots:
+                waiter = self._pop_spillable()
+                if self._grant(waiter):
+                    self.active += 1
+                    self._held[waiter.key] += 1
+
+    def try_acquire(self, key: str, priority: int = PRIORITY_SPILLABLE) -> bool:
+        """Take a slot at once if one is free to this request and nobody waits for it
+        (the hot path: no task). A request that may not spill may take a reserved slot;
+        when one is free, none of its lane waits (a freed slot goes to them first)."""
+        if priority == PRIORITY_LOCAL_ONLY:
+            free = self.active < self.capacity
+        else:
+            free = self.active < self.capacity - self._reserve and self.waiting == 0
+        if free:
             self.active += 1
             self.admitted_total += 1
             self._held[key] += 1
-            return True
-        return False
+        return free
 
-    async def acquire(self, key: str, priority: int, timeout_s: float) -> float:
+    async def acquire(
+        self,
+        key: str,
+        priority: int,
+        timeout_s: float,
+        *,
+        prompt_tokens: int = 0,
+        deadline: float | None = None,
+        prefill_tokens_per_s: float | None = None,
+    ) -> float:
         """Wait for a slot for at most `timeout_s`; returns the seconds waited.
 
-        The slot is `key`'s until `release(key)`.
+        The slot is `key`'s until `release(key)`. `prompt_tokens`, `deadline` (when its
+        first token is due, by `time.monotonic()`) and `prefill_tokens_per_s` order the
+        lane of requests that may not spill.
         """
-        if self.try_acquire(key):
+        if self.try_acquire(key, priority):
             return 0.0
         if self.waiting >= self.max_waiting:
             raise QueueFull(retry_after_s=max(1.0, timeout_s))
         started = time.monotonic()
-        waiter = _Waiter(asyncio.get_running_loop().create_future(), key)
-        lane = self._classes[priority].setdefault(key, deque())
-        lane.append(waiter)
+        future = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(future, key, priority, prompt_tokens, deadline, prefill_tokens_per_s)
+        if priority == PRIORITY_LOCAL_ONLY:
+            self._private.append(waiter)
+        else:
+            self._spillable.setdefault(key, deque()).append(waiter)
         self.waiting += 1
         try:
-            await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
         except (TimeoutError, asyncio.CancelledError) as exc:
-            if waiter.future.done() and not waiter.future.cancelled():
+            if future.done() and not future.cancelled():
                 self.release(key)  # granted at the last moment: hand the slot on
             else:
-                waiter.future.cancel()
-                self._forget(priority, waiter)
+                future.cancel()
+                self._forget(waiter)
             if isinstance(exc, TimeoutError):
                 self.timed_out_total += 1
                 raise QueueTimeout from None
@@ -103,49 +161,73 @@ class AdmissionQueue:
         self.wait_s_total += waited
         return waited
 
-    def _forget(self, priority: int, waiter: _Waiter) -> None:
-        lanes = self._classes[priority]
-        lane = lanes.get(waiter.key)
+    def _forget(self, waiter: _Waiter) -> None:
+        if waiter.priority == PRIORITY_LOCAL_ONLY:
+            if waiter in self._private:
+                self._private.remove(waiter)
+                self.waiting -= 1
+            return
+        lane = self._spillable.get(waiter.key)
         if lane is not None and waiter in lane:
             lane.remove(waiter)
             self.waiting -= 1
             if not lane:
-                del lanes[waiter.key]
+                del self._spillable[waiter.key]
 
     def release(self, key: str) -> None:
-        """Free `key`'s slot and hand it to the next waiter: requests that may not spill
-        of keys under their bound, then spillable ones, then the rest; round-robin by key
-        within each."""
-        for lanes, waiter in self._candidates():
-            lane = lanes[waiter.key]
-            lane.popleft()
-            self.waiting -= 1
-            if lane:
-                lanes.move_to_end(waiter.key)  # this key had its turn
-            else:
-                del lanes[waiter.key]
-            if not waiter.future.done():
-                waiter.future.set_result(None)
-                self.admitted_total += 1
+        """Free `key`'s slot and hand it to the next waiter (the order is the module's
+        docstring's). A spillable waiter gets it only outside the reserve; else the slot
+        stays free for the requests that may not spill."""
+        while True:
+            waiter = self._next_waiter()
+            if waiter is None:
+                break
+            if self._grant(waiter):
                 self._hand_over(key, waiter.key)
                 return  # the slot passes straight to the waiter
         self.active -= 1
         self._hand_over(key, None)
 
-    def _candidates(self) -> Iterator[tuple[OrderedDict[str, deque[_Waiter]], _Waiter]]:
-        """Lane heads in the order they are served. The releasing key still counts the slot
-        it frees, so at its bound it cannot take that slot straight back."""
-        private = self._classes[PRIORITY_LOCAL_ONLY]
-        spillable = self._classes[PRIORITY_SPILLABLE]
-        bound = self.private_slots_per_key
-        while private or spillable:
-            under = [k for k in private if self._held[k] < bound]
+    def _next_waiter(self) -> _Waiter | None:
+        """The waiter the slot being freed goes to, out of its lane; None: it stays free.
+        The releasing key still counts the slot it frees, so at its bound it cannot take
+        that slot straight back."""
+        private = self._private
+        if private:
+            bound = self.private_slots_per_key
+            under = [w for w in private if self._held[w.key] < bound]
             if under:
-                yield private, private[under[0]][0]
-            elif spillable:
-                yield spillable, next(iter(spillable.values()))[0]
-            else:
-                yield private, next(iter(private.values()))[0]
+                now = time.monotonic()
+                waiter = min(under, key=lambda w: _private_rank(w, now))
+                private.remove(waiter)
+                self.waiting -= 1
+                return waiter
+        # `active` still counts the slot being freed.
+        if self._spillable and self.active - 1 < self.capacity - self._reserve:
+            return self._pop_spillable()
+        if private:
+            self.waiting -= 1
+            return private.pop(0)
+        return None
+
+    def _pop_spillable(self) -> _Waiter:
+        """The head of the next key's lane, that key moved to the back of the round."""
+        lanes = self._spillable
+        key, lane = next(iter(lanes.items()))
+        waiter = lane.popleft()
+        self.waiting -= 1
+        if lane:
+            lanes.move_to_end(key)  # this key had its turn
+        else:
+            del lanes[key]
+        return waiter
+
+    def _grant(self, waiter: _Waiter) -> bool:
+        if waiter.future.done():
+            return False  # it left (timed out, cancelled) as the slot came free
+        waiter.future.set_result(None)
+        self.admitted_total += 1
+        return True
 
     def _hand_over(self, releasing: str, taking: str | None) -> None:
         if taking is not None:
@@ -153,3 +235,11 @@ class AdmissionQueue:
         self._held[releasing] -= 1
         if self._held[releasing] <= 0:
             del self._held[releasing]
+
+
+def _private_rank(waiter: _Waiter, now: float) -> tuple[int, int, int]:
+    """Those that can still make their deadline first, shortest prompt first; then the
+    rest, oldest first."""
+    if waiter.feasible(now):
+        return (0, waiter.prompt_tokens, waiter.order)
+    return (1, 0, waiter.order)

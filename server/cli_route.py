@@ -91,6 +91,7 @@ def render(answer: dict[str, Any]) -> str:
     needs = [n for n in ("tools", "images", "json_schema") if f[f"needs_{n}"]]
     if needs:
         lines.append(f"needs      {', '.join(needs)}")
+    numbers = d["numbers"]
     for s in answer["local"]:
         lines.append(
             f"local      {s['name']}: {'ready' if s['ready'] else 'NOT READY'}, in flight "
@@ -98,6 +99,12 @@ def render(answer: dict[str, Any]) -> str:
             f"{s['queued']}/{s['max_concurrency']} slots, decode {s['decode_tokens_per_s']:.1f} "
             f"tok/s, context {s['capabilities']['max_context']}"
         )
+        chosen = numbers.get("engine") == s["name"]
+        lines.append(_reserve_line(s, chosen and bool(numbers.get("reserve_applied"))))
+        lines.append(_engine_load_line(s))
+    if "picked" in numbers:
+        how = str(numbers["picked"])
+        lines.append(f"picked     {numbers['engine']} by {_PICKED.get(how, how)}")
     for c in answer["cloud"]:
         price = (
             f"${c['input_price']}/${c['output_price']} per 1M"
@@ -113,11 +120,46 @@ def render(answer: dict[str, Any]) -> str:
             f"gpu        {g['index']} {g['name']}: {g['utilization_pct']}% busy, "
             f"{g['memory_used_bytes'] / 2**30:.1f}/{g['memory_total_bytes'] / 2**30:.1f} GiB"
         )
-    extra = {
-        k: v
-        for k, v in d["numbers"].items()
-        if k not in ("prompt_tokens", "prompt_tokens_max", "max_tokens", "latency_budget_ms")
-    }
+    extra = {k: v for k, v in numbers.items() if k not in _SHOWN}
     if extra:
         lines.append("numbers    " + ", ".join(f"{k}={v}" for k, v in extra.items()))
     return "\n".join(lines)
+
+
+#: The decision's numbers the lines above already show.
+_SHOWN = frozenset(
+    {"prompt_tokens", "prompt_tokens_max", "max_tokens", "latency_budget_ms", "picked"}
+    | {"reserve", "reserve_applied", "private_arrivals_per_s", "prefill_tokens_per_s"}
+    | {"prefill_source", "prefill_backlog_tokens", "kv_cache_usage", "gpu_utilization"}
+)
+
+_PICKED = {
+    "affinity": "prefix affinity (the engine the prompt's prefix hashes to)",
+    "affinity_next": "prefix affinity (the next engine: the first was over its load bound)",
+    "least_wait": "least predicted wait",
+}
+
+
+def _reserve_line(s: dict[str, Any], applied: bool) -> str:
+    """The slots kept for requests that may not spill, and whether this request is held
+    to them."""
+    rate = f"{s['private_arrivals_per_s']:.3f} req/s measured"
+    verdict = "applied to this request" if applied else "not applied to this request"
+    return (
+        f"reserve    {s['reserve']} of {s['max_concurrency']} slots kept for requests that "
+        f"may not spill ({rate}); {verdict}"
+    )
+
+
+def _engine_load_line(s: dict[str, Any]) -> str:
+    """Prefill rate and its source, the prefill backlog, KV-cache and GPU use."""
+    source = "measured" if s["prefill_measured"] else "configured"
+    parts = [
+        f"prefill {s['prefill_tokens_per_s']:.0f} tok/s {source}",
+        f"backlog {s['prefill_backlog_tokens']} tokens",
+    ]
+    if s["kv_cache_usage"] is not None:
+        parts.append(f"KV cache {100 * s['kv_cache_usage']:.0f}% used")
+    if s["gpu_utilization"] is not None:
+        parts.append(f"GPU {100 * s['gpu_utilization']:.0f}% busy")
+    return "load       " + ", ".join(parts)

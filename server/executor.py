@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -186,44 +186,64 @@ class Executor:
         # The store keys an engine's queue and rates by its name alone.
         runtime = self.runtime.engine(cast(LocalEngine, engine))
         queue = runtime.queue
-        if not queue.try_acquire(key):
+        spillable = features.privacy is not Privacy.LOCAL_ONLY and features.cloud_budget_ok
+        priority = PRIORITY_SPILLABLE if spillable else PRIORITY_LOCAL_ONLY
+        if not queue.try_acquire(key, priority):
+            elapsed_s = time.perf_counter() - started
+            budget_s = features.latency_budget_ms / 1000.0
             if next_target is not None:
                 # It may still spill: wait only as long as the next target can still answer
                 # within the budget after we give up here.
-                elapsed_s = time.perf_counter() - started
                 next_ttft_s = self.runtime.cloud(next_target).ttft_s or DEFAULT_CLOUD_TTFT_S
-                budget_s = features.latency_budget_ms / 1000.0
                 timeout_s = max(0.0, budget_s - elapsed_s - next_ttft_s)
             else:
                 timeout_s = self.max_queue_wait_s
-            priority = (
-                PRIORITY_LOCAL_ONLY
-                if features.privacy is Privacy.LOCAL_ONLY
-                else PRIORITY_SPILLABLE
+            await queue.acquire(
+                key,
+                priority,
+                timeout_s,
+                prompt_tokens=features.prompt_tokens,
+                deadline=time.monotonic() + budget_s - elapsed_s,
+                prefill_tokens_per_s=runtime.prefill_tokens_per_s
+                or runtime.settings.prefill_tokens_per_s,
             )
-            await queue.acquire(key, priority, timeout_s)
+        prompt_tokens = features.prompt_tokens
+        runtime.admitted(prompt_tokens)
+        prefilling = True
+
+        def prefilled() -> None:
+            nonlocal prefilling
+            if prefilling:
+                prefilling = False
+                runtime.first_token(prompt_tokens)
+
         opened = time.perf_counter()
         try:
             reply = await engine.open(upstream)
         except BaseException:
+            prefilled()
             queue.release(key)
             raise
         close = reply.close
 
         async def release() -> None:
+            prefilled()  # a stream that ends before its first chunk
             try:
                 if close is not None:
                     await close()
             finally:
                 queue.release(key)
+                total_s = time.perf_counter() - opened
+                if not spillable:
+                    runtime.observe_private(total_s)
                 usage = reply.usage
                 if usage is not None:
-                    total_s = time.perf_counter() - opened
                     runtime.observe(None, usage.prompt_tokens, usage.completion_tokens, total_s)
 
         if reply.chunks is None:
             await release()  # a whole answer: the engine has let its connection go
         else:
+            reply.chunks = _UntilFirstChunk(reply.chunks, prefilled)
             reply.close = release  # the slot goes back with the connection
         return Outcome(engine, reply, Reason.LOCAL)
 
@@ -278,6 +298,37 @@ class _Outbound:
     request: UpstreamRequest
     #: The placeholders' originals, to put back in the answer (redact-then-spill).
     vault: Vault | None
+
+
+class _UntilFirstChunk:
+    """A stream that calls `on_first` when its first chunk arrives (the engine's prefill
+    for it is done). Past that chunk, each step is the stream's own: no wrapper frame."""
+
+    __slots__ = ("_chunks", "_next", "_on_first")
+
+    def __init__(self, chunks: AsyncIterator[bytes], on_first: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._on_first = on_first
+        self._next: Callable[[], Awaitable[bytes]] = self._first
+
+    def __aiter__(self) -> _UntilFirstChunk:
+        return self
+
+    def __anext__(self) -> Awaitable[bytes]:
+        return self._next()
+
+    async def _first(self) -> bytes:
+        self._next = self._chunks.__anext__
+        try:
+            return await self._chunks.__anext__()
+        finally:
+            self._on_first()
+
+    async def aclose(self) -> None:
+        """Close the stream beneath, as the relay expects of a wrapper."""
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _restore(reply: UpstreamReply, vault: Vault) -> None:

@@ -22,6 +22,7 @@ from spillgate.protocol import Endpoint
 from spillgate.server.admin import require_admin
 from spillgate.server.planner import Planner
 from spillgate.server.requests import json_object
+from spillgate.server.scheduler import LocalState
 from spillgate.server.validation import MAX_NESTING
 
 
@@ -76,6 +77,14 @@ async def _explain(planner: Planner, body: dict[str, Any], headers: Headers) -> 
             "endpoint": features.endpoint.value,
             "privacy": features.privacy.value,
         },
-        "local": [dataclasses.asdict(s) for s in plan.local],
+        "local": [_local_snapshot(s) for s in plan.local],
         "cloud": [dataclasses.asdict(s) for s in plan.cloud],
+    }
+
+
+def _local_snapshot(state: LocalState) -> dict[str, Any]:
+    """A local engine as the decision saw it, with where its prefill rate came from."""
+    return {
+        **dataclasses.asdict(state),
+        "prefill_source": "measured" if state.prefill_measured else "configured",
     }

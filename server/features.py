@@ -12,6 +12,8 @@ BYTES_PER_TOKEN_ESTIMATE = 4.0
 #: Tokens a chat template adds around each message (role markers, separators).
 TEMPLATE_TOKENS_PER_MESSAGE = 8
 DEFAULT_MAX_TOKENS = 256
+#: How much of a prompt's start the prefix-affinity key covers (scheduler.prefix_key).
+PREFIX_BYTES = 1024
 
 
 def text_bytes(payload: dict[str, Any], endpoint: Endpoint) -> tuple[int, int, bool, bool]:
@@ -50,6 +52,41 @@ def text_bytes(payload: dict[str, Any], endpoint: Endpoint) -> tuple[int, int, b
     if isinstance(value, list):
         return sum(len(str(v).encode()) for v in value), 1, False, False
     return 0, 1, False, False
+
+
+def prompt_prefix(payload: dict[str, Any], endpoint: Endpoint, limit: int = PREFIX_BYTES) -> bytes:
+    """The first `limit` bytes of the prompt text, in order: for chat, each message's role
+    and text content; else the prompt (or the input to embed). Reads no further than that."""
+    if endpoint is not Endpoint.CHAT:
+        value = payload.get("prompt" if endpoint is Endpoint.COMPLETIONS else "input")
+        if isinstance(value, list):
+            value = value[0] if value else ""
+        return str(value).encode()[:limit]
+    parts: list[bytes] = []
+    size = 0
+    for message in payload.get("messages") or []:
+        if size >= limit:
+            break
+        if not isinstance(message, dict):
+            continue
+        for text in _message_texts(message):
+            part = text.encode()
+            parts.append(part)
+            size += len(part)
+    return b"".join(parts)[:limit]
+
+
+def _message_texts(message: dict[str, Any]) -> list[str]:
+    """A message's role, then its text content."""
+    texts = [str(message.get("role", ""))]
+    content = message.get("content")
+    if isinstance(content, str):
+        texts.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+    return texts
 
 
 def requested_max_tokens(payload: dict[str, Any]) -> int:

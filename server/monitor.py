@@ -1,8 +1,9 @@
 """Background watchers that keep the runtime store (the scheduler's inputs) fresh.
 
-One vLLM /metrics scraper per local engine (queue counts, measured decode speed, its
-context window), one GPU sampler per box, and one token counter per engine for the rare
-request near the context limit. None of them runs inside a request except the token
+One vLLM /metrics scraper per local engine (queue counts, KV-cache use, measured prefill
+and decode speed, its context window), one GPU sampler per box (each engine's busiest GPU
+into its runtime), and one token counter per engine for the rare request near the context
+limit. None of them runs inside a request except the token
 counter, and it only when the cheap bound cannot tell.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -26,6 +28,31 @@ from spillgate.server.runtime import RuntimeStore
 from spillgate.server.scheduler import RequestFeatures
 
 log = logging.getLogger("spillgate.monitor")
+
+VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
+
+
+def engine_gpus(gpus: Sequence[GpuState], env: Mapping[str, str]) -> list[GpuState]:
+    """The GPUs an engine launched with `env` runs on: those its `CUDA_VISIBLE_DEVICES`
+    names (indices, or UUIDs as CUDA takes them: whole or a prefix), else every GPU."""
+    visible = env.get(VISIBLE_DEVICES)
+    if visible is None:
+        return list(gpus)
+    named = [v.strip() for v in visible.split(",") if v.strip()]
+    chosen = []
+    for gpu in gpus:
+        for name in named:
+            if (name.isdigit() and int(name) == gpu.index) or gpu.uuid.startswith(name):
+                chosen.append(gpu)
+                break
+    return chosen
+
+
+def busiest_utilization(gpus: Sequence[GpuState]) -> float | None:
+    """The highest utilisation (0..1) among `gpus`; None when there are none."""
+    if not gpus:
+        return None
+    return max(g.utilization_pct for g in gpus) / 100.0
 
 
 class EngineMonitor:
@@ -79,6 +106,10 @@ class EngineMonitor:
             self.metrics.gpu_memory_used.labels(str(gpu.index)).set(gpu.memory_used_bytes)
             self.metrics.gpu_memory_total.labels(str(gpu.index)).set(gpu.memory_total_bytes)
             self.metrics.gpu_utilization.labels(str(gpu.index)).set(gpu.utilization_pct)
+        for name, runtime in self.runtime.engines.items():
+            cfg = self.runtime.engine_config(name)
+            own = engine_gpus(gpus, cfg.env if cfg is not None else {})
+            runtime.gpu_utilization = busiest_utilization(own)
 
     async def exact_prompt_tokens(
         self,

@@ -8,6 +8,7 @@ same path dry, so what it shows is what a request would get.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from spillgate.server.scheduler import (
     CloudState,
     Decision,
     LocalState,
+    Privacy,
     RequestFeatures,
     decide,
 )
@@ -138,7 +140,23 @@ class Planner:
             )
         local, cloud = self.runtime.views(candidates, self.cloud_caps)
         decision = decide(features, local, cloud, self.runtime.config.scheduler.tuning)
+        if st is not None:
+            self._note_private(features, decision, candidates)
         return Plan(key, parsed, candidates, features, decision, local, cloud, span)
+
+    def _note_private(
+        self, features: RequestFeatures, decision: Decision, candidates: list[Backend]
+    ) -> None:
+        """A request that may not spill, headed for a local engine, counts toward that
+        engine's measured private arrivals (which size its reserve)."""
+        if features.privacy is not Privacy.LOCAL_ONLY and features.cloud_budget_ok:
+            return
+        first = decision.targets[0] if decision.targets else None
+        engine = next(
+            (c for c in candidates if isinstance(c, LocalEngine) and c.name == first), None
+        )
+        if engine is not None:
+            self.runtime.engine(engine).note_private_arrival(time.monotonic())
 
     async def count_tokens(self, headers: Headers, request: Request) -> int:
         """Anthropic's `/v1/messages/count_tokens`: the prompt's tokens, counted by a local

@@ -19,6 +19,7 @@ from spillgate.server.budgets import BudgetBook, may_spend
 from spillgate.server.config_routing import SchedulerConfig
 from spillgate.server.features import (
     needs_json_schema,
+    prompt_prefix,
     prompt_token_bounds,
     requested_max_tokens,
     text_bytes,
@@ -27,7 +28,7 @@ from spillgate.server.keys import ApiKey
 from spillgate.server.privacy.config import PrivacyConfig
 from spillgate.server.privacy.egress import without_stripped_fields
 from spillgate.server.privacy.offload import ScanRunner
-from spillgate.server.scheduler import Privacy, RequestFeatures
+from spillgate.server.scheduler import Privacy, RequestFeatures, prefix_key
 from spillgate.server.validation import MAX_NESTING, check_request, nested_too_deep
 
 #: No model answers with more tokens than this: a larger `max_tokens`, for a cloud target
@@ -190,6 +191,7 @@ class FeatureReader:
         self.endpoint = endpoint
         self.default_budget_ms = scheduler.latency_budget_ms
         self.prediction_margin = scheduler.prediction_margin
+        self.prefix_affinity = scheduler.prefix_affinity
         self.on_prem_models = frozenset(privacy.on_prem_models)
         self.redact_policy = privacy.policy == "redact-then-spill"
         self.budgets = budgets
@@ -221,7 +223,19 @@ class FeatureReader:
             prediction_margin=self.prediction_margin,
             cloud_budget_ok=self._cloud_budget_ok(key, candidates),
             tiebreak=random.getrandbits(16),
+            prefix_key=self._prefix_key(endpoint, payload, candidates),
         )
+
+    def _prefix_key(
+        self, endpoint: Endpoint, payload: dict[str, Any], candidates: list[Backend]
+    ) -> int | None:
+        """The prompt prefix's affinity key, where it can matter: with `prefix_affinity`
+        on and more than one local engine on the route (else None, at no cost)."""
+        if not self.prefix_affinity:
+            return None
+        if sum(c.kind is TargetKind.LOCAL for c in candidates) < 2:
+            return None
+        return prefix_key(prompt_prefix(payload, endpoint))
 
     def _cloud_budget_ok(self, key: ApiKey | None, candidates: list[Backend]) -> bool:
         if key is None or (key.budget_day_usd is None and key.budget_month_usd is None):

@@ -89,14 +89,23 @@ class EngineRuntime:
 
     def apply_load(self, load: EngineLoad, limits: EngineLimits | None = None) -> None:
         """Take in one /metrics scrape (and the limits read from /v1/models, if any): vLLM's
-        running and waiting counts and the decode rate from its mean inter-token latency.
+        running and waiting counts, its KV-cache use, the decode rate from its mean
+        inter-token latency, and its measured prefill rate (which from then on replaces the
+        configured seed, smoothed).
 
         The monitor calls it for every scrape, and the simulator for every simulated one.
         """
         if load.healthy:
             self.running, self.waiting = load.running, load.waiting
+            self.kv_cache_usage = load.kv_cache_usage
             if load.mean_time_per_output_token_s:
                 self.decode_tokens_per_s = 1.0 / load.mean_time_per_output_token_s
+            if load.prefill_tokens_per_s:
+                # Starts from the first measurement: the configured seed is not averaged in.
+                self.prefill_tokens_per_s = _ewma(
+                    self.prefill_tokens_per_s, load.prefill_tokens_per_s
+                )
+                self.prefill_measured = True
         if limits is not None and limits.max_model_len:
             self.max_model_len = min(limits.max_model_len.values())
 
@@ -149,14 +158,15 @@ class RuntimeStore:
     engines: dict[str, EngineRuntime] = field(default_factory=dict)
     clouds: dict[str, CloudRuntime] = field(default_factory=dict)
 
-    def engine_config(self, engine: LocalEngine) -> EngineConfig | None:
-        group = engine.name.split("@", 1)[0]  # discovered engines are named group@address
+    def engine_config(self, name: str) -> EngineConfig | None:
+        """The configuration of the engine named `name`."""
+        group = name.split("@", 1)[0]  # discovered engines are named group@address
         return next((e for e in self.config.engines if e.name == group), None)
 
     def engine(self, engine: LocalEngine) -> EngineRuntime:
         runtime = self.engines.get(engine.name)
         if runtime is None:
-            cfg = self.engine_config(engine)
+            cfg = self.engine_config(engine.name)
             settings = cfg.scheduling if cfg else EngineRoutingConfig()
             capacity = (
                 settings.max_concurrency

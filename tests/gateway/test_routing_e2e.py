@@ -37,7 +37,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
         "engines": [engine],
         "providers": [{"name": "oai", "kind": "openai", "base_url": fake.base_url, "api_key": KEY}],
         "routes": {"smart": ["small", "oai/gpt-4o-mini"]},
-        "scheduler": {"latency_budget_ms": 1000, "max_queue_wait_s": 2.5},
+        # The reserve has its own test (test_reserve.py): on this one-slot engine, the marked
+        # requests of the burst test would keep the whole engine for marked requests.
+        "scheduler": {"latency_budget_ms": 1000, "max_queue_wait_s": 2.5, "reserve_blocking": 1},
         "admin": {"token": ADMIN},
     }
     try:
@@ -184,6 +186,9 @@ def test_explain_endpoint_and_cli(idle, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "decision   local  ->  local > oai/gpt-4o-mini" in out.stdout
     assert "predicted  local time to first token" in out.stdout
+    assert "reserve    0 of 1 slots kept for requests that may not spill" in out.stdout
+    assert "prefill 2000 tok/s configured, backlog 0 tokens" in out.stdout
+    assert "picked     local by least predicted wait" in out.stdout
     assert fake.requests == [], "explaining sends nothing anywhere"
 
 

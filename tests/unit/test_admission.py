@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -163,3 +164,70 @@ async def test_on_prem_requests_still_go_first_within_the_keys_share() -> None:
 def test_the_share_is_at_least_one_slot() -> None:
     assert AdmissionQueue(1, 10, private_share_per_key=0.25).private_slots_per_key == 1
     assert AdmissionQueue(256, 10, private_share_per_key=0.25).private_slots_per_key == 64
+
+
+# The reserve for requests that may not spill, and the order of their lane (issue 16).
+
+
+def test_the_reserve_keeps_the_last_slots_from_spillable_requests_only() -> None:
+    q = AdmissionQueue(capacity=3, max_waiting=10, private_share_per_key=1.0)
+    q.reserve = 1
+    assert q.try_acquire("a", PRIORITY_SPILLABLE) and q.try_acquire("a", PRIORITY_SPILLABLE)
+    assert not q.try_acquire("b", PRIORITY_SPILLABLE)  # the last slot is reserved
+    assert q.try_acquire("c", PRIORITY_LOCAL_ONLY)  # a private request takes it
+    assert q.active == 3
+
+
+async def test_a_freed_slot_goes_to_a_private_waiter_or_stays_free_under_the_reserve() -> None:
+    q = AdmissionQueue(capacity=2, max_waiting=10, private_share_per_key=1.0)
+    q.reserve = 1
+    assert q.try_acquire("a", PRIORITY_SPILLABLE) and q.try_acquire("p", PRIORITY_LOCAL_ONLY)
+    plain = asyncio.create_task(q.acquire("b", PRIORITY_SPILLABLE, 10))
+    await asyncio.sleep(0)
+    q.release("a")  # one slot held by "p": a spillable waiter would take the reserved one
+    await asyncio.sleep(0)
+    assert not plain.done() and q.active == 1 and q.waiting == 1
+    private = asyncio.create_task(q.acquire("q", PRIORITY_LOCAL_ONLY, 10))
+    assert await private == 0.0  # straight into the free reserved slot
+    q.release("p")  # "q" holds one of two slots: the spillable waiter still may not go
+    await asyncio.sleep(0)
+    assert not plain.done() and q.active == 1
+    q.reserve = 0  # no more private load: the waiter goes at once
+    assert await plain >= 0.0 and q.active == 2 and q.waiting == 0
+
+
+async def test_private_waiters_that_can_make_their_deadline_go_shortest_first() -> None:
+    q = AdmissionQueue(capacity=1, max_waiting=10, private_share_per_key=1.0)
+    assert q.try_acquire("holder")
+    now = time.monotonic()
+    rate = 1000.0  # prompt tokens per second of prefill
+    waiters = [
+        ("late-long", 5000, now + 1.0),  # 5 s of prefill, 1 s left: cannot make it
+        ("long", 3000, now + 60.0),
+        ("late-short", 2000, now + 0.5),  # cannot make it either; queued after late-long
+        ("short", 100, now + 60.0),
+    ]
+    order: list[str] = []
+
+    async def wait(name: str, tokens: int, deadline: float) -> None:
+        await q.acquire(
+            name,
+            PRIORITY_LOCAL_ONLY,
+            10,
+            prompt_tokens=tokens,
+            deadline=deadline,
+            prefill_tokens_per_s=rate,
+        )
+        order.append(name)
+
+    tasks = []
+    for waiter in waiters:
+        tasks.append(asyncio.create_task(wait(*waiter)))
+        await asyncio.sleep(0)
+    holder = "holder"
+    for served in range(1, len(waiters) + 1):
+        q.release(holder)
+        await _until(lambda n=served: len(order) == n)
+        holder = order[-1]
+    await asyncio.gather(*tasks)
+    assert order == ["short", "long", "late-long", "late-short"]

@@ -248,3 +248,29 @@ def test_a_scrape_becomes_the_runtimes_measured_fields() -> None:
     assert (runtime.running, runtime.decode_tokens_per_s) == (1, pytest.approx(25.0))
     runtime.apply_load(EngineLoad(False, 3.0))  # a failed scrape says nothing new
     assert (runtime.running, runtime.waiting, runtime.max_model_len) == (1, 0, 2048)
+
+
+def test_the_prefill_rate_of_a_real_scrape_window() -> None:
+    load = derive_load(parse_metrics(AFTER), 10.0, parse_metrics(BUSY), 0.0)
+    # Prompt tokens over the seconds vllm:request_prefill_time_seconds grew by.
+    assert load.prefill_tokens_per_s == pytest.approx(
+        (152 - 147) / (0.721469703999901 - 0.33235390999993797)
+    )
+    # Nothing prefilled in the window: no rate rather than zero.
+    assert (
+        derive_load(parse_metrics(AFTER), 10.0, parse_metrics(AFTER), 0.0).prefill_tokens_per_s
+        is None
+    )
+
+
+def test_a_measured_prefill_rate_replaces_the_configured_seed_smoothed() -> None:
+    runtime = EngineRuntime(
+        EngineRoutingConfig(prefill_tokens_per_s=2000), AdmissionQueue(4, 10, 0.25)
+    )
+    runtime.apply_load(EngineLoad(True, 1.0, kv_cache_usage=0.4))
+    assert not runtime.prefill_measured and runtime.kv_cache_usage == 0.4
+    runtime.apply_load(EngineLoad(True, 2.0, prefill_tokens_per_s=500.0))
+    assert runtime.prefill_measured and runtime.prefill_tokens_per_s == 500.0
+    assert runtime.kv_cache_usage is None, "each healthy scrape's KV use is copied"
+    runtime.apply_load(EngineLoad(True, 3.0, prefill_tokens_per_s=1500.0))
+    assert 500.0 < runtime.prefill_tokens_per_s < 1500.0

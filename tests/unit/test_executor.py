@@ -110,12 +110,15 @@ class Rig:
         latency_budget_ms: float = 60_000,
         spend: Any = None,
         stream: bool = False,
+        prompt_tokens: int = 0,
     ) -> Any:
         upstream = UpstreamRequest(
             Endpoint.CHAT, MODEL, MODEL, b"{}", {}, stream, "req-1",
             private=privacy is Privacy.LOCAL_ONLY,
         )  # fmt: skip
-        features = RequestFeatures(MODEL, privacy=privacy, latency_budget_ms=latency_budget_ms)
+        features = RequestFeatures(
+            MODEL, privacy=privacy, latency_budget_ms=latency_budget_ms, prompt_tokens=prompt_tokens
+        )
         return await self.executor.run(
             upstream, Decision(targets, reason), features, "key-1", time.perf_counter(), spend
         )
@@ -302,3 +305,55 @@ async def test_a_cloud_target_over_the_keys_budget_is_passed_over_for_local() ->
     with pytest.raises(GatewayError) as caught:
         await rig.run(("oai/small",), Reason.OVERLOAD, spend=spend)
     assert caught.value.status == 429 and caught.value.code == "cloud_budget_exhausted"
+
+
+async def test_a_streams_prompt_is_prefill_backlog_until_its_first_chunk() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        yield b"data: 2\n\n"
+
+    reply = UpstreamReply(200, content_type="text/event-stream", chunks=chunks())
+    rig = Rig([local(reply)])
+    outcome = await rig.run(("local",), stream=True, prompt_tokens=300)
+    runtime = rig.queue
+    assert runtime.prefill_backlog_tokens == 300, "handed to the engine, no token yet"
+    received = [chunk async for chunk in outcome.reply.chunks]
+    assert received == [b"data: 1\n\n", b"data: 2\n\n"]
+    assert runtime.prefill_backlog_tokens == 0
+    await outcome.reply.aclose()
+    assert runtime.prefill_backlog_tokens == 0, "counted down once, not again at close"
+    assert runtime.private_request_s is None, "a spillable request is not the reserve's"
+
+
+async def test_a_stream_closed_before_its_first_chunk_leaves_no_backlog() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"data: never read\n\n"
+
+    reply = UpstreamReply(200, content_type="text/event-stream", chunks=chunks())
+    rig = Rig([local(reply)])
+    outcome = await rig.run(("local",), Reason.KEPT_LOCAL_PRIVATE, Privacy.LOCAL_ONLY,
+                            stream=True, prompt_tokens=300)  # fmt: skip
+    await outcome.reply.aclose()
+    runtime = rig.queue
+    assert runtime.prefill_backlog_tokens == 0 and runtime.queue.active == 0
+    assert runtime.private_request_s is not None, "a private request's hold is measured"
+
+
+async def test_a_whole_answer_or_a_failure_leaves_no_backlog() -> None:
+    rig = Rig([local(), cloud()])
+    await rig.run(("local",), prompt_tokens=300)
+    assert rig.queue.prefill_backlog_tokens == 0
+    rig = Rig([local(down()), cloud()])
+    outcome = await rig.run(("local", "oai/small"), prompt_tokens=300)
+    assert outcome.backend.name == "oai/small"
+    assert rig.queue.prefill_backlog_tokens == 0 and rig.queue.queue.active == 0
+
+
+async def test_the_reserve_moves_a_spillable_request_on_but_not_a_private_one() -> None:
+    engine, provider = local(), cloud()
+    rig = Rig([engine, provider], max_queue_wait_s=0.1)
+    rig.queue.queue.reserve = 1  # the engine's one slot is kept for private requests
+    spilled = await rig.run(("local", "oai/small"), latency_budget_ms=300)
+    assert spilled.backend is provider and spilled.reason is Reason.OVERLOAD
+    kept = await rig.run(("local",), Reason.KEPT_LOCAL_PRIVATE, Privacy.LOCAL_ONLY)
+    assert kept.backend is engine

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,8 +17,12 @@ from spillgate.server.scheduler import (
     Privacy,
     Reason,
     RequestFeatures,
+    Tuning,
     decide,
+    erlang_b,
     predict_ttft_ms,
+    prefix_key,
+    reserve_slots,
 )
 
 ENGINE = LocalState(
@@ -260,3 +266,90 @@ def test_a_length_past_a_cloud_models_output_limit_is_lowered_not_a_gap() -> Non
 def test_a_route_with_no_target_yet_is_worth_a_retry() -> None:
     d = decide(features(), [], [])  # a discovered group whose pods are not up yet
     assert d.targets == () and d.reason is Reason.NO_TARGET
+
+
+# The reserve, the prefill backlog, KV pressure, GPU load and prefix affinity (issue 16).
+
+
+def test_erlang_b_known_values() -> None:
+    assert erlang_b(1, 1.0) == pytest.approx(0.5)
+    assert erlang_b(2, 1.0) == pytest.approx(0.2)
+    assert erlang_b(0, 3.0) == 1.0
+
+
+def test_the_reserve_is_none_without_private_traffic_and_grows_with_it() -> None:
+    assert reserve_slots(0.0, 10.0, 16) == 0
+    light = reserve_slots(0.05, 10.0, 16)  # half an erlang
+    heavy = reserve_slots(0.5, 10.0, 16)  # five erlangs
+    assert 1 <= light < heavy <= 16
+    assert erlang_b(heavy, 5.0) <= 0.05 < erlang_b(heavy - 1, 5.0)
+    assert reserve_slots(10.0, 10.0, 16) == 16  # the private load alone fills the engine
+
+
+def test_a_reserve_makes_a_spillable_request_wait_for_a_slot() -> None:
+    engine = busy(ENGINE, 3)  # one of four slots free
+    free = predict_ttft_ms(engine, 100)
+    assert free == pytest.approx(1000 * (100 / 1000 + 1 / 20))
+    assert predict_ttft_ms(engine, 100, reserve=1) > free
+
+
+def test_the_prefill_backlog_delays_the_first_token() -> None:
+    backlog = dataclasses.replace(ENGINE, prefill_backlog_tokens=2000)
+    assert predict_ttft_ms(backlog, 100) - predict_ttft_ms(ENGINE, 100) == pytest.approx(2000)
+
+
+def test_a_full_kv_cache_counts_as_no_free_slot() -> None:
+    near = dataclasses.replace(ENGINE, kv_cache_usage=0.97)
+    assert predict_ttft_ms(near, 100) > predict_ttft_ms(ENGINE, 100)
+    assert predict_ttft_ms(near, 100, kv_pressure=0.99) == predict_ttft_ms(ENGINE, 100)
+
+
+def test_a_gpu_busy_with_someone_elses_work_slows_the_prediction() -> None:
+    foreign = dataclasses.replace(ENGINE, gpu_utilization=0.75)
+    assert predict_ttft_ms(foreign, 1000) > predict_ttft_ms(ENGINE, 1000)
+    # Busy with its own requests: that load is in the queue already, not counted twice.
+    own = dataclasses.replace(foreign, in_flight=1)
+    assert predict_ttft_ms(own, 1000) == predict_ttft_ms(busy(ENGINE, 1), 1000)
+
+
+def test_the_reserve_applies_to_spillable_requests_only() -> None:
+    engine = dataclasses.replace(busy(ENGINE, 3), reserve=1, mean_request_s=20.0)
+    plain = decide(features(), [engine], [CHEAP])
+    assert plain.reason is Reason.OVERLOAD and plain.explain["reserve_applied"] is True
+    private = decide(features(privacy=Privacy.LOCAL_ONLY), [engine], [CHEAP])
+    assert private.targets == ("gpu0",) and private.explain["reserve_applied"] is False
+
+
+REPLICAS = [dataclasses.replace(ENGINE, name=f"r{i}") for i in range(4)]
+
+
+def test_the_same_prefix_goes_to_the_same_replica() -> None:
+    for text in (b"system: you are a helpful assistant", b"another conversation"):
+        asked = features(prefix_key=prefix_key(text))
+        picks = {
+            decide(dataclasses.replace(asked, tiebreak=t), REPLICAS, []).targets[0]
+            for t in range(20)
+        }
+        assert len(picks) == 1
+        assert decide(asked, REPLICAS, []).explain["picked"] == "affinity"
+
+
+def test_removing_a_replica_the_key_did_not_pick_keeps_its_pick() -> None:
+    for n in range(20):
+        asked = features(prefix_key=prefix_key(f"prompt {n}".encode()))
+        chosen = decide(asked, REPLICAS, []).targets[0]
+        rest = [e for e in REPLICAS if e.name != chosen]
+        for gone in rest:
+            left = [e for e in REPLICAS if e is not gone]
+            assert decide(asked, left, []).targets[0] == chosen
+
+
+def test_a_replica_over_its_load_bound_passes_the_prefix_on() -> None:
+    asked = features(prefix_key=prefix_key(b"a shared system prompt"))
+    chosen = decide(asked, REPLICAS, []).targets[0]
+    loaded = [busy(e, 3) if e.name == chosen else e for e in REPLICAS]
+    moved = decide(asked, loaded, [])
+    assert moved.targets[0] != chosen and moved.explain["picked"] == "affinity_next"
+    # Affinity off (load factor at most 1): the least predicted wait picks.
+    off = decide(asked, loaded, [], Tuning(affinity_load_factor=1.0))
+    assert off.explain["picked"] == "least_wait" and off.targets[0] != chosen
