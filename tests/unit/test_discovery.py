@@ -185,7 +185,10 @@ async def test_load_spreads_over_the_discovered_pods(engine_port: int) -> None:
                 f"http://{address}:{engine_port}/_standin/mode", json={"chunk_delay_s": 0.2}
             )
     try:
-        async with gateway_at(group_config(engine_port), dns) as url:
+        # Least predicted wait spreads the load; the two prompts are the same, and prefix
+        # affinity would keep them on one pod (tests/gateway/test_affinity.py).
+        config = {**group_config(engine_port), "scheduler": {"prefix_affinity": False}}
+        async with gateway_at(config, dns) as url:
             await eventually(
                 until_engines(url, {f"vllm@{a}": True for a in ADDRESSES[:2]}), "both pods ready"
             )
