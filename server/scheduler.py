@@ -35,7 +35,7 @@ DEFAULT_CLOUD_TTFT_S = 0.8
 #: reserved slot taken by private requests (Erlang B) that the reserve is sized to.
 DEFAULT_RESERVE_BLOCKING = 0.05
 #: Time constant of the measured arrival rate of requests that may not spill (seconds).
-DEFAULT_RESERVE_WINDOW_S = 120.0
+DEFAULT_RESERVE_WINDOW_S = 600.0
 #: KV-cache use (0..1) from which vLLM is about to stop admitting and to preempt: an engine
 #: this full counts as having no free slot.
 DEFAULT_KV_PRESSURE = 0.95

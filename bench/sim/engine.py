@@ -18,6 +18,7 @@ decides when each sequence ends), which keeps a one-hour trace under a second pe
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections import deque
@@ -66,7 +67,8 @@ class Job:
     prompt_tokens: int
     output_tokens: int
     arrival_s: float
-    prefilled: int = 0
+    prefilled: int = 0  # set above 0 before submitting: prompt tokens found in a prefix cache
+    scheduled_s: float | None = None  # left the waiting queue for the batch
     first_token_s: float | None = None
     finished_s: float | None = None
 
@@ -100,10 +102,14 @@ class EngineCounters:
     queue_time_count: int = 0
     inter_token_sum_s: float = 0.0
     inter_token_count: int = 0
+    # vLLM's request_prefill_time_seconds: from leaving the waiting queue to first token.
+    prefill_time_sum_s: float = 0.0
+    prefill_time_count: int = 0
 
 
-# What a /metrics scrape would read at a moment: (running, waiting, counters).
-Scrape = tuple[int, int, EngineCounters]
+# What a /metrics scrape would read at a moment: (running, waiting, KV cache use 0..1,
+# counters).
+Scrape = tuple[int, int, float, EngineCounters]
 
 
 @dataclass
@@ -119,6 +125,10 @@ class Engine:
     kv_used: int = 0
     waiting_prompt_tokens: int = 0
     finished: list[Job] = field(default_factory=list)
+    # Every job handed over, and every job whose first token came, in time order (what a
+    # gateway learns as it hands requests over and reads first tokens back).
+    submitted: list[Job] = field(default_factory=list)
+    first_tokens: list[Job] = field(default_factory=list)
     counters: EngineCounters = field(default_factory=EngineCounters)
     # Seconds of /metrics history to keep for a scraper (0: none kept).
     history_s: float = 0.0
@@ -152,6 +162,7 @@ class Engine:
             self.now = max(self.now, job.arrival_s)  # a busy engine looks at it next step
         self.waiting.append(job)
         self.waiting_prompt_tokens += job.prompt_tokens
+        self.submitted.append(job)
         return Admission.QUEUED
 
     def advance_to(self, t: float, stop_on_finish: bool = False) -> None:
@@ -174,18 +185,9 @@ class Engine:
         return None
 
     def _record(self) -> None:
-        c = self.counters
-        counters = EngineCounters(
-            c.prompt_tokens,
-            c.generation_tokens,
-            c.ttft_sum_s,
-            c.ttft_count,
-            c.queue_time_sum_s,
-            c.queue_time_count,
-            c.inter_token_sum_s,
-            c.inter_token_count,
-        )
-        self.history.append((self.now, (self.running, len(self.waiting), counters)))
+        counters = dataclasses.replace(self.counters)
+        kv_usage = self.kv_used / self.profile.kv_capacity_tokens
+        self.history.append((self.now, (self.running, len(self.waiting), kv_usage, counters)))
         while len(self.history) > 1 and self.history[1][0] <= self.now - self.history_s:
             self.history.popleft()
 
@@ -203,6 +205,7 @@ class Engine:
             self.counters.queue_time_sum_s += self.now - head.arrival_s
             self.counters.queue_time_count += 1
             self.kv_used += head.kv_tokens
+            head.scheduled_s = self.now
             self.prefilling.append(head)
 
     def _step(self, until: float) -> None:
@@ -249,9 +252,13 @@ class Engine:
         for job in done:
             self.prefilling.remove(job)
             job.first_token_s = self.now
+            self.first_tokens.append(job)
             counters.generation_tokens += 1
             counters.ttft_sum_s += self.now - job.arrival_s
             counters.ttft_count += 1
+            assert job.scheduled_s is not None
+            counters.prefill_time_sum_s += self.now - job.scheduled_s
+            counters.prefill_time_count += 1
             # The prefill step samples the first token; the rest take one decode step each.
             heapq.heappush(self.decoding, (self.steps + job.output_tokens - 1, job.request_id, job))
         self._retire()

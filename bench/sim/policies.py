@@ -85,6 +85,22 @@ class CloudOnly:
         return Routing((_cheapest(world),), "cloud")
 
 
+class DedicatedSplit:
+    """The yardstick of issue 16: the local engine for the requests that may not spill
+    alone, straight to vLLM in arrival order (no gateway queue), and every plain request to
+    the cheapest provider."""
+
+    name = "split"
+    engine_queue_bound: int | None = None
+    gateway_queue: GatewaySettings | None = None
+    scrape_history_s: float = 0.0
+
+    def route(self, request: Request, world: World) -> Routing:
+        if request.sensitive:
+            return Routing((LOCAL,), "local")
+        return Routing((_cheapest(world),), "cloud")
+
+
 class ReactiveFallback:
     """A proxy in front of vLLM with a bounded queue, spilling only after the engine refuses
     (LiteLLM-style fallbacks on error): no look at load before sending."""

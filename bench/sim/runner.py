@@ -92,7 +92,8 @@ class _Replay:
         request = outcome.request
         for i, target in enumerate(targets):
             if target == LOCAL and self.gateway is not None:
-                if self.gateway.try_acquire():
+                priority = PRIORITY_LOCAL_ONLY if request.sensitive else PRIORITY_SPILLABLE
+                if self.gateway.try_acquire(priority):
                     if self._submit(outcome, t):
                         return
                     self.gateway.active -= 1
@@ -106,9 +107,15 @@ class _Replay:
                         if more
                         else self.max_wait_s
                     )
-                    priority = PRIORITY_LOCAL_ONLY if request.sensitive else PRIORITY_SPILLABLE
-                    deadline = request.arrival_s + wait_s
-                    waiter = Waiter(request.request_id, deadline, priority, tuple(targets[i + 1 :]))
+                    waiter = Waiter(
+                        request.request_id,
+                        request.arrival_s + wait_s,
+                        priority,
+                        tuple(targets[i + 1 :]),
+                        request.arrival_s,
+                        request.prompt_tokens,
+                        request.arrival_s + self.budget_s,
+                    )
                     self.gateway.enqueue(waiter)
                     return
                 t += REFUSAL_S
@@ -150,7 +157,7 @@ class _Replay:
             for waiter in gateway.expire(now):
                 self._try(self.outcomes[waiter.request_id], waiter.rest, waiter.deadline_s)
             for _ in range(freed):
-                next_in_line = gateway.hand_on()
+                next_in_line = gateway.hand_on(now)
                 if next_in_line is not None and not self._submit(
                     self.outcomes[next_in_line.request_id], now
                 ):

@@ -8,18 +8,24 @@ gateway keeps, with the server's code wherever the server has code for it:
 - vLLM's /metrics as the gateway's scraper sees them: a scrape every `scrape_interval_s`,
   rates over a 5 s window, derived by `spillgate.models.load.derive_load`, applied to the
   runtime by `EngineRuntime.apply_load`, as `spillgate.server.monitor` applies it (vLLM's
-  counts, decode rate from the mean inter-token latency);
-- finished local requests through `EngineRuntime.observe` as the executor calls it, cloud
-  first tokens through `CloudRuntime.observe`;
+  counts, KV-cache use, the decode rate from the mean inter-token latency, the prefill rate
+  from the prefill-time histogram and the prompt-token counter);
+- what the executor reports: requests handed to the engine and their first tokens
+  (`admitted`/`first_token`, the prefill backlog), finished local requests (`observe`, and
+  `observe_private` for those that may not spill), arrivals that may not spill and were
+  routed here (`note_private_arrival`, the reserve's arrival rate), cloud first tokens
+  (`CloudRuntime.observe`);
 
-then calls `spillgate.server.scheduler.decide`. The runner carries the targets out as the
-executor does (a local target waits in the gateway-side queue, `bench/sim/gateway.py`).
+then takes the snapshot with `RuntimeStore.local_state(now=...)` (which sizes the reserve)
+and calls `spillgate.server.scheduler.decide` with the server's tuning. The runner carries
+the targets out as the executor does (a local target waits in the gateway-side queue,
+`bench/sim/gateway.py`, which keeps the reserve).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.sim.engine import EngineProfile, Scrape
 from bench.sim.policies import LOCAL, GatewaySettings, Routing, World
@@ -28,6 +34,8 @@ from spillgate.fallback.prices import Price
 from spillgate.models.load import (
     GENERATION_TOKENS,
     INTER_TOKEN,
+    KV_CACHE_USAGE,
+    PREFILL_TIME,
     PROMPT_TOKENS,
     QUEUE_TIME,
     RUNNING,
@@ -39,8 +47,8 @@ from spillgate.models.load import (
 )
 from spillgate.server.config import Config, EngineConfig
 from spillgate.server.config_routing import CapabilitiesConfig, EngineRoutingConfig, SchedulerConfig
-from spillgate.server.runtime import RuntimeStore
-from spillgate.server.scheduler import Capabilities, Privacy, RequestFeatures, decide
+from spillgate.server.runtime import EngineRuntime, RuntimeStore
+from spillgate.server.scheduler import Capabilities, Privacy, RequestFeatures, Tuning, decide
 
 MODEL = "sim-model"
 
@@ -65,10 +73,11 @@ class _CloudView:
 
 def _metric_sample(scrape: Scrape) -> MetricSample:
     """The simulated engine's counters as vLLM names them on /metrics."""
-    running, waiting, c = scrape
+    running, waiting, kv_usage, c = scrape
     values = {
         RUNNING: float(running),
         WAITING: float(waiting),
+        KV_CACHE_USAGE: kv_usage,
         PROMPT_TOKENS: float(c.prompt_tokens),
         GENERATION_TOKENS: float(c.generation_tokens),
         f"{TTFT}_sum": c.ttft_sum_s,
@@ -77,15 +86,38 @@ def _metric_sample(scrape: Scrape) -> MetricSample:
         f"{QUEUE_TIME}_count": float(c.queue_time_count),
         f"{INTER_TOKEN}_sum": c.inter_token_sum_s,
         f"{INTER_TOKEN}_count": float(c.inter_token_count),
+        f"{PREFILL_TIME}_sum": c.prefill_time_sum_s,
+        f"{PREFILL_TIME}_count": float(c.prefill_time_count),
     }
     return MetricSample(values, dict.fromkeys(values, 1))
 
 
+@dataclass(slots=True)
+class _Seen:
+    """How far into the engine's records the executor's reports have got."""
+
+    submitted: int = 0
+    first_tokens: int = 0
+    finished: int = 0
+    cloud: int = 0
+    private_ids: set[int] = field(default_factory=set)
+
+
 class SpillgatePolicy:
-    name = "spillgate"
     engine_queue_bound: int | None = None
 
-    def __init__(self, profile: EngineProfile, ttft_budget_s: float) -> None:
+    def __init__(
+        self,
+        profile: EngineProfile,
+        ttft_budget_s: float,
+        scheduler: SchedulerConfig | None = None,
+        tuning: Tuning | None = None,
+        name: str = "spillgate",
+    ) -> None:
+        """`scheduler`: the `scheduler:` settings (the server's defaults when None);
+        `tuning`: what `decide` gets, `scheduler.tuning` when None (a what-if may go beyond
+        what the config validates, e.g. `kv_pressure=2` to turn the KV signal off)."""
+        self.name = name
         # What a deployer writes for this engine: its vLLM arguments, the context window, and
         # starting rates from a calibration (prefill; one request's decode) until the scraper
         # measures the decode rate.
@@ -97,9 +129,10 @@ class SpillgatePolicy:
         engine = EngineConfig(
             name=LOCAL, model=MODEL, args=list(profile.vllm_args), scheduling=settings
         )
-        config = Config(engines=[engine])
+        config = Config(engines=[engine], scheduler=scheduler or SchedulerConfig())
+        self.tuning = tuning or config.scheduler.tuning
         self.budget_ms = 1000.0 * ttft_budget_s
-        self._margin = SchedulerConfig().prediction_margin  # the server's default
+        self._margin = config.scheduler.prediction_margin
         self.scrape_interval_s = config.scheduler.scrape_interval_s
         self.scrape_history_s = SCRAPE_WINDOW_S + self.scrape_interval_s
         self._runtime_store = RuntimeStore(config)
@@ -110,9 +143,13 @@ class SpillgatePolicy:
             queue.capacity, queue.max_waiting, config.scheduler.max_queue_wait_s
         )
         self._scraped_at = -math.inf
-        self._seen_finished = 0
-        self._seen_cloud = 0
+        self._seen = _Seen()
         self._cloud_caps = Capabilities(images=True)  # providers' defaults in the server
+
+    @property
+    def runtime(self) -> EngineRuntime:
+        """The server's record of the engine, as this policy has filled it."""
+        return self._runtime
 
     def route(self, request: Request, world: World) -> Routing:
         self._scrape(world)
@@ -122,7 +159,10 @@ class SpillgatePolicy:
         queue.active = gateway.active if gateway is not None else 0
         queue.waiting = gateway.waiting if gateway is not None else 0
         self._engine.in_flight = engine.running + len(engine.waiting)
-        local = [self._runtime_store.local_state(self._engine)]
+        local = [self._runtime_store.local_state(self._engine, now=world.now)]
+        if gateway is not None:
+            gateway.reserve = queue.reserve
+            gateway.prefill_tokens_per_s = local[0].prefill_tokens_per_s
         clouds = [
             self._runtime_store.cloud_state(
                 _CloudView(p.name, p.price, world.cloud.headroom(p.name, world.now) != 0),
@@ -139,7 +179,10 @@ class SpillgatePolicy:
             latency_budget_ms=self.budget_ms,
             prediction_margin=self._margin,
         )
-        decision = decide(features, local, clouds)
+        decision = decide(features, local, clouds, self.tuning)
+        if request.sensitive and decision.targets[:1] == (LOCAL,):
+            self._runtime.note_private_arrival(world.now)
+            self._seen.private_ids.add(request.request_id)
         predicted = decision.predicted_local_ttft_ms
         return Routing(
             decision.targets,
@@ -166,14 +209,28 @@ class SpillgatePolicy:
         self._runtime.apply_load(load)  # as the gateway's monitor applies every scrape
 
     def _learn(self, world: World) -> None:
-        """Finished local requests, as the executor reports them (output length, and the time
-        from handing the request to the engine to its end) and cloud first tokens (EWMA)."""
-        finished = world.engine.finished
-        for job in finished[self._seen_finished :]:
+        """What the executor has reported by now: requests handed to the engine and their
+        first tokens (the prefill backlog), finished local requests (output length, the
+        time from handing the request over to its end), cloud first tokens (EWMA)."""
+        engine, seen, runtime = world.engine, self._seen, self._runtime
+        for job in engine.submitted[seen.submitted :]:
+            runtime.admitted(job.prompt_tokens)
+        seen.submitted = len(engine.submitted)
+        first_tokens = engine.first_tokens
+        while seen.first_tokens < len(first_tokens):
+            job = first_tokens[seen.first_tokens]
+            assert job.first_token_s is not None
+            if job.first_token_s > world.now:
+                break  # the engine's last step ends after this arrival
+            runtime.first_token(job.prompt_tokens)
+            seen.first_tokens += 1
+        for job in engine.finished[seen.finished :]:
             assert job.first_token_s is not None and job.finished_s is not None
             total_s = job.finished_s - job.arrival_s  # arrival at the engine, as the executor
-            self._runtime.observe(None, job.prompt_tokens, job.output_tokens, total_s)
-        self._seen_finished = len(finished)
-        for name, ttft_s in world.cloud.observed[self._seen_cloud :]:
+            runtime.observe(None, job.prompt_tokens, job.output_tokens, total_s)
+            if job.request_id in seen.private_ids:
+                runtime.observe_private(total_s)
+        seen.finished = len(engine.finished)
+        for name, ttft_s in world.cloud.observed[seen.cloud :]:
             self._runtime_store.cloud(name).observe(ttft_s)
-        self._seen_cloud = len(world.cloud.observed)
+        seen.cloud = len(world.cloud.observed)

@@ -12,6 +12,7 @@ import csv
 import random
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 
 DEFAULT_TRACE = (
@@ -20,13 +21,30 @@ DEFAULT_TRACE = (
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 
+class RequestClass(StrEnum):
+    """Who may serve a request: `marked` (marked on-prem) and `personal` (carries personal
+    data; under keep-local it may not spill either) stay on the box; `plain` may spill."""
+
+    MARKED = "marked"
+    PERSONAL = "personal"
+    PLAIN = "plain"
+
+
+CLASSES = tuple(RequestClass)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     request_id: int
     arrival_s: float
     prompt_tokens: int
     output_tokens: int
-    sensitive: bool = False
+    klass: RequestClass = RequestClass.PLAIN
+
+    @property
+    def sensitive(self) -> bool:
+        """May not leave the box (routed as `Privacy.LOCAL_ONLY`)."""
+        return self.klass is not RequestClass.PLAIN
 
 
 class TraceError(ValueError):
@@ -81,8 +99,15 @@ def scale_to_rate(requests: list[Request], rate: float) -> list[Request]:
     return [replace(r, arrival_s=r.arrival_s * factor) for r in requests]
 
 
-def mark_sensitive(requests: list[Request], share: float, seed: int) -> list[Request]:
-    """Mark `share` of the requests sensitive (on-prem only), the same ones for a given seed."""
+def assign_classes(
+    requests: list[Request], marked_share: float, personal_share: float, seed: int
+) -> list[Request]:
+    """Give `marked_share` of the requests the marked class and `personal_share` the
+    personal one (the rest plain), the same requests for a given seed."""
     rng = random.Random(seed)
-    chosen = set(rng.sample(range(len(requests)), round(share * len(requests))))
-    return [replace(r, sensitive=r.request_id in chosen) for r in requests]
+    n_marked = round(marked_share * len(requests))
+    n_personal = round(personal_share * len(requests))
+    chosen = rng.sample(range(len(requests)), n_marked + n_personal)
+    klass = dict.fromkeys(chosen[:n_marked], RequestClass.MARKED)
+    klass.update(dict.fromkeys(chosen[n_marked:], RequestClass.PERSONAL))
+    return [replace(r, klass=klass.get(r.request_id, RequestClass.PLAIN)) for r in requests]

@@ -6,9 +6,9 @@ import pytest
 
 from bench.sim.cloud import default_providers
 from bench.sim.engine import EngineProfile
-from bench.sim.policies import LOCAL, GatewaySettings, Routing, World
+from bench.sim.policies import LOCAL, DedicatedSplit, GatewaySettings, Routing, World
 from bench.sim.runner import FAILED, replay
-from bench.sim.trace import Request
+from bench.sim.trace import Request, RequestClass
 
 # One slot; a 1,000-token prompt takes 1.01 s to its first token, 100 more tokens 1.1 s.
 ONE_SLOT = EngineProfile(
@@ -53,8 +53,24 @@ def test_a_waiter_that_may_spill_moves_on_when_its_budget_is_spent() -> None:
 
 def test_a_sensitive_waiter_keeps_its_place_until_a_slot_frees() -> None:
     first = Request(0, 0.0, 1000, 100)
-    second = Request(1, 0.1, 1000, 100, sensitive=True)
+    second = Request(1, 0.1, 1000, 100, RequestClass.MARKED)
     outcomes = replay([first, second], LocalThenCloud(), ONE_SLOT, default_providers(), 0.5, 1)
     assert outcomes[1].target == LOCAL
     # The first finishes at 1.01 + 99 x 11 ms; then the second's own prefill.
     assert outcomes[1].ttft_s == pytest.approx(1.01 + 99 * 0.011 + 1.01 - 0.1)
+
+
+def test_the_split_gives_the_engine_to_private_requests_and_plain_ones_to_the_cheapest() -> None:
+    requests = [
+        Request(0, 0.0, 1000, 100, RequestClass.PLAIN),
+        Request(1, 0.1, 1000, 100, RequestClass.MARKED),
+        Request(2, 0.2, 1000, 100, RequestClass.PERSONAL),
+        Request(3, 0.3, 1000, 100, RequestClass.PLAIN),
+    ]
+    providers = default_providers()
+    cheapest = min(providers, key=lambda p: 3 * p.price.input + p.price.output).name
+    outcomes = replay(requests, DedicatedSplit(), ONE_SLOT, providers, 2.0, 1)
+    assert [o.target for o in outcomes] == [cheapest, LOCAL, LOCAL, cheapest]
+    # Straight to vLLM in arrival order: the personal request waits for the marked one.
+    assert outcomes[1].ttft_s == pytest.approx(1.01)
+    assert outcomes[2].ttft_s == pytest.approx(1.01 + 99 * 0.011 + 1.01 - 0.1)

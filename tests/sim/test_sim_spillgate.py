@@ -9,7 +9,7 @@ from bench.sim.policies import LOCAL
 from bench.sim.profiles import VLLM_CPU_SMOLLM2
 from bench.sim.runner import FAILED, replay
 from bench.sim.spillgate_policy import SpillgatePolicy
-from bench.sim.trace import Request
+from bench.sim.trace import Request, RequestClass
 
 
 def overload(n: int = 400, sensitive_share: float = 0.5) -> list[Request]:
@@ -21,7 +21,7 @@ def overload(n: int = 400, sensitive_share: float = 0.5) -> list[Request]:
             arrival_s=i * 0.05,
             prompt_tokens=rng.choice([50, 400, 1500, 3000]),
             output_tokens=rng.choice([10, 100, 300]),
-            sensitive=rng.random() < sensitive_share,
+            klass=RequestClass.MARKED if rng.random() < sensitive_share else RequestClass.PLAIN,
         )
         for i in range(n)
     ]
@@ -42,3 +42,27 @@ def test_spillgate_never_sends_a_sensitive_request_to_a_cloud() -> None:
     assert {o.target for o in sensitive} <= {LOCAL, FAILED}
     # Under this load the others do spill: the check above is not vacuous.
     assert any(o.target not in (LOCAL, FAILED) for o in outcomes if not o.request.sensitive)
+
+
+def test_private_arrivals_size_a_reserve_and_the_executor_reports_reach_the_runtime() -> None:
+    # One request every 0.5 s, every other one marked; short prompts the engine takes.
+    requests = [
+        Request(i, 0.5 * i, 200, 50, RequestClass.MARKED if i % 2 else RequestClass.PLAIN)
+        for i in range(200)
+    ]
+    policy = SpillgatePolicy(VLLM_CPU_SMOLLM2, 2.0)
+    replay(requests, policy, VLLM_CPU_SMOLLM2, default_providers(), 2.0, seed=1)
+    runtime = policy.runtime
+    assert runtime.private_arrivals.at(requests[-1].arrival_s) > 0
+    assert runtime.private_request_s is not None and runtime.private_request_s > 0
+    assert runtime.queue.reserve >= 1
+    # Every prompt handed over but the few still in prefill at the last arrival came back.
+    assert 0 <= runtime.prefill_backlog_tokens <= 16 * 200
+
+
+def test_without_private_traffic_there_is_no_reserve() -> None:
+    requests = [Request(i, 0.5 * i, 200, 50) for i in range(100)]
+    policy = SpillgatePolicy(VLLM_CPU_SMOLLM2, 2.0)
+    replay(requests, policy, VLLM_CPU_SMOLLM2, default_providers(), 2.0, seed=1)
+    assert policy.runtime.queue.reserve == 0
+    assert policy.runtime.private_arrivals.at(requests[-1].arrival_s) == 0

@@ -1,4 +1,4 @@
-"""The Azure trace loader: times, token counts, scaling, sensitive marking, bad files."""
+"""The Azure trace loader: times, token counts, scaling, request classes, bad files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 
 from bench.sim.trace import (
     DEFAULT_TRACE,
+    RequestClass,
     TraceError,
+    assign_classes,
     load_trace,
-    mark_sensitive,
     mean_rate,
     scale_to_rate,
 )
@@ -58,13 +59,15 @@ def test_scaling_keeps_the_burst_shape_and_reaches_the_rate(tmp_path: Path) -> N
     assert [r.arrival_s for r in faster] == pytest.approx([0.0, 0.1, 1.0])
 
 
-def test_sensitive_marking_takes_the_share_and_depends_only_on_the_seed(tmp_path: Path) -> None:
-    path = write(tmp_path, "".join(f"2023-11-16 18:00:{i:02d}.0,10,5\n" for i in range(50)))
+def test_classes_take_their_shares_and_depend_only_on_the_seed(tmp_path: Path) -> None:
+    path = write(tmp_path, "".join(f"2023-11-16 18:00:{i:02d}.0,10,5\n" for i in range(60)))
     requests = load_trace(path)
-    marked = mark_sensitive(requests, 0.1, seed=3)
-    assert sum(r.sensitive for r in marked) == 5
-    assert marked == mark_sensitive(requests, 0.1, seed=3)
-    assert marked != mark_sensitive(requests, 0.1, seed=4)
+    classed = assign_classes(requests, 0.10, 0.05, seed=3)
+    count = {k: sum(r.klass is k for r in classed) for k in RequestClass}
+    assert count == {RequestClass.MARKED: 6, RequestClass.PERSONAL: 3, RequestClass.PLAIN: 51}
+    assert sum(r.sensitive for r in classed) == 9
+    assert classed == assign_classes(requests, 0.10, 0.05, seed=3)
+    assert classed != assign_classes(requests, 0.10, 0.05, seed=4)
 
 
 def test_a_file_without_the_trace_columns_says_which_are_missing(tmp_path: Path) -> None:
