@@ -70,7 +70,6 @@ class SchedulerConfig(Strict):
     def tuning(self) -> Tuning:
         """The settings `decide()` reads."""
         return Tuning(
-            reserve_blocking=self.reserve_blocking,
             kv_pressure=self.kv_pressure,
             affinity_load_factor=self.affinity_load_factor,
         )

@@ -189,6 +189,10 @@ class Executor:
         spillable = features.privacy is not Privacy.LOCAL_ONLY and features.cloud_budget_ok
         priority = PRIORITY_SPILLABLE if spillable else PRIORITY_LOCAL_ONLY
         if not queue.try_acquire(key, priority):
+            if spillable and next_target is not None and queue.reserve:
+                # The private lane takes freed slots first while a reserve is kept: this
+                # request's wait cannot be foreseen, and a late spill misses its budget.
+                raise QueueTimeout
             elapsed_s = time.perf_counter() - started
             budget_s = features.latency_budget_ms / 1000.0
             if next_target is not None:

@@ -39,24 +39,44 @@ def _ewma(old: float | None, new: float) -> float:
     return new if old is None else old + _EWMA_ALPHA * (new - old)
 
 
+#: Observation time below which the arrival rate is read as if this long had passed: bounds
+#: the noise of the first estimates (one arrival in the first second is not 1 req/s).
+MIN_OBSERVED_S = 30.0
+
+
 @dataclass
 class ArrivalRate:
-    """Arrivals per second, exponentially decayed with time constant `window_s`: each
-    arrival adds 1/window, and the sum decays by e^(-dt/window). O(1) per arrival and read;
-    the clock is the caller's (`time.monotonic()` in the server, simulated time in bench/sim)."""
+    """Arrivals per second over the recent past, O(1) per arrival and per read.
+
+    An exponentially decayed count (time constant `window_s`), divided by the decayed
+    length of the time observed so far: for a steady rate that is the rate itself from the
+    first minutes on, where a plain decayed count would read low until a whole window has
+    passed (a 4-minute burst would see a third of its rate under a 10-minute window).
+    Observation starts at the first `note` or `at`. The clock is the caller's
+    (`time.monotonic()` in the server, simulated time in bench/sim).
+    """
 
     window_s: float = DEFAULT_RESERVE_WINDOW_S
-    _rate: float = 0.0
+    _count: float = 0.0
     _at: float = 0.0
+    _since: float | None = None
 
     def note(self, now: float) -> None:
-        self._rate = self.at(now) + 1.0 / self.window_s
+        self._count = self._decayed(now) + 1.0
         self._at = now
 
     def at(self, now: float) -> float:
-        if self._rate == 0.0:
+        if self._since is None:
+            self._since = now
+        if self._count == 0.0:
             return 0.0
-        return self._rate * math.exp(-max(now - self._at, 0.0) / self.window_s)
+        observed_s = max(now - self._since, MIN_OBSERVED_S)
+        return self._decayed(now) / (self.window_s * -math.expm1(-observed_s / self.window_s))
+
+    def _decayed(self, now: float) -> float:
+        if self._since is None:
+            self._since = now
+        return self._count * math.exp(-max(now - self._at, 0.0) / self.window_s)
 
 
 @dataclass

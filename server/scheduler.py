@@ -133,10 +133,10 @@ class RequestFeatures:
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
-    """The scheduler's settings that are not per request (from `scheduler.*`)."""
+    """The scheduler's settings that are not per request (from `scheduler.*`). The reserve's
+    own setting, `reserve_blocking`, is applied where the reserve is sized
+    (`RuntimeStore.local_state`), so the gateway queue and `decide` see the same reserve."""
 
-    #: Erlang-B blocking target the reserve for non-spillable requests is sized to.
-    reserve_blocking: float = DEFAULT_RESERVE_BLOCKING
     #: KV-cache use from which an engine counts as full.
     kv_pressure: float = DEFAULT_KV_PRESSURE
     #: Bounded load for prefix affinity (<= 1 turns affinity off).
@@ -235,10 +235,16 @@ def reserve_slots(
 ) -> int:
     """Slots to keep free for non-spillable demand: the fewest `r` for which a private
     arrival finds all `r` held by private requests with a chance of at most `blocking`
-    (Erlang B with offered load `arrivals_per_s x hold_s`). 0 without such traffic; at most
-    every slot, when the private load alone needs the engine."""
+    (Erlang B with offered load `arrivals_per_s x hold_s`); at most every slot, when the
+    private load alone needs the engine.
+
+    0 when the offered load is at most `blocking` Erlangs: a reserved slot would then sit
+    idle more than `1 - blocking` of the time, and the measured rate, which decays after
+    each arrival but never reaches zero, would otherwise keep one slot from spillable
+    requests forever after a single private request.
+    """
     erlangs = arrivals_per_s * hold_s
-    if erlangs <= 0.0 or slots <= 0:
+    if erlangs <= blocking or slots <= 0:
         return 0
     b = 1.0
     for r in range(1, slots + 1):
@@ -275,20 +281,26 @@ def predict_ttft_ms(
     not spill; a KV cache at `kv_pressure` or fuller admits nobody), it also waits for
     (position in line / slots) slot lifetimes.
     """
-    outstanding = max(engine.in_flight, engine.running + engine.waiting) + engine.queued
     prefill_s = (engine.prefill_backlog_tokens + prompt_tokens) / effective_prefill_tokens_per_s(
         engine
     )
     step_s = 1.0 / max(engine.decode_tokens_per_s, 1e-6)
-    slots = max(engine.max_concurrency, 1)
-    usable = slots - min(max(reserve, 0), slots)
-    kv_full = engine.kv_cache_usage is not None and engine.kv_cache_usage >= kv_pressure
-    if kv_full:
-        outstanding = max(outstanding, slots)
-    if outstanding < usable:
+    ahead = 1 - open_slots(engine, reserve, kv_pressure)
+    if ahead <= 0:
         return 1000.0 * (prefill_s + step_s)
-    ahead = outstanding - usable + 1
+    slots = max(engine.max_concurrency, 1)
     return 1000.0 * (ahead * slot_lifetime_s(engine) / slots + prefill_s + step_s)
+
+
+def open_slots(engine: LocalState, reserve: int, kv_pressure: float = DEFAULT_KV_PRESSURE) -> int:
+    """Slots free to a request at `engine` now, with `reserve` of them not open to it; zero
+    or less (minus the requests ahead of it) when it would wait. A KV cache at
+    `kv_pressure` or fuller admits nobody."""
+    outstanding = max(engine.in_flight, engine.running + engine.waiting) + engine.queued
+    slots = max(engine.max_concurrency, 1)
+    if engine.kv_cache_usage is not None and engine.kv_cache_usage >= kv_pressure:
+        outstanding = max(outstanding, slots)
+    return slots - min(max(reserve, 0), slots) - outstanding
 
 
 def output_tokens(features: RequestFeatures, caps: Capabilities) -> int:
@@ -471,7 +483,17 @@ def decide(
         gpu_utilization=engine.gpu_utilization,
     )
     fallbacks = sorted(capable_cloud, key=lambda c: (_cloud_cost(features, c), c.ttft_ms))
-    if predicted * features.prediction_margin <= features.latency_budget_ms:
+    # While a reserve is kept, the requests that may not spill take every freed slot first,
+    # so a spillable request's wait for one cannot be foreseen, and a late spill misses the
+    # budget: it takes an open slot or goes elsewhere (the executor does not queue it).
+    reserve_full = (
+        may_spill
+        and engine.reserve > 0
+        and open_slots(engine, engine.reserve, tuning.kv_pressure) <= 0
+    )
+    explain["reserve_full"] = reserve_full
+    in_time_local = predicted * features.prediction_margin <= features.latency_budget_ms
+    if in_time_local and not reserve_full:
         # Cloud targets stay behind the engine, should it fail or its queue overrun.
         spare = tuple(c.name for c in fallbacks) if may_spill else ()
         return Decision(

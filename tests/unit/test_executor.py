@@ -20,6 +20,7 @@ from spillgate.protocol import (
     UpstreamRequest,
     Usage,
 )
+from spillgate.server.admission import PRIORITY_LOCAL_ONLY
 from spillgate.server.budgets import BudgetBook, OutputAsked
 from spillgate.server.config import from_dict
 from spillgate.server.executor import Executor
@@ -357,3 +358,17 @@ async def test_the_reserve_moves_a_spillable_request_on_but_not_a_private_one() 
     assert spilled.backend is provider and spilled.reason is Reason.OVERLOAD
     kept = await rig.run(("local",), Reason.KEPT_LOCAL_PRIVATE, Privacy.LOCAL_ONLY)
     assert kept.backend is engine
+
+
+async def test_under_a_reserve_a_spillable_request_does_not_wait_for_a_slot() -> None:
+    """Private requests take freed slots first while a reserve is kept: a spillable one
+    that finds no open slot moves on at once, not at the end of its budget."""
+    engine, provider = local(), cloud()
+    rig = Rig([engine, provider], max_queue_wait_s=30)
+    assert rig.queue.queue.try_acquire("someone-else", PRIORITY_LOCAL_ONLY)
+    rig.queue.queue.reserve = 1
+    started = time.perf_counter()
+    outcome = await rig.run(("local", "oai/small"), Reason.LOCAL, latency_budget_ms=10_000)
+    assert time.perf_counter() - started < 1, "not its 10 s budget"
+    assert outcome.backend is provider and outcome.reason is Reason.OVERLOAD
+    assert rig.queue.queue.waiting == 0

@@ -286,6 +286,13 @@ def test_the_reserve_is_none_without_private_traffic_and_grows_with_it() -> None
     assert reserve_slots(10.0, 10.0, 16) == 16  # the private load alone fills the engine
 
 
+def test_a_trickle_of_private_requests_reserves_nothing() -> None:
+    """The decayed rate never reaches zero after a private request: below `blocking`
+    Erlangs a reserved slot would sit idle, so none is kept."""
+    assert reserve_slots(0.004, 10.0, 1, blocking=0.05) == 0  # 0.04 Erlangs
+    assert reserve_slots(0.006, 10.0, 1, blocking=0.05) == 1  # 0.06 Erlangs
+
+
 def test_a_reserve_makes_a_spillable_request_wait_for_a_slot() -> None:
     engine = busy(ENGINE, 3)  # one of four slots free
     free = predict_ttft_ms(engine, 100)
@@ -318,6 +325,18 @@ def test_the_reserve_applies_to_spillable_requests_only() -> None:
     assert plain.reason is Reason.OVERLOAD and plain.explain["reserve_applied"] is True
     private = decide(features(privacy=Privacy.LOCAL_ONLY), [engine], [CHEAP])
     assert private.targets == ("gpu0",) and private.explain["reserve_applied"] is False
+
+
+def test_under_a_reserve_a_spillable_request_takes_an_open_slot_or_spills() -> None:
+    """With the open slots taken, a spillable request spills even where the predicted wait
+    would fit the budget: private requests take freed slots first, so that wait is not
+    foreseeable. Without a reserve, the same wait keeps it local."""
+    quick = dataclasses.replace(busy(ENGINE, 3), mean_request_s=0.01)  # slots free fast
+    waits = decide(features(), [dataclasses.replace(quick, reserve=1)], [CHEAP])
+    assert waits.reason is Reason.OVERLOAD and waits.explain["reserve_full"] is True
+    assert decide(features(), [quick], [CHEAP]).reason is Reason.LOCAL
+    room = decide(features(), [dataclasses.replace(busy(ENGINE, 2), reserve=1)], [CHEAP])
+    assert room.targets[0] == "gpu0" and room.explain["reserve_full"] is False
 
 
 REPLICAS = [dataclasses.replace(ENGINE, name=f"r{i}") for i in range(4)]

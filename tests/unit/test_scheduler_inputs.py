@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from spillgate.models.engine import LocalEngine
 from spillgate.models.gpu import GpuState
 from spillgate.protocol import Endpoint
@@ -12,7 +14,7 @@ from spillgate.server.cli_route import render
 from spillgate.server.config import from_dict
 from spillgate.server.features import PREFIX_BYTES, prompt_prefix
 from spillgate.server.monitor import busiest_utilization, engine_gpus
-from spillgate.server.runtime import RuntimeStore
+from spillgate.server.runtime import ArrivalRate, RuntimeStore
 
 
 def gpu(index: int, busy_pct: int) -> GpuState:
@@ -93,3 +95,21 @@ def test_route_explain_shows_the_reserve_the_prefill_rate_and_the_pick() -> None
     assert "picked     e by least predicted wait" in text
     private = render(_answer(engine="e", picked="affinity", reserve=2, reserve_applied=False))
     assert "not applied to this request" in private and "by prefix affinity" in private
+
+
+def test_the_arrival_rate_reads_a_steady_rate_from_the_first_minutes() -> None:
+    """One arrival every 4 s for 4 minutes under a 10-minute window reads about 0.25/s, not
+    the third of it a plain decayed count would give before a whole window has passed."""
+    rate = ArrivalRate(window_s=600.0)
+    assert rate.at(0.0) == 0.0
+    for i in range(60):
+        rate.note(4.0 * i)
+    assert rate.at(240.0) == pytest.approx(0.25, rel=0.05)
+    assert rate.at(240.0 + 1800.0) < 0.02  # then it decays when arrivals stop
+
+
+def test_a_first_arrival_is_not_read_as_a_burst() -> None:
+    rate = ArrivalRate(window_s=600.0)
+    rate.at(0.0)
+    rate.note(1.0)
+    assert rate.at(1.0) < 1 / 25  # read over at least MIN_OBSERVED_S, not one second
