@@ -24,6 +24,7 @@ from bench.sim.policies import (
 from bench.sim.profiles import PROFILES
 from bench.sim.report import (
     Row,
+    Verdict,
     check_target,
     class_table,
     kv_table,
@@ -37,7 +38,13 @@ from bench.sim.report import (
 from bench.sim.runner import local_capacity, replay
 from bench.sim.spillgate_policy import SpillgatePolicy
 from bench.sim.trace import DEFAULT_TRACE, Request, assign_classes, load_trace, scale_to_rate
+from spillgate.server.config_routing import SchedulerConfig
 from spillgate.server.scheduler import Tuning
+
+# The issue's shape: an engine of 4 slots (the h100 profile's speed).
+SMALL_PROFILE = "h100, 4 slots"
+SMALL_SLOTS = 4
+NO_RESERVE = "spillgate, no reserve"
 
 # The KV what-if: Spillgate with the KV signal off (no usage reaches 2) on these loads.
 KV_PROFILE = "h100"
@@ -103,6 +110,46 @@ def kv_rows(args: argparse.Namespace, requests: list[Request], capacity: float) 
     return rows
 
 
+def small_engine_rows(
+    args: argparse.Namespace, requests: list[Request]
+) -> tuple[float, list[Row], list[Verdict]]:
+    """Issue 16's own shape: the h100 profile cut to 4 slots (`--max-num-seqs 4`, so the
+    gateway's cap is 4), where a handful of plain requests can fill the engine. The split,
+    Spillgate, and Spillgate with the reserve off (`reserve_blocking: 1`)."""
+    base = PROFILES[KV_PROFILE]
+    profile = replace(
+        base,
+        name=SMALL_PROFILE,
+        max_num_seqs=SMALL_SLOTS,
+        vllm_args=(*base.vllm_args, "--max-num-seqs", str(SMALL_SLOTS)),
+    )
+    providers = default_providers()
+    yardstick = yardstick_usd(requests, providers)
+    capacity = local_capacity(requests, profile, args.ttft_budget)
+    rows = []
+    for load in args.loads:
+        scaled = scale_to_rate(requests, load * capacity)
+        no_reserve = SchedulerConfig(reserve_blocking=1.0)
+        for policy in (
+            DedicatedSplit(),
+            SpillgatePolicy(profile, args.ttft_budget),
+            SpillgatePolicy(profile, args.ttft_budget, scheduler=no_reserve, name=NO_RESERVE),
+        ):
+            outcomes = replay(scaled, policy, profile, providers, args.ttft_budget, args.seed)
+            rows.append(
+                summarise(
+                    outcomes,
+                    profile,
+                    load,
+                    load * capacity,
+                    policy.name,
+                    args.ttft_budget,
+                    yardstick,
+                )
+            )
+    return capacity, rows, check_target(rows)
+
+
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
@@ -149,6 +196,13 @@ def main() -> None:
     if kv:
         print(f"\n## KV signal, {KV_PROFILE}\n")
         print(kv_table(kv))
+    small = small_engine_rows(args, requests) if KV_PROFILE in capacities else None
+    if small is not None:
+        print(f"\n## {SMALL_PROFILE}: local capacity {small[0]:.4g} req/s\n")
+        print(class_table(small[1]))
+        print()
+        print(markdown_table(small[1]))
+        print("\n" + "\n".join(verdict_lines(small[2])))
     affinity = affinity_run([PROFILES[name] for name in args.profiles], seed=args.seed)
     print("\n## Prefix affinity\n")
     print(affinity_table(affinity))
@@ -158,7 +212,7 @@ def main() -> None:
             img = ROOT / "docs" / "img" / f"sim_{name}_classes.png"
             plot_classes(rows, name, img, args.ttft_budget)
         write_simulation_section(
-            ROOT / "docs" / "routing.md", args, rows, verdicts, capacities, kv, affinity
+            ROOT / "docs" / "routing.md", args, rows, verdicts, capacities, kv, affinity, small
         )
     print(f"\n{len(requests)} requests, {len(rows)} runs, {time.perf_counter() - started:.0f} s")
 

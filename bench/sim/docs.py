@@ -102,24 +102,53 @@ split serves them (in budget, p50 and p90 within a few milliseconds), no marked 
 a cloud, at 0.85x the yardstick's cost with 46% of all requests served locally. Spillgate
 keeps local only what it can prefill well within the budget (prompts up to ~800 tokens on
 this engine), which leaves the private requests an engine about as idle as the split's;
-its smarter order has nothing to reorder there, so it does not beat the split either.
+its smarter order has nothing to reorder there, so it does not beat the split either. On
+the h100 profile plain requests are 99.4-100% in budget at every load, no marked request
+leaves, and the cost is 0.00-0.57x the yardstick.
 
 **Where it misses, and why.** On the h100 profile the private classes get 100% in budget,
-as with the split, and no marked request leaves, but their TTFT is longer: p50 0.07-0.20 s
-against the split's 0.06 s, p90 0.22-0.40 s against 0.16-0.22 s, far beyond 5%. The split
-gives the engine to 15% of the traffic; Spillgate fills it with plain requests as long as
-they are predicted in budget (98-59% of all requests served locally from 0.5x to 3x, at
-0.00-0.56x the yardstick). A private request then shares each step's 8,192-token prefill
-budget with the prompts admitted just before it, and each step carries the decode of up to
-256 running sequences (6.4 ms + 0.08 ms each). The reserve guarantees the private request
-a slot, not an idle engine: a TTFT of a few hundred milliseconds inside a 2 s budget is the
-price of serving 60-98% of the traffic locally. Matching the split's p50 would mean keeping
-plain traffic off the engine, at the split's cost. Plain requests reach 99.5-100% up to
-2.5x and miss at 3x (98.8%): the misses are plain requests predicted in budget that then
-wait in the gateway queue for a slot and spill late (the prediction's median error grows to
-0.34 s at 3x), plus the cloud's own tail. With `--max-num-seqs 1024` in the engine's
-arguments (the KV table below) the plain class reaches 99.5% at 3x: the gateway's default
-cap of 256 concurrent requests, not the engine, is what binds on this profile.
+as with the split, but their TTFT is longer: p50 0.07-0.22 s against the split's 0.06 s,
+p90 0.22-0.40 s against 0.16-0.22 s, far beyond 5%. The split gives the engine to 15% of
+the traffic; Spillgate fills it with plain requests as long as they are predicted in
+budget (99.9% of all requests served locally at 0.5x, 56% at 3x). A private request then
+shares each step's 8,192-token prefill budget with the prompts admitted just before it,
+and each step carries the decode of up to 256 running sequences (6.4 ms + 0.08 ms each).
+The reserve guarantees the private request a slot, not an idle engine: a TTFT of 0.1-0.4 s
+inside a 2 s budget is the price of serving 56-100% of the traffic locally. Matching the
+split's p50 would mean keeping plain traffic off the engine, at the split's cost. What
+would narrow it is an engine that prefills the private request first: vLLM's
+`--scheduling-policy priority` with a per-request priority, which the gateway does not set
+yet and the engine model does not have. On a 4-slot engine (below), where the slots and
+not the batch are what a private request waits for, the reserve does bring the private
+classes to the split's p50 and to within 0.01-0.02 s of its p90.
+
+**Beating the split.** In no table does Spillgate beat the split for the private
+classes: at best it equals it (the cpu profile; on the 4-slot engine the in-budget share
+and p50). The private lane's smarter order (deadline-feasible first, shortest prompt
+first) only acts on private requests waiting in the gateway's queue, and with the reserve
+few do: what they wait for is vLLM's batch, which serves in arrival order.
+"""
+
+SMALL_TEXT = """\
+The black-box check that filed issue 16 ran an engine of 4 slots, where a few plain
+requests fill it. This is the h100 profile with `--max-num-seqs 4` (so the gateway's cap is
+4), on the same trace and loads relative to its own capacity: the split; Spillgate; and
+Spillgate with the reserve off (`scheduler.reserve_blocking: 1`), which is what the
+gateway did before the reserve: the private lane of its queue went first, but a plain
+request could take the last free slot."""
+
+SMALL_WHY = """\
+Without the reserve, the private classes lose to the split as the issue measured: their
+p90 TTFT is 1.3-5 times the split's (0.20 s against 0.15 s at 0.5x, 0.94 s against 0.19 s
+at 3x) and, from 1x, their in-budget share drops below it, because a private request that
+finds the 4 slots full waits for a plain one to finish. With the reserve, their in-budget
+share and p50 equal the split's at every load and their p90 is within 0.00-0.02 s of it
+(+0-11%, the misses above); plain requests stay at 99.1-99.8% in budget, because while the
+reserve is kept a plain request takes an open slot or spills at once (when plain requests
+could wait for a slot, they waited behind private ones and spilled late: 89.6% and 88.0% in
+budget at 1.5x and 3x in a first run). The price of the reserve is the cloud: it keeps
+slots free for requests that may come, so at 0.5x Spillgate serves 80% locally where it
+could serve all, at 0.24x the yardstick against none.
 """
 
 KV_TEXT = """\
@@ -133,8 +162,8 @@ default) against 2 (off: no usage reaches it). With the signal, a request arrivi
 the cache is 95% full is predicted to wait for a slot, and a plain one spills instead of
 queueing behind the full cache: at 2.5x-3x the private classes' p90 TTFT drops from
 0.43-0.54 s to 0.39-0.41 s. Plain requests and the local share barely move, and the
-prediction error is a little larger with the signal (it predicts a wait for every request
-while the cache is full, where some are admitted as soon as one sequence ends).
+prediction error moves by 0.01-0.02 s either way (the signal predicts a wait for every
+request while the cache is full, where some are admitted as soon as one sequence ends).
 """
 
 AFFINITY_TEXT = """\
@@ -172,18 +201,18 @@ a slow engine, where it helps most."""
 TUNING = """\
 The reserve's two knobs were tried on the first 6,000 requests of the trace, Spillgate
 alone against the split (seed 7). `scheduler.reserve_blocking` from 0.01 to 0.2 moved
-nothing beyond noise (plain within budget 96.9-97.4% at 3x with a 600 s window; private
-p50 0.18-0.20 s); turning the reserve off (`reserve_blocking: 1`) gave the plain class
-about the same share but the private classes a worse p50 (0.25-0.26 s against 0.17-0.18 s
-at 2x-3x). The window mattered: the rate of private arrivals is small and bursty, and a
-short time constant makes the reserve swing with each burst, holding plain requests that
-were predicted local in the gateway queue until they spill late. Plain within budget at
-2x / 3x: 96.0% / 92.0% with a 30 s window, 97.5% / 94.6% with 120 s, 98.6% / 96.0% with
-300 s, 99.0% / 97.4% with 600 s, 99.1% / 97.3% with 1,200 s; private in budget 100% and
-p50 0.17-0.18 s throughout. `scheduler.reserve_window_s` is therefore 600 s (was 120);
-`reserve_blocking` stays 0.05. On the cpu profile neither knob changed any figure: its
-reserve never binds (Spillgate keeps only prompts it can prefill well within budget, and
-the engine has slots to spare at the loads where that holds)."""
+nothing beyond noise. The window mattered in a first version, where the arrival rate was a
+plain decayed count and a plain request could wait in the gateway queue for a slot: a
+short window made the reserve swing with each burst of private arrivals and held plain
+requests in the queue until they spilled late (plain in budget at 3x on the h100 profile:
+92.0% with a 30 s window, 97.4% with 600 s). With the rate read over the time observed and
+plain requests no longer waiting under a reserve, it no longer does: from 60 s to 1,200 s,
+plain requests are 99.2-99.5% in budget at 2x-3x on the h100 profile (99.0-99.2% on the
+4-slot engine) and the private classes' p50 and p90 move by 0.02 s at most.
+`scheduler.reserve_window_s` stays 600 s, the smoothest of the windows that measured as
+well; `reserve_blocking` stays 0.05. On the cpu profile neither knob changed any figure:
+its reserve never binds (Spillgate keeps only prompts it can prefill well within budget,
+and the engine has slots to spare at the loads where that holds)."""
 
 
 def _profiles_table() -> str:
@@ -252,6 +281,7 @@ def render(
     capacities: dict[str, float],
     kv: Sequence[Row],
     affinity: Sequence[AffinityRow],
+    small: tuple[float, Sequence[Row], Sequence[Verdict]] | None = None,
 ) -> str:
     parts = [
         HEADING,
@@ -287,6 +317,22 @@ def render(
         "",
         WHY,
     ]
+    if small is not None:
+        capacity, small_rows, small_verdicts = small
+        parts += [
+            "",
+            f"### A 4-slot engine (issue 16's shape): local capacity {capacity:.4g} req/s",
+            "",
+            SMALL_TEXT,
+            "",
+            class_table(small_rows),
+            "",
+            markdown_table(small_rows),
+            "",
+            *[f"- {line}" for line in verdict_lines(small_verdicts)],
+            "",
+            SMALL_WHY,
+        ]
     if kv:
         parts += ["", "### KV pressure near saturation", "", KV_TEXT, "", kv_table(kv)]
     if affinity:
@@ -312,10 +358,11 @@ def write_simulation_section(
     capacities: dict[str, float],
     kv: Sequence[Row],
     affinity: Sequence[AffinityRow],
+    small: tuple[float, Sequence[Row], Sequence[Verdict]] | None = None,
 ) -> None:
     """Replace the Simulation section (from its heading to the end of the file) or append
     it."""
-    section = render(args, rows, verdicts, capacities, kv, affinity)
+    section = render(args, rows, verdicts, capacities, kv, affinity, small)
     text = path.read_text() if path.exists() else "# Routing\n"
     start = text.find(HEADING + "\n")
     head = text.rstrip("\n") + "\n\n" if start == -1 else text[:start]

@@ -97,7 +97,11 @@ class _Replay:
                     if self._submit(outcome, t):
                         return
                     self.gateway.active -= 1
-                elif not self.gateway.full:
+                elif not self.gateway.full and not (
+                    # As the executor: while a reserve is kept, a request that may still
+                    # spill does not wait for a slot (the private lane goes first).
+                    priority == PRIORITY_SPILLABLE and i + 1 < len(targets) and self.gateway.reserve
+                ):
                     # It waits for a slot: as long as the budget allows if it may still move
                     # on, as long as the queue's limit allows if not.
                     more = i + 1 < len(targets)
