@@ -61,7 +61,7 @@ def prompt_prefix(payload: dict[str, Any], endpoint: Endpoint, limit: int = PREF
         value = payload.get("prompt" if endpoint is Endpoint.COMPLETIONS else "input")
         if isinstance(value, list):
             value = value[0] if value else ""
-        return str(value).encode()[:limit]
+        return str(value)[:limit].encode()[:limit]  # a character is at least a byte
     parts: list[bytes] = []
     size = 0
     for message in payload.get("messages") or []:
@@ -70,7 +70,7 @@ def prompt_prefix(payload: dict[str, Any], endpoint: Endpoint, limit: int = PREF
         if not isinstance(message, dict):
             continue
         for text in _message_texts(message):
-            part = text.encode()
+            part = text[: max(limit - size, 0)].encode()
             parts.append(part)
             size += len(part)
     return b"".join(parts)[:limit]
