@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from bench.sim.affinity import affinity_table
@@ -87,27 +89,47 @@ def policies(args: argparse.Namespace, profile: EngineProfile) -> list[Policy]:
     ]
 
 
-def kv_rows(args: argparse.Namespace, requests: list[Request], capacity: float) -> list[Row]:
-    """Spillgate with the KV signal at the server's default and off, on the h100 profile
-    with `--max-num-seqs 1024` in its arguments: under Spillgate's default cap of 256
-    sequences the engine's KV cache never nears full, with 1024 it does."""
-    profile = PROFILES[KV_PROFILE]
-    profile = replace(profile, vllm_args=(*profile.vllm_args, "--max-num-seqs", "1024"))
+def replay_rows(
+    args: argparse.Namespace,
+    requests: list[Request],
+    profile: EngineProfile,
+    capacity: float,
+    loads: Sequence[float],
+    make_policies: Callable[[], list[Policy]],
+) -> list[Row]:
+    """One summarised row per load and policy: the trace scaled to `load x capacity`, each
+    of a fresh set of `make_policies()` replayed over it."""
     providers = default_providers()
     yardstick = yardstick_usd(requests, providers)
     rows = []
-    for load in KV_LOADS:
+    for load in loads:
         scaled = scale_to_rate(requests, load * capacity)
-        for policy in (
-            SpillgatePolicy(profile, args.ttft_budget, name=KV_ON),
-            SpillgatePolicy(profile, args.ttft_budget, tuning=Tuning(kv_pressure=2.0), name=KV_OFF),
-        ):
+        for policy in make_policies():
             outcomes = replay(scaled, policy, profile, providers, args.ttft_budget, args.seed)
             rate = load * capacity
             rows.append(
                 summarise(outcomes, profile, load, rate, policy.name, args.ttft_budget, yardstick)
             )
     return rows
+
+
+def kv_rows(args: argparse.Namespace, requests: list[Request], capacity: float) -> list[Row]:
+    """Spillgate with the KV signal at the server's default and off, on the h100 profile
+    with `--max-num-seqs 1024` in its arguments: under Spillgate's default cap of 256
+    sequences the engine's KV cache never nears full, with 1024 it does."""
+    profile = PROFILES[KV_PROFILE]
+    profile = replace(profile, vllm_args=(*profile.vllm_args, "--max-num-seqs", "1024"))
+    return replay_rows(
+        args,
+        requests,
+        profile,
+        capacity,
+        KV_LOADS,
+        lambda: [
+            SpillgatePolicy(profile, args.ttft_budget, name=KV_ON),
+            SpillgatePolicy(profile, args.ttft_budget, tuning=Tuning(kv_pressure=2.0), name=KV_OFF),
+        ],
+    )
 
 
 def small_engine_rows(
@@ -123,30 +145,20 @@ def small_engine_rows(
         max_num_seqs=SMALL_SLOTS,
         vllm_args=(*base.vllm_args, "--max-num-seqs", str(SMALL_SLOTS)),
     )
-    providers = default_providers()
-    yardstick = yardstick_usd(requests, providers)
     capacity = local_capacity(requests, profile, args.ttft_budget)
-    rows = []
-    for load in args.loads:
-        scaled = scale_to_rate(requests, load * capacity)
-        no_reserve = SchedulerConfig(reserve_blocking=1.0)
-        for policy in (
+    no_reserve = SchedulerConfig(reserve_blocking=1.0)
+    rows = replay_rows(
+        args,
+        requests,
+        profile,
+        capacity,
+        args.loads,
+        lambda: [
             DedicatedSplit(),
             SpillgatePolicy(profile, args.ttft_budget),
             SpillgatePolicy(profile, args.ttft_budget, scheduler=no_reserve, name=NO_RESERVE),
-        ):
-            outcomes = replay(scaled, policy, profile, providers, args.ttft_budget, args.seed)
-            rows.append(
-                summarise(
-                    outcomes,
-                    profile,
-                    load,
-                    load * capacity,
-                    policy.name,
-                    args.ttft_budget,
-                    yardstick,
-                )
-            )
+        ],
+    )
     return capacity, rows, check_target(rows)
 
 
@@ -156,8 +168,6 @@ def main() -> None:
     requests = assign_classes(
         load_trace(args.trace, args.requests), args.marked_share, args.personal_share, args.seed
     )
-    providers = default_providers()
-    yardstick = yardstick_usd(requests, providers)
     rows: list[Row] = []
     capacities: dict[str, float] = {}
     for name in args.profiles:
@@ -165,21 +175,9 @@ def main() -> None:
         capacity = local_capacity(requests, profile, args.ttft_budget)
         capacities[name] = capacity
         print(f"{name}: {profile.source}; local capacity {capacity:.4g} req/s")
-        for load in args.loads:
-            scaled = scale_to_rate(requests, load * capacity)
-            for policy in policies(args, profile):
-                outcomes = replay(scaled, policy, profile, providers, args.ttft_budget, args.seed)
-                rows.append(
-                    summarise(
-                        outcomes,
-                        profile,
-                        load,
-                        load * capacity,
-                        policy.name,
-                        args.ttft_budget,
-                        yardstick,
-                    )
-                )
+        rows += replay_rows(
+            args, requests, profile, capacity, args.loads, partial(policies, args, profile)
+        )
     for name in args.profiles:
         print(f"\n## {name}\n")
         print(class_table([r for r in rows if r.profile == name]))
