@@ -6,7 +6,8 @@ it cannot.
 
 Two lanes. Requests that may not spill (marked on-prem, carrying findings, or with their
 key's cloud budget spent) may take any slot; a spillable request leaves the last `reserve`
-slots to them (`reserve` is sized from their measured load by `RuntimeStore.local_state`).
+slots to them (sized from their measured load, for the request's key, by
+`RuntimeStore.reserve`).
 A freed slot goes first to a waiting request that may not spill: among those, the ones
 that can still make their deadline at the engine's prefill rate go shortest prompt first
 (the most of them make it), then those that cannot, oldest first. Spillable requests take
@@ -43,6 +44,9 @@ class QueueTimeout(Exception):
 PRIORITY_LOCAL_ONLY = 0
 PRIORITY_SPILLABLE = 1
 
+#: The queue's key for a request without an API key (auth off).
+ANONYMOUS_KEY = "anonymous"
+
 _arrivals = itertools.count()
 
 
@@ -57,6 +61,8 @@ class _Waiter:
     prompt_tokens: int = 0
     deadline: float | None = None
     prefill_tokens_per_s: float | None = None
+    #: For a spillable waiter: the slots it leaves free (the reserve when it was queued).
+    reserve: int = 0
     order: int = field(default_factory=lambda: next(_arrivals))
 
     def feasible(self, now: float) -> bool:
@@ -75,7 +81,6 @@ class AdmissionQueue:
         self.private_slots_per_key = max(1, int(capacity * private_share_per_key))
         self.active = 0
         self.waiting = 0
-        self._reserve = 0
         #: Slots held, by key.
         self._held: Counter[str] = Counter()
         #: Waiting requests that may not spill, in arrival order.
@@ -86,31 +91,20 @@ class AdmissionQueue:
         self.timed_out_total = 0
         self.wait_s_total = 0.0
 
-    @property
-    def reserve(self) -> int:
-        """Slots a spillable request may not take: kept for requests that may not spill
-        (set from the measured private load by `RuntimeStore.local_state`)."""
-        return self._reserve
+    def held(self, key: str) -> int:
+        """Slots `key` holds now."""
+        return self._held[key]
 
-    @reserve.setter
-    def reserve(self, slots: int) -> None:
-        lowered = slots < self._reserve
-        self._reserve = slots
-        if lowered:  # spillable waiters held back by the old reserve may go now
-            while self._spillable and self.active < self.capacity - slots:
-                waiter = self._pop_spillable()
-                if self._grant(waiter):
-                    self.active += 1
-                    self._held[waiter.key] += 1
-
-    def try_acquire(self, key: str, priority: int = PRIORITY_SPILLABLE) -> bool:
+    def try_acquire(self, key: str, priority: int = PRIORITY_SPILLABLE, reserve: int = 0) -> bool:
         """Take a slot at once if one is free to this request and nobody waits for it
-        (the hot path: no task). A request that may not spill may take a reserved slot;
-        when one is free, none of its lane waits (a freed slot goes to them first)."""
+        (the hot path: no task). A spillable request leaves the last `reserve` slots free
+        (`RuntimeStore.reserve`: kept for requests that may not spill); one that may not
+        spill may take any, and when one is free none of its lane waits (a freed slot goes
+        to them first)."""
         if priority == PRIORITY_LOCAL_ONLY:
             free = self.active < self.capacity
         else:
-            free = self.active < self.capacity - self._reserve and self.waiting == 0
+            free = self.active < self.capacity - reserve and self.waiting == 0
         if free:
             self.active += 1
             self.admitted_total += 1
@@ -126,20 +120,24 @@ class AdmissionQueue:
         prompt_tokens: int = 0,
         deadline: float | None = None,
         prefill_tokens_per_s: float | None = None,
+        reserve: int = 0,
     ) -> float:
         """Wait for a slot for at most `timeout_s`; returns the seconds waited.
 
         The slot is `key`'s until `release(key)`. `prompt_tokens`, `deadline` (when its
         first token is due, by `time.monotonic()`) and `prefill_tokens_per_s` order the
-        lane of requests that may not spill.
+        lane of requests that may not spill; a spillable waiter is handed a slot only
+        outside its `reserve`.
         """
-        if self.try_acquire(key, priority):
+        if self.try_acquire(key, priority, reserve):
             return 0.0
         if self.waiting >= self.max_waiting:
             raise QueueFull(retry_after_s=max(1.0, timeout_s))
         started = time.monotonic()
         future = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(future, key, priority, prompt_tokens, deadline, prefill_tokens_per_s)
+        waiter = _Waiter(
+            future, key, priority, prompt_tokens, deadline, prefill_tokens_per_s, reserve
+        )
         if priority == PRIORITY_LOCAL_ONLY:
             self._private.append(waiter)
         else:
@@ -203,8 +201,10 @@ class AdmissionQueue:
                 self.waiting -= 1
                 return waiter
         # `active` still counts the slot being freed.
-        if self._spillable and self.active - 1 < self.capacity - self._reserve:
-            return self._pop_spillable()
+        if self._spillable:
+            head = next(iter(self._spillable.values()))[0]
+            if self.active - 1 < self.capacity - head.reserve:
+                return self._pop_spillable()
         if private:
             self.waiting -= 1
             return private.pop(0)

@@ -29,6 +29,7 @@ from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
 from spillgate.server.access import credential
 from spillgate.server.accounting import RequestState
 from spillgate.server.admin import admin_router
+from spillgate.server.admission import ANONYMOUS_KEY
 from spillgate.server.budgets import CloudSpend
 from spillgate.server.console import console
 from spillgate.server.executor import Executor, Outcome
@@ -165,7 +166,7 @@ class Handler:
                 private=features.privacy is Privacy.LOCAL_ONLY,
             )
             self.metrics.overhead.observe(time.perf_counter() - started)
-            key = st.key.id if st.key is not None else "anonymous"
+            key = st.key.id if st.key is not None else ANONYMOUS_KEY
             call = self.tracing.child(st.span, "spillgate.upstream", {})
             try:
                 try:

@@ -188,8 +188,9 @@ class Executor:
         queue = runtime.queue
         spillable = features.privacy is not Privacy.LOCAL_ONLY and features.cloud_budget_ok
         priority = PRIORITY_SPILLABLE if spillable else PRIORITY_LOCAL_ONLY
-        if not queue.try_acquire(key, priority):
-            if spillable and next_target is not None and queue.reserve:
+        reserve = self.runtime.reserve(cast(LocalEngine, engine), key) if spillable else 0
+        if not queue.try_acquire(key, priority, reserve):
+            if spillable and next_target is not None and reserve:
                 # The private lane takes freed slots first while a reserve is kept: this
                 # request's wait cannot be foreseen, and a late spill misses its budget.
                 raise QueueTimeout
@@ -210,6 +211,7 @@ class Executor:
                 deadline=time.monotonic() + budget_s - elapsed_s,
                 prefill_tokens_per_s=runtime.prefill_tokens_per_s
                 or runtime.settings.prefill_tokens_per_s,
+                reserve=reserve,
             )
         prompt_tokens = features.prompt_tokens
         runtime.admitted(prompt_tokens)

@@ -22,6 +22,7 @@ from spillgate.models.engine import LocalEngine
 from spillgate.protocol import Backend, Endpoint
 from spillgate.server.access import Access, credential
 from spillgate.server.accounting import RequestState
+from spillgate.server.admission import ANONYMOUS_KEY
 from spillgate.server.budgets import BudgetBook, OutputAsked
 from spillgate.server.features import prompt_token_bounds, text_bytes
 from spillgate.server.keys import ApiKey, forbid_model
@@ -138,14 +139,19 @@ class Planner:
                 OutputAsked.of(payload, endpoint),
                 self.default_max_tokens,
             )
-        local, cloud = self.runtime.views(candidates, self.cloud_caps)
+        queue_key = key.id if key is not None else ANONYMOUS_KEY
+        local, cloud = self.runtime.views(candidates, self.cloud_caps, queue_key)
         decision = decide(features, local, cloud, self.runtime.config.scheduler.tuning)
         if st is not None:
-            self._note_private(features, decision, candidates)
+            self._note_private(features, decision, candidates, queue_key)
         return Plan(key, parsed, candidates, features, decision, local, cloud, span)
 
     def _note_private(
-        self, features: RequestFeatures, decision: Decision, candidates: list[Backend]
+        self,
+        features: RequestFeatures,
+        decision: Decision,
+        candidates: list[Backend],
+        queue_key: str,
     ) -> None:
         """A request that may not spill, headed for a local engine, counts toward that
         engine's measured private arrivals (which size its reserve)."""
@@ -156,7 +162,7 @@ class Planner:
             (c for c in candidates if isinstance(c, LocalEngine) and c.name == first), None
         )
         if engine is not None:
-            self.runtime.engine(engine).note_private_arrival(time.monotonic())
+            self.runtime.engine(engine).note_private_arrival(time.monotonic(), queue_key)
 
     async def count_tokens(self, headers: Headers, request: Request) -> int:
         """Anthropic's `/v1/messages/count_tokens`: the prompt's tokens, counted by a local

@@ -17,7 +17,7 @@ from spillgate.fallback.adapter import CloudTarget
 from spillgate.models.engine import LocalEngine
 from spillgate.models.load import EngineLimits, EngineLoad, max_num_seqs_from_args
 from spillgate.protocol import Backend
-from spillgate.server.admission import AdmissionQueue
+from spillgate.server.admission import ANONYMOUS_KEY, AdmissionQueue
 from spillgate.server.config import Config, EngineConfig
 from spillgate.server.config_routing import EngineRoutingConfig
 from spillgate.server.scheduler import (
@@ -29,7 +29,6 @@ from spillgate.server.scheduler import (
     CloudState,
     LocalState,
     reserve_slots,
-    slot_lifetime_s,
 )
 
 _EWMA_ALPHA = 0.2
@@ -42,6 +41,10 @@ def _ewma(old: float | None, new: float) -> float:
 #: Observation time below which the arrival rate is read as if this long had passed: bounds
 #: the noise of the first estimates (one arrival in the first second is not 1 req/s).
 MIN_OBSERVED_S = 30.0
+#: A decayed count below this reads as no traffic: the count decays after each arrival but
+#: never reaches zero, and one private request long ago must not keep a reserve forever
+#: (one arrival fades below it after `window x ln 2`, about 7 minutes at the default).
+FADED_COUNT = 0.5
 
 
 @dataclass
@@ -68,10 +71,14 @@ class ArrivalRate:
     def at(self, now: float) -> float:
         if self._since is None:
             self._since = now
-        if self._count == 0.0:
+        if self._decayed(now) < FADED_COUNT:
             return 0.0
         observed_s = max(now - self._since, MIN_OBSERVED_S)
         return self._decayed(now) / (self.window_s * -math.expm1(-observed_s / self.window_s))
+
+    def faded(self, now: float) -> bool:
+        """Nothing arrived for about a window: the rate reads zero and can be forgotten."""
+        return self._decayed(now) < FADED_COUNT
 
     def _decayed(self, now: float) -> float:
         if self._since is None:
@@ -104,8 +111,10 @@ class EngineRuntime:
     kv_cache_usage: float | None = None
     #: Busiest utilisation (0..1) of the GPUs this engine runs on (None: no GPU known).
     gpu_utilization: float | None = None
-    #: Arrivals of requests that may not spill, measured for the reserve.
-    private_arrivals: ArrivalRate = field(default_factory=ArrivalRate)
+    #: Arrivals of requests that may not spill, by API key, measured for the reserve.
+    private_arrivals: dict[str, ArrivalRate] = field(default_factory=dict)
+    #: The time constant of those rates (`scheduler.reserve_window_s`).
+    reserve_window_s: float = DEFAULT_RESERVE_WINDOW_S
 
     def apply_load(self, load: EngineLoad, limits: EngineLimits | None = None) -> None:
         """Take in one /metrics scrape (and the limits read from /v1/models, if any): vLLM's
@@ -143,10 +152,51 @@ class EngineRuntime:
         """A non-spillable request held a slot for `total_s` (besides `observe`)."""
         self.private_request_s = _ewma(self.private_request_s, total_s)
 
-    def note_private_arrival(self, now: float) -> None:
-        """A request that may not spill was routed to this engine (its arrival rate sizes
-        the reserve)."""
-        self.private_arrivals.note(now)
+    def note_private_arrival(self, now: float, key: str = ANONYMOUS_KEY) -> None:
+        """A request of `key` that may not spill was routed to this engine (the arrival
+        rates size the reserve)."""
+        rate = self.private_arrivals.get(key)
+        if rate is None:
+            rate = self.private_arrivals[key] = ArrivalRate(self.reserve_window_s)
+        rate.note(now)
+
+    def private_hold_s(self) -> float:
+        """How long a private request holds a slot: measured for those requests, else for
+        any request, else the mean answer at the decode speed (`slot_lifetime_s`)."""
+        if self.private_request_s:
+            return self.private_request_s
+        if self.mean_request_s:
+            return self.mean_request_s
+        decode = self.decode_tokens_per_s or self.settings.decode_tokens_per_s
+        return (self.mean_output_tokens or DEFAULT_MEAN_OUTPUT_TOKENS) / max(decode, 1e-6)
+
+    def private_rate(self, now: float) -> float:
+        """Arrivals per second of requests that may not spill, every key's."""
+        return sum(rate.at(now) for rate in self.private_arrivals.values())
+
+    def reserve_for(self, key: str, now: float, hold_s: float, blocking: float) -> int:
+        """The slots a spillable request of `key` must leave free.
+
+        Each key's private load reserves `reserve_slots` of its own. Against the key's own
+        spillable requests that counts in full (a tenant may send its own plain traffic to
+        the cloud); another key's counts only up to that key's share of the slots
+        (`scheduler.private_share_per_key`) less what it holds, the bound the private lane
+        gives it: one tenant's on-prem marks cannot push other tenants' requests to the
+        cloud at their cost. Summing per key over-reserves a little against pooling the
+        load (Erlang B favours a pool), on the side of the private requests.
+        """
+        if blocking >= 1.0:
+            return 0
+        queue, total = self.queue, 0
+        for owner, rate in list(self.private_arrivals.items()):
+            if rate.faded(now):
+                del self.private_arrivals[owner]
+                continue
+            slots = reserve_slots(rate.at(now), hold_s, queue.capacity, blocking)
+            if owner != key:
+                slots = min(slots, max(0, queue.private_slots_per_key - queue.held(owner)))
+            total += slots
+        return min(total, queue.capacity)
 
     def admitted(self, prompt_tokens: int) -> None:
         """A request was handed to the engine: its prompt joins the prefill backlog."""
@@ -197,8 +247,7 @@ class RuntimeStore:
             queue = AdmissionQueue(
                 capacity, scheduler.max_queue_len, scheduler.private_share_per_key
             )
-            runtime = EngineRuntime(settings, queue)
-            runtime.private_arrivals.window_s = scheduler.reserve_window_s
+            runtime = EngineRuntime(settings, queue, reserve_window_s=scheduler.reserve_window_s)
             self.engines[engine.name] = runtime
         return runtime
 
@@ -208,11 +257,14 @@ class RuntimeStore:
             runtime = self.clouds[name] = CloudRuntime()
         return runtime
 
-    def local_state(self, engine: LocalEngine, now: float | None = None) -> LocalState:
-        """The engine as `decide()` sees it; `now` is the clock the arrival rates read
-        (`time.monotonic()` unless given). Sets the gateway queue's reserve to match."""
+    def local_state(
+        self, engine: LocalEngine, now: float | None = None, key: str = ANONYMOUS_KEY
+    ) -> LocalState:
+        """The engine as `decide()` sees it for a request of `key`; `now` is the clock the
+        arrival rates read (`time.monotonic()` unless given)."""
         rt = self.engine(engine)
         caps = rt.settings.capabilities
+        now = time.monotonic() if now is None else now
         state = LocalState(
             name=engine.name,
             ready=engine.ready,
@@ -233,18 +285,21 @@ class RuntimeStore:
             prefill_backlog_tokens=rt.prefill_backlog_tokens,
             kv_cache_usage=rt.kv_cache_usage,
             gpu_utilization=rt.gpu_utilization,
-            private_arrivals_per_s=rt.private_arrivals.at(time.monotonic() if now is None else now),
+            private_arrivals_per_s=rt.private_rate(now) if rt.private_arrivals else 0.0,
             private_hold_s=rt.private_request_s,
         )
-        hold_s = state.private_hold_s or slot_lifetime_s(state)
+        if not rt.private_arrivals:
+            return state  # the common case: no private traffic, no reserve
+        return dataclasses.replace(state, reserve=self.reserve(engine, key, now))
+
+    def reserve(self, engine: LocalEngine, key: str, now: float | None = None) -> int:
+        """The slots a spillable request of `key` must leave free at `engine` now."""
+        rt = self.engine(engine)
+        if not rt.private_arrivals:
+            return 0
+        now = time.monotonic() if now is None else now
         blocking = self.config.scheduler.reserve_blocking
-        reserve = 0
-        if blocking < 1.0:
-            reserve = reserve_slots(
-                state.private_arrivals_per_s, hold_s, state.max_concurrency, blocking
-            )
-        rt.queue.reserve = reserve
-        return dataclasses.replace(state, reserve=reserve)
+        return rt.reserve_for(key, now, rt.private_hold_s(), blocking)
 
     def cloud_state(self, target: CloudTarget, capabilities: Capabilities) -> CloudState:
         rt = self.cloud(target.name)
@@ -259,13 +314,17 @@ class RuntimeStore:
         )
 
     def views(
-        self, candidates: list[Backend], cloud_caps: dict[str, Capabilities]
+        self,
+        candidates: list[Backend],
+        cloud_caps: dict[str, Capabilities],
+        key: str = ANONYMOUS_KEY,
     ) -> tuple[list[LocalState], list[CloudState]]:
+        """The snapshot `decide()` reads for a request of `key` (the reserve is per key)."""
         local: list[LocalState] = []
         cloud: list[CloudState] = []
         for backend in candidates:
             if isinstance(backend, LocalEngine):
-                local.append(self.local_state(backend))
+                local.append(self.local_state(backend, key=key))
             elif isinstance(backend, CloudTarget):
                 caps = cloud_caps.get(backend.name, Capabilities(images=True))
                 cloud.append(self.cloud_state(backend, caps))

@@ -235,16 +235,11 @@ def reserve_slots(
 ) -> int:
     """Slots to keep free for non-spillable demand: the fewest `r` for which a private
     arrival finds all `r` held by private requests with a chance of at most `blocking`
-    (Erlang B with offered load `arrivals_per_s x hold_s`); at most every slot, when the
-    private load alone needs the engine.
-
-    0 when the offered load is at most `blocking` Erlangs: a reserved slot would then sit
-    idle more than `1 - blocking` of the time, and the measured rate, which decays after
-    each arrival but never reaches zero, would otherwise keep one slot from spillable
-    requests forever after a single private request.
+    (Erlang B with offered load `arrivals_per_s x hold_s`); 0 without such traffic, at
+    most every slot, when the private load alone needs the engine.
     """
     erlangs = arrivals_per_s * hold_s
-    if erlangs <= blocking or slots <= 0:
+    if erlangs <= 0.0 or slots <= 0:
         return 0
     b = 1.0
     for r in range(1, slots + 1):

@@ -45,6 +45,7 @@ from spillgate.models.load import (
     MetricSample,
     derive_load,
 )
+from spillgate.server.admission import ANONYMOUS_KEY
 from spillgate.server.config import Config, EngineConfig
 from spillgate.server.config_routing import CapabilitiesConfig, EngineRoutingConfig, SchedulerConfig
 from spillgate.server.runtime import EngineRuntime, RuntimeStore
@@ -151,6 +152,10 @@ class SpillgatePolicy:
         """The server's record of the engine, as this policy has filled it."""
         return self._runtime
 
+    def reserve(self, now: float) -> int:
+        """The reserve the server would apply to a spillable request now (one tenant)."""
+        return self._runtime_store.reserve(self._engine, ANONYMOUS_KEY, now)
+
     def route(self, request: Request, world: World) -> Routing:
         self._scrape(world)
         self._learn(world)
@@ -161,7 +166,7 @@ class SpillgatePolicy:
         self._engine.in_flight = engine.running + len(engine.waiting)
         local = [self._runtime_store.local_state(self._engine, now=world.now)]
         if gateway is not None:
-            gateway.reserve = queue.reserve
+            gateway.reserve = local[0].reserve
             gateway.prefill_tokens_per_s = local[0].prefill_tokens_per_s
         clouds = [
             self._runtime_store.cloud_state(

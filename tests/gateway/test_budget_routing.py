@@ -28,7 +28,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
             {"name": "oai", "kind": "openai", "base_url": fake.base_url, "api_key": PROVIDER_KEY}
         ],
         "routes": {"smart": ["small", "oai/gpt-4o-mini"]},
-        "scheduler": {"latency_budget_ms": 1000, "max_queue_wait_s": 10},
+        # The on-prem key's requests would size a reserve on this one-slot engine and send
+        # the other keys' plain requests to the cloud (tests/gateway/test_reserve.py).
+        "scheduler": {"latency_budget_ms": 1000, "max_queue_wait_s": 10, "reserve_blocking": 1},
         "auth": {"enabled": True},
         "admin": {"token": ADMIN},
     }

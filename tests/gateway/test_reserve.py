@@ -39,7 +39,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
         "engines": list(engines.values()),
         "providers": [{"name": "oai", "kind": "openai", "base_url": fake.base_url, "api_key": KEY}],
         "routes": {name: [f"{name}-model", CLOUD] for name in engines},
-        "scheduler": {"latency_budget_ms": 1000, "max_queue_wait_s": 10},
+        # One marked request holding a slot 2-5 s measures 0.07-0.17 Erlangs: a 15% blocking
+        # target keeps one slot for it.
+        "scheduler": {"latency_budget_ms": 1000, "max_queue_wait_s": 10, "reserve_blocking": 0.15},
         "admin": {"token": ADMIN},
     }
     try:

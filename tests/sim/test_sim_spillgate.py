@@ -53,9 +53,9 @@ def test_private_arrivals_size_a_reserve_and_the_executor_reports_reach_the_runt
     policy = SpillgatePolicy(VLLM_CPU_SMOLLM2, 2.0)
     replay(requests, policy, VLLM_CPU_SMOLLM2, default_providers(), 2.0, seed=1)
     runtime = policy.runtime
-    assert runtime.private_arrivals.at(requests[-1].arrival_s) > 0
+    assert runtime.private_rate(requests[-1].arrival_s) > 0
     assert runtime.private_request_s is not None and runtime.private_request_s > 0
-    assert runtime.queue.reserve >= 1
+    assert policy.reserve(requests[-1].arrival_s) >= 1
     # Every prompt handed over but the few still in prefill at the last arrival came back.
     assert 0 <= runtime.prefill_backlog_tokens <= 16 * 200
 
@@ -64,5 +64,5 @@ def test_without_private_traffic_there_is_no_reserve() -> None:
     requests = [Request(i, 0.5 * i, 200, 50) for i in range(100)]
     policy = SpillgatePolicy(VLLM_CPU_SMOLLM2, 2.0)
     replay(requests, policy, VLLM_CPU_SMOLLM2, default_providers(), 2.0, seed=1)
-    assert policy.runtime.queue.reserve == 0
-    assert policy.runtime.private_arrivals.at(requests[-1].arrival_s) == 0
+    assert policy.reserve(requests[-1].arrival_s) == 0
+    assert policy.runtime.private_rate(requests[-1].arrival_s) == 0

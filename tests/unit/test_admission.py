@@ -171,18 +171,16 @@ def test_the_share_is_at_least_one_slot() -> None:
 
 def test_the_reserve_keeps_the_last_slots_from_spillable_requests_only() -> None:
     q = AdmissionQueue(capacity=3, max_waiting=10, private_share_per_key=1.0)
-    q.reserve = 1
-    assert q.try_acquire("a", PRIORITY_SPILLABLE) and q.try_acquire("a", PRIORITY_SPILLABLE)
-    assert not q.try_acquire("b", PRIORITY_SPILLABLE)  # the last slot is reserved
+    assert q.try_acquire("a", PRIORITY_SPILLABLE, 1) and q.try_acquire("a", PRIORITY_SPILLABLE, 1)
+    assert not q.try_acquire("b", PRIORITY_SPILLABLE, 1)  # the last slot is reserved
     assert q.try_acquire("c", PRIORITY_LOCAL_ONLY)  # a private request takes it
     assert q.active == 3
 
 
 async def test_a_freed_slot_goes_to_a_private_waiter_or_stays_free_under_the_reserve() -> None:
     q = AdmissionQueue(capacity=2, max_waiting=10, private_share_per_key=1.0)
-    q.reserve = 1
-    assert q.try_acquire("a", PRIORITY_SPILLABLE) and q.try_acquire("p", PRIORITY_LOCAL_ONLY)
-    plain = asyncio.create_task(q.acquire("b", PRIORITY_SPILLABLE, 10))
+    assert q.try_acquire("a", PRIORITY_SPILLABLE, 1) and q.try_acquire("p", PRIORITY_LOCAL_ONLY)
+    plain = asyncio.create_task(q.acquire("b", PRIORITY_SPILLABLE, 10, reserve=1))
     await asyncio.sleep(0)
     q.release("a")  # one slot held by "p": a spillable waiter would take the reserved one
     await asyncio.sleep(0)
@@ -192,8 +190,8 @@ async def test_a_freed_slot_goes_to_a_private_waiter_or_stays_free_under_the_res
     q.release("p")  # "q" holds one of two slots: the spillable waiter still may not go
     await asyncio.sleep(0)
     assert not plain.done() and q.active == 1
-    q.reserve = 0  # no more private load: the waiter goes at once
-    assert await plain >= 0.0 and q.active == 2 and q.waiting == 0
+    q.release("q")  # the engine is idle: a spillable waiter may take a slot outside its reserve
+    assert await plain >= 0.0 and q.active == 1 and q.waiting == 0
 
 
 async def test_private_waiters_that_can_make_their_deadline_go_shortest_first() -> None:

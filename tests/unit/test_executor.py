@@ -103,6 +103,13 @@ class Rig:
     def queue(self) -> Any:
         return self.runtime.engine(self.backends[0])  # type: ignore[arg-type]
 
+    def private_traffic(self) -> None:
+        """Private requests arrived at the engine once a second for the last minute: its
+        reserve is its only slot."""
+        now = time.monotonic()
+        for t in range(60):
+            self.queue.note_private_arrival(now - 60 + t)
+
     async def run(
         self,
         targets: tuple[str, ...],
@@ -353,7 +360,7 @@ async def test_a_whole_answer_or_a_failure_leaves_no_backlog() -> None:
 async def test_the_reserve_moves_a_spillable_request_on_but_not_a_private_one() -> None:
     engine, provider = local(), cloud()
     rig = Rig([engine, provider], max_queue_wait_s=0.1)
-    rig.queue.queue.reserve = 1  # the engine's one slot is kept for private requests
+    rig.private_traffic()  # the engine's one slot is kept for private requests
     spilled = await rig.run(("local", "oai/small"), latency_budget_ms=300)
     assert spilled.backend is provider and spilled.reason is Reason.OVERLOAD
     kept = await rig.run(("local",), Reason.KEPT_LOCAL_PRIVATE, Privacy.LOCAL_ONLY)
@@ -366,7 +373,7 @@ async def test_under_a_reserve_a_spillable_request_does_not_wait_for_a_slot() ->
     engine, provider = local(), cloud()
     rig = Rig([engine, provider], max_queue_wait_s=30)
     assert rig.queue.queue.try_acquire("someone-else", PRIORITY_LOCAL_ONLY)
-    rig.queue.queue.reserve = 1
+    rig.private_traffic()
     started = time.perf_counter()
     outcome = await rig.run(("local", "oai/small"), Reason.LOCAL, latency_budget_ms=10_000)
     assert time.perf_counter() - started < 1, "not its 10 s budget"

@@ -286,11 +286,9 @@ def test_the_reserve_is_none_without_private_traffic_and_grows_with_it() -> None
     assert reserve_slots(10.0, 10.0, 16) == 16  # the private load alone fills the engine
 
 
-def test_a_trickle_of_private_requests_reserves_nothing() -> None:
-    """The decayed rate never reaches zero after a private request: below `blocking`
-    Erlangs a reserved slot would sit idle, so none is kept."""
-    assert reserve_slots(0.004, 10.0, 1, blocking=0.05) == 0  # 0.04 Erlangs
-    assert reserve_slots(0.006, 10.0, 1, blocking=0.05) == 1  # 0.06 Erlangs
+def test_a_light_private_load_reserves_one_slot() -> None:
+    assert reserve_slots(0.004, 10.0, 4, blocking=0.05) == 1  # 0.04 Erlangs: B(1) = 0.038
+    assert reserve_slots(0.006, 10.0, 4, blocking=0.05) == 2  # 0.06 Erlangs: B(1) = 0.057
 
 
 def test_a_reserve_makes_a_spillable_request_wait_for_a_slot() -> None:

@@ -10,6 +10,7 @@ import pytest
 from spillgate.models.engine import LocalEngine
 from spillgate.models.gpu import GpuState
 from spillgate.protocol import Endpoint
+from spillgate.server.admission import ANONYMOUS_KEY, PRIORITY_LOCAL_ONLY
 from spillgate.server.cli_route import render
 from spillgate.server.config import from_dict
 from spillgate.server.features import PREFIX_BYTES, prompt_prefix
@@ -61,7 +62,7 @@ def test_measured_private_arrivals_reserve_slots_in_the_snapshot_and_the_queue()
         runtime.note_private_arrival(float(t))
     runtime.observe_private(10.0)
     state = store.local_state(engine, now=60.0)
-    assert state.reserve >= 1 and runtime.queue.reserve == state.reserve
+    assert state.reserve >= 1 and store.reserve(engine, ANONYMOUS_KEY, now=60.0) == state.reserve
     assert state.private_arrivals_per_s > 0 and state.private_hold_s == 10.0
 
 
@@ -106,6 +107,14 @@ def test_the_arrival_rate_reads_a_steady_rate_from_the_first_minutes() -> None:
         rate.note(4.0 * i)
     assert rate.at(240.0) == pytest.approx(0.25, rel=0.05)
     assert rate.at(240.0 + 1800.0) < 0.02  # then it decays when arrivals stop
+    assert rate.at(240.0 + 3 * 3600.0) == 0.0  # and reads none once it has faded
+
+
+def test_one_private_request_long_ago_reserves_nothing() -> None:
+    rate = ArrivalRate(window_s=600.0)
+    rate.note(0.0)
+    assert rate.at(60.0) > 0
+    assert rate.at(600.0) == 0.0 and rate.faded(600.0)  # e^-1 of one arrival: under 0.5
 
 
 def test_a_first_arrival_is_not_read_as_a_burst() -> None:
@@ -113,3 +122,20 @@ def test_a_first_arrival_is_not_read_as_a_burst() -> None:
     rate.at(0.0)
     rate.note(1.0)
     assert rate.at(1.0) < 1 / 25  # read over at least MIN_OBSERVED_S, not one second
+
+
+def test_one_keys_private_load_reserves_against_other_keys_only_up_to_its_share() -> None:
+    """A tenant's on-prem marks keep slots from its own plain requests in full, and from
+    other tenants' only up to the share the private lane gives it, less what it holds."""
+    store, engine = _store()  # 16 slots, a key's share 0.25: 4 slots
+    runtime = store.engine(engine)
+    for t in range(60):
+        runtime.note_private_arrival(float(t), "marks-everything")
+    runtime.observe_private(10.0)  # ten Erlangs: more than its share
+    own = store.reserve(engine, "marks-everything", now=60.0)
+    other = store.reserve(engine, "someone-else", now=60.0)
+    assert own > 4 and other == 4
+    for _ in range(3):
+        assert runtime.queue.try_acquire("marks-everything", PRIORITY_LOCAL_ONLY)
+    assert store.reserve(engine, "someone-else", now=60.0) == 1  # it holds 3 of its 4
+    assert store.reserve(engine, "marks-everything", now=60.0) == own
