@@ -115,6 +115,9 @@ class EngineRuntime:
     private_arrivals: dict[str, ArrivalRate] = field(default_factory=dict)
     #: The time constant of those rates (`scheduler.reserve_window_s`).
     reserve_window_s: float = DEFAULT_RESERVE_WINDOW_S
+    #: When the gateway began to watch this engine's traffic (the first snapshot): a key's
+    #: rate counts the time it sent nothing since then too.
+    watched_since: float | None = None
 
     def apply_load(self, load: EngineLoad, limits: EngineLimits | None = None) -> None:
         """Take in one /metrics scrape (and the limits read from /v1/models, if any): vLLM's
@@ -157,7 +160,8 @@ class EngineRuntime:
         rates size the reserve)."""
         rate = self.private_arrivals.get(key)
         if rate is None:
-            rate = self.private_arrivals[key] = ArrivalRate(self.reserve_window_s)
+            since = now if self.watched_since is None else self.watched_since
+            rate = self.private_arrivals[key] = ArrivalRate(self.reserve_window_s, _since=since)
         rate.note(now)
 
     def private_hold_s(self) -> float:
@@ -265,6 +269,8 @@ class RuntimeStore:
         rt = self.engine(engine)
         caps = rt.settings.capabilities
         now = time.monotonic() if now is None else now
+        if rt.watched_since is None:
+            rt.watched_since = now
         state = LocalState(
             name=engine.name,
             ready=engine.ready,

@@ -135,7 +135,7 @@ class RequestFeatures:
 class Tuning:
     """The scheduler's settings that are not per request (from `scheduler.*`). The reserve's
     own setting, `reserve_blocking`, is applied where the reserve is sized
-    (`RuntimeStore.local_state`), so the gateway queue and `decide` see the same reserve."""
+    (`RuntimeStore.reserve`), so the gateway queue and `decide` see the same reserve."""
 
     #: KV-cache use from which an engine counts as full.
     kv_pressure: float = DEFAULT_KV_PRESSURE
@@ -184,8 +184,9 @@ class LocalState:
     #: engine per second (measured) and how long one holds a slot (None: as any request).
     private_arrivals_per_s: float = 0.0
     private_hold_s: float | None = None
-    #: Slots kept for non-spillable requests: `reserve_slots()` of the two above, applied
-    #: by the gateway queue too (a spillable request does not take the last `reserve`).
+    #: Slots a spillable request of this request's key must leave free for non-spillable
+    #: ones (`RuntimeStore.reserve`: `reserve_slots()` per key); the gateway queue applies
+    #: the same figure.
     reserve: int = 0
 
 

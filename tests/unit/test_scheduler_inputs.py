@@ -139,3 +139,13 @@ def test_one_keys_private_load_reserves_against_other_keys_only_up_to_its_share(
         assert runtime.queue.try_acquire("marks-everything", PRIORITY_LOCAL_ONLY)
     assert store.reserve(engine, "someone-else", now=60.0) == 1  # it holds 3 of its 4
     assert store.reserve(engine, "marks-everything", now=60.0) == own
+
+
+def test_a_new_keys_first_private_request_is_read_over_the_time_watched() -> None:
+    """A key's first private request an hour after the engine was first seen is one
+    request in an hour, not a burst of one in the last half-minute."""
+    store, engine = _store()
+    store.local_state(engine, now=0.0)
+    runtime = store.engine(engine)
+    runtime.note_private_arrival(3600.0, "new-tenant")
+    assert runtime.private_rate(3600.0) < 2 / 600  # about 1 / window, not 1 / 30 s
