@@ -108,7 +108,7 @@ leaves, and the cost is 0.00-0.57x the yardstick.
 
 **Where it misses, and why.** On the h100 profile the private classes get 100% in budget,
 as with the split, but their TTFT is longer: p50 0.07-0.22 s against the split's 0.06 s,
-p90 0.22-0.39 s against 0.16-0.22 s, far beyond 5%. The split gives the engine to 15% of
+p90 0.22-0.40 s against 0.16-0.22 s, far beyond 5%. The split gives the engine to 15% of
 the traffic; Spillgate fills it with plain requests as long as they are predicted in
 budget (99.9% of all requests served locally at 0.5x, 56% at 3x). A private request then
 shares each step's 8,192-token prefill budget with the prompts admitted just before it,
