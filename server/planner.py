@@ -94,6 +94,8 @@ class Planner:
         self.features = features
         self.monitor = monitor
         self.runtime = runtime
+        #: The scheduler's settings `decide` reads, made once (the config does not change).
+        self.tuning = runtime.config.scheduler.tuning
         self.cloud_caps = cloud_caps
         self.budgets = budgets
         self.tracing = tracing
@@ -141,7 +143,7 @@ class Planner:
             )
         queue_key = key.id if key is not None else ANONYMOUS_KEY
         local, cloud = self.runtime.views(candidates, self.cloud_caps, queue_key)
-        decision = decide(features, local, cloud, self.runtime.config.scheduler.tuning)
+        decision = decide(features, local, cloud, self.tuning)
         if st is not None:
             self._note_private(features, decision, candidates, queue_key)
         return Plan(key, parsed, candidates, features, decision, local, cloud, span)
@@ -197,4 +199,4 @@ class Planner:
     def decide(self, features: RequestFeatures, candidates: list[Backend]) -> Decision:
         """Decide on the targets as they are now (after a wait, or an egress refusal)."""
         local, cloud = self.runtime.views(candidates, self.cloud_caps)
-        return decide(features, local, cloud, self.runtime.config.scheduler.tuning)
+        return decide(features, local, cloud, self.tuning)
