@@ -147,16 +147,17 @@ class Accounting:
                 )
             )  # fmt: skip
         m = self.metrics
-        m.requests.labels(st.endpoint.value, route, st.reason, str(status)).inc()
+        child = m.child
+        child(m.requests, st.endpoint.value, route, st.reason, status).inc()
         if reply is not None:
-            m.served.labels(kind).inc()
-            m.duration.labels(route).observe(elapsed)
+            child(m.served, kind).inc()
+            child(m.duration, route).observe(elapsed)
             if record.ttft_ms is not None:
-                m.ttft.labels(route).observe(record.ttft_ms / 1000)
-            m.tokens.labels(route, "prompt").inc(record.prompt_tokens)
-            m.tokens.labels(route, "completion").inc(record.completion_tokens)
+                child(m.ttft, route).observe(record.ttft_ms / 1000)
+            child(m.tokens, route, "prompt").inc(record.prompt_tokens)
+            child(m.tokens, route, "completion").inc(record.completion_tokens)
             if record.cost_usd:
-                m.cost.labels(route).inc(record.cost_usd)
+                child(m.cost, route).inc(record.cost_usd)
         if st.key is not None:
             self.limiter.add_tokens(st.key, record.prompt_tokens + record.completion_tokens)
         self.tracing.end(
@@ -220,7 +221,7 @@ class Accounting:
     def _anomaly(
         self, st: RequestState, route: str, problem: str, what: str, fields: list[str] | None = None
     ) -> None:
-        self.metrics.usage_anomalies.labels(route, problem).inc()
+        self.metrics.child(self.metrics.usage_anomalies, route, problem).inc()
         log.warning(
             f"{what}; counted the tokens the answer carried instead",
             extra={"request_id": st.request_id, "route": route, "fields": fields},

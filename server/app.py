@@ -195,7 +195,7 @@ class Handler:
             )
         except GatewayError as err:
             if st.reason != "none":  # decided, then refused (queue full, every target failed)
-                self.metrics.decisions.labels(st.reason).inc()
+                self.metrics.child(self.metrics.decisions, st.reason).inc()
             if st.reason == "none" and err.code:
                 st.reason = err.code  # refused before a decision: the ledger says why
             accounting.finish(st, "none", "none", err.status, None, False)
@@ -209,7 +209,7 @@ class Handler:
         st.price = backend.price if isinstance(backend, CloudTarget) else None
         reason = outcome.reason
         st.reason = reason.value
-        self.metrics.decisions.labels(reason.value).inc()
+        self.metrics.child(self.metrics.decisions, reason.value).inc()
         headers = {
             "x-request-id": request_id,
             "x-spillgate-route": backend.name,

@@ -287,7 +287,7 @@ class Executor:
         )
 
     def _note_failure(self, upstream: UpstreamRequest, backend: Backend, err: UpstreamError):
-        self.metrics.upstream_errors.labels(backend.name, str(err.status)).inc()
+        self.metrics.child(self.metrics.upstream_errors, backend.name, err.status).inc()
         log.warning(
             "target failed before answering",
             extra={

@@ -6,10 +6,11 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from spillgate.scrub import scrub
 
@@ -18,10 +19,13 @@ access_log = logging.getLogger("spillgate.access")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 
+M = TypeVar("M", bound=MetricWrapperBase)
+
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[MetricWrapperBase, tuple[object, ...]], Any] = {}
         r = self.registry
         self.requests = Counter(
             "spillgate_requests",
@@ -181,6 +185,17 @@ class Metrics:
             ["where"],
             registry=r,
         )
+
+    def child(self, metric: M, *values: object) -> M:
+        """`metric.labels(*values)`, resolved once per label values: prometheus_client
+        checks and converts the values and takes a lock at every call, ~2% of a streamed
+        request's CPU. For label values from a bounded set (endpoints, routes, reasons,
+        statuses) of a metric whose children are never removed."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
 
 def _asyncio_tasks() -> float:
