@@ -151,6 +151,9 @@ class UpstreamReply:
     `cost_usd` is what a priced (cloud) call cost, known at the same time as `usage`.
     `close` releases what a stream holds upstream (connection, queue slot); `aclose()` runs
     it at most once. The server's `StreamRelay` is its one caller, whatever ends the stream.
+    `on_first_chunk`, where set, is called by the relay once, when the stream's first chunk
+    arrives (a local engine's prefill is done): a hook, not a wrapper, so the chunks after
+    it pass through no extra frame.
     """
 
     status: int
@@ -161,6 +164,7 @@ class UpstreamReply:
     cost_usd: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
     close: Callable[[], Awaitable[None]] | None = None
+    on_first_chunk: Callable[[], None] | None = None
 
     async def aclose(self) -> None:
         if self.close is not None:

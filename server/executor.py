@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -249,7 +249,7 @@ class Executor:
         if reply.chunks is None:
             await release()  # a whole answer: the engine has let its connection go
         else:
-            reply.chunks = _UntilFirstChunk(reply.chunks, prefilled)
+            reply.on_first_chunk = prefilled
             reply.close = release  # the slot goes back with the connection
         return Outcome(engine, reply, Reason.LOCAL)
 
@@ -304,37 +304,6 @@ class _Outbound:
     request: UpstreamRequest
     #: The placeholders' originals, to put back in the answer (redact-then-spill).
     vault: Vault | None
-
-
-class _UntilFirstChunk:
-    """A stream that calls `on_first` when its first chunk arrives (the engine's prefill
-    for it is done). Past that chunk, each step is the stream's own: no wrapper frame."""
-
-    __slots__ = ("_chunks", "_next", "_on_first")
-
-    def __init__(self, chunks: AsyncIterator[bytes], on_first: Callable[[], None]) -> None:
-        self._chunks = chunks
-        self._on_first = on_first
-        self._next: Callable[[], Awaitable[bytes]] = self._first
-
-    def __aiter__(self) -> _UntilFirstChunk:
-        return self
-
-    def __anext__(self) -> Awaitable[bytes]:
-        return self._next()
-
-    async def _first(self) -> bytes:
-        self._next = self._chunks.__anext__
-        try:
-            return await self._chunks.__anext__()
-        finally:
-            self._on_first()
-
-    async def aclose(self) -> None:
-        """Close the stream beneath, as the relay expects of a wrapper."""
-        aclose = getattr(self._chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 def _restore(reply: UpstreamReply, vault: Vault) -> None:

@@ -56,11 +56,14 @@ class StreamRelay:
 
         watcher = asyncio.create_task(watch_disconnect())
         completed = False
-        chunks, on_chunk = self.reply.chunks, self.on_chunk
+        chunks, on_chunk, on_first = self.reply.chunks, self.on_chunk, self.reply.on_first_chunk
         assert chunks is not None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             async for chunk in chunks:
+                if on_first is not None:
+                    on_first()
+                    on_first = None
                 on_chunk(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

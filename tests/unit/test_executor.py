@@ -26,6 +26,7 @@ from spillgate.server.config import from_dict
 from spillgate.server.executor import Executor
 from spillgate.server.keys import ApiKey
 from spillgate.server.observe import Metrics
+from spillgate.server.relay import StreamRelay
 from spillgate.server.runtime import RuntimeStore
 from spillgate.server.scheduler import Decision, Privacy, Reason, RequestFeatures
 
@@ -325,11 +326,21 @@ async def test_a_streams_prompt_is_prefill_backlog_until_its_first_chunk() -> No
     outcome = await rig.run(("local",), stream=True, prompt_tokens=300)
     runtime = rig.queue
     assert runtime.prefill_backlog_tokens == 300, "handed to the engine, no token yet"
-    received = [chunk async for chunk in outcome.reply.chunks]
-    assert received == [b"data: 1\n\n", b"data: 2\n\n"]
-    assert runtime.prefill_backlog_tokens == 0
-    await outcome.reply.aclose()
+    backlog_at_send: list[tuple[bytes, int]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message.get("body"):
+            backlog_at_send.append((message["body"], runtime.prefill_backlog_tokens))
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the client stays
+        return {}
+
+    relay = StreamRelay(outcome.reply, [], lambda chunk: None, lambda completed: None)
+    await relay({"type": "http"}, receive, send)
+    assert backlog_at_send == [(b"data: 1\n\n", 0), (b"data: 2\n\n", 0)]
     assert runtime.prefill_backlog_tokens == 0, "counted down once, not again at close"
+    assert runtime.queue.active == 0, "the relay gave the slot back"
     assert runtime.private_request_s is None, "a spillable request is not the reserve's"
 
 
