@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,17 @@ log = logging.getLogger("spillgate.ledger")
 _MODEL_CHARS = 256  # a record stays one small line whatever a client sends as `model`
 _CAPTURE_BYTES = 64 * 1024
 _PROMPT_FIELDS = ("messages", "prompt", "input")
+
+# Seeded from os.urandom, here and again in a forked child; an instance of our own, so that
+# nothing calling random.seed() can make ids repeat across restarts or replicas.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
+def new_id() -> str:
+    """24 random hex characters (96 bits), unique across requests, restarts and replicas:
+    the ledger upserts by a record's id. Without the getrandom(2) call of os.urandom per id."""
+    return _ids.getrandbits(96).to_bytes(12, "big").hex()
 
 
 @dataclass(slots=True)
@@ -104,9 +116,7 @@ class Accounting:
         self.decisions = decisions
 
     def start(self, request_id: str, endpoint: Endpoint) -> RequestState:
-        state = RequestState(
-            request_id, endpoint, time.time(), time.perf_counter(), os.urandom(12).hex()
-        )
+        state = RequestState(request_id, endpoint, time.time(), time.perf_counter(), new_id())
         state.span = self.tracing.request_span(
             f"POST /v1/{endpoint.value}", {"spillgate.request_id": request_id}
         )

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,7 +26,7 @@ from spillgate.models.engine import LocalEngine
 from spillgate.models.gpu import GpuState
 from spillgate.protocol import Backend, Endpoint, UpstreamReply, UpstreamRequest
 from spillgate.server.access import credential
-from spillgate.server.accounting import RequestState
+from spillgate.server.accounting import RequestState, new_id
 from spillgate.server.admin import admin_router
 from spillgate.server.admission import ANONYMOUS_KEY
 from spillgate.server.budgets import CloudSpend
@@ -87,7 +86,7 @@ def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given and len(given) <= 128 and given.isprintable():
         return given
-    return os.urandom(12).hex()
+    return new_id()
 
 
 class Handler:
