@@ -99,7 +99,7 @@ def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
     payload = json_object(body)
     if endpoint in DIALECTS:
         return _parse_dialect(body, payload, endpoint)
-    if nested_too_deep(body, payload):
+    if nested_too_deep(payload):
         raise bad_request(
             f"the request body nests objects and arrays more than {MAX_NESTING} levels deep",
             code="nesting_too_deep",
@@ -139,7 +139,7 @@ def parse(body: bytes, endpoint: Endpoint) -> ParsedRequest:
 def _parse_dialect(body: bytes, payload: dict[str, Any], endpoint: Endpoint) -> ParsedRequest:
     """A Responses or Messages request: its dialect reads it as chat, and in doing so
     checks it (400s name the fields in the API's own terms)."""
-    if nested_too_deep(body, payload):
+    if nested_too_deep(payload):
         raise bad_request(
             f"the request body nests objects and arrays more than {MAX_NESTING} levels deep",
             code="nesting_too_deep",

@@ -49,6 +49,14 @@ class Around:
     after: int
     digits: bool = False
 
+    @property
+    def gate(self) -> str:
+        """Found in every text that has a window of this scope (gate.py): the start of a
+        `DIGIT_RUN`, or one of the anchors."""
+        if self.digits:
+            return DIGIT_GATE
+        return "|".join(re.escape(anchor) for anchor in self.anchors)
+
 
 #: Digit runs: a value may start 24 characters before its run (`+44 (0) `, `GB82 WEST `)
 #: and end 16 after it (`MTLC AST0 01S`).
@@ -61,6 +69,8 @@ NUMBERS = Around((), before=24, after=16, digits=True)
 #: one window, whose longest piece is the whole run or longer than any `min_run`.
 DIGIT_RUN = re.compile(r"[0-9][0-9 ./-]{4,254}[0-9]")
 DIGIT_RUN_REACH = 256
+#: The first six characters of every `DIGIT_RUN` match.
+DIGIT_GATE = r"[0-9][0-9 ./-]{5}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,9 @@ class Detector:
     #: Finds the values itself, in short calls, where one search would be long; `pattern`
     #: still defines them (the version digest and the tests read it).
     find: Find | None = None
+    #: A short RE2 pattern found in every text where `pattern` finds a value (gate.py);
+    #: None: the scope's gate, or for a whole-text detector, none (it always reads).
+    gate: str | None = None
 
 
 def _whole(valid: Callable[[str], bool]) -> Check:
@@ -165,7 +178,7 @@ KEY_RUN = 4096
 def _secret(kind: str, prefix: str, rest: str, reach: int, before: str = "A-Za-z0-9_-") -> Detector:
     """A secret that opens with a fixed `prefix` not preceded by a character of `before`."""
     pattern = re.compile(f"{prefix}(?<![{before}]{prefix}){rest}")
-    return Detector(kind, pattern, _always, reach=reach)
+    return Detector(kind, pattern, _always, reach=reach, gate=prefix)
 
 
 # After a number: no digit, and no decimal or date separator followed by one.
@@ -177,7 +190,7 @@ _LABEL = r"(?=[^\W_])[\w-]{1,63}+(?<=[^\W_])"
 
 BUILTIN: tuple[Detector, ...] = (
     # Secrets first: where matches overlap, the earlier detector wins.
-    Detector("private_key", pem.PATTERN, _always, find=pem.blocks),
+    Detector("private_key", pem.PATTERN, _always, find=pem.blocks, gate="-----BEGIN"),
     Detector(
         "jwt",
         re.compile(
@@ -186,6 +199,7 @@ BUILTIN: tuple[Detector, ...] = (
         ),
         _whole(_jwt_ok),
         reach=3 + 8192 + 4 + 8192 + 1 + 8192,
+        gate="eyJ",
     ),
     _secret("anthropic_key", "sk-ant-", f"[A-Za-z0-9_-]{{20,{KEY_RUN}}}+", 7 + KEY_RUN),
     Detector(
@@ -193,12 +207,14 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(rf"sk-(?<![A-Za-z0-9_-]sk-)(?!ant-)[A-Za-z0-9_-]{{20,{KEY_RUN}}}+"),
         _whole(_mixed_key_ok),
         reach=3 + KEY_RUN,
+        gate="sk-",
     ),
     Detector(
         "aws_access_key",
         re.compile(r"A(?<![A-Z0-9]A)(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Z0-9])"),
         _always,
         reach=21,
+        gate="A(?:KIA|SIA|BIA|CCA)",
     ),
     Detector(
         "aws_secret_key",
@@ -230,6 +246,7 @@ BUILTIN: tuple[Detector, ...] = (
         re.compile(rf"hf_(?<![A-Za-z0-9_]hf_)[A-Za-z0-9]{{34,{KEY_RUN}}}+(?![A-Za-z0-9_])"),
         _whole(_mixed_case),
         reach=3 + KEY_RUN + 1,
+        gate="hf_",
     ),
     Detector(
         "iban",
@@ -306,6 +323,7 @@ BUILTIN: tuple[Detector, ...] = (
         ),
         _whole(checksums.it_fiscal_code_ok),
         reach=16 + 1,
+        gate="[A-Z]{6}[0-9LMNP-V]{2}[ABCDEHLMPRST]",
     ),
     Detector(
         "email",

@@ -117,7 +117,8 @@ def _encoded_in(text: str) -> list[str]:
         found.append(unquote(text))
     if "&" in text and _ENTITY.search(text):
         found.append(html.unescape(text))
-    if "\\u" in text or '\\"' in text:
+    # One character first: `in` finds one with memchr, two only at a byte a step.
+    if "\\" in text and ("\\u" in text or '\\"' in text):
         found.append(_json_unescaped(text))
     return [decoded for decoded in found if decoded != text]
 

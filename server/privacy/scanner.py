@@ -27,6 +27,7 @@ from spillgate.server.privacy.detectors import (
     Detector,
 )
 from spillgate.server.privacy.findings import Findings
+from spillgate.server.privacy.gate import Gate
 from spillgate.server.privacy.normalise import fold
 from spillgate.server.privacy.vault import Vault
 
@@ -59,6 +60,10 @@ class Scanner:
         extra: ExtraDetector | None = None,
     ) -> None:
         self._detectors = tuple(detectors)
+        # Which detectors may find anything in a text, in one pass for all (gate.py).
+        self._gate = Gate(
+            [d.gate or (d.scope.gate if d.scope is not None else None) for d in self._detectors]
+        )
         # One pattern for the whole allow-list: a finding it matches in full is dropped.
         self._allow = re.compile("|".join(f"(?:{p})" for p in allow)) if allow else None
         self._extra = extra
@@ -150,7 +155,10 @@ class Scanner:
         windows: dict[Around, list[tuple[int, int, int]]] = {}
         # A text no longer than a slice has no window longer than one.
         sliced = len(text) > _SLICE
+        passes = self._gate.passes(text)
         for rank, det in enumerate(self._detectors):
+            if not passes[rank]:
+                continue  # its gate is absent: it cannot find anything here
             if det.scope is None:
                 regions = whole
             else:
