@@ -128,10 +128,12 @@ class Spool:
                     data = f.read(_READ_BYTES)
             except FileNotFoundError:
                 data = b""
-            complete = data[: data.rfind(b"\n") + 1].splitlines()
+            whole = data.rfind(b"\n") + 1
+            complete = data[:whole].split(b"\n")
+            complete.pop()  # the empty piece after the last newline
             take = complete[: max_records - len(lines)]
             lines += take
-            offset += sum(len(line) + 1 for line in take)
+            offset += whole if len(take) == len(complete) else sum(len(x) + 1 for x in take)
             if len(take) < len(complete) or (take and len(data) == _READ_BYTES):
                 continue  # more to read in this segment
             if not closed:

@@ -24,7 +24,7 @@ from spillgate.server.keys import ApiKey
 from spillgate.server.ledger import audit_store
 from spillgate.server.ledger.egress import EgressRecord, EgressReport, EgressVerification
 from spillgate.server.ledger.migrations import SchemaTooNew, migrate
-from spillgate.server.ledger.record import COLUMNS, UsageRecord
+from spillgate.server.ledger.record import COLUMNS
 from spillgate.server.urls import redact_url
 
 T = TypeVar("T")
@@ -179,13 +179,17 @@ class Store:
 
     # -- usage ------------------------------------------------------------------------------
 
-    def write_batch(self, usage: Sequence[UsageRecord], egress: Sequence[EgressRecord]) -> None:
-        """Commit a batch read from the spool, usage and egress records, in one transaction."""
+    def write_batch(
+        self, usage: Sequence[tuple[Any, ...]], egress: Sequence[EgressRecord], records: int
+    ) -> None:
+        """Commit a batch read from the spool, usage rows (in COLUMNS order) and egress
+        records, in one transaction. `records`: the spool lines they were read from, which
+        may be more than the rows (a stream's opening line is dropped for its final one)."""
         with self._audit_tx() as cur:
             if usage:
-                cur.executemany(_UPSERT, [r.row() for r in usage])
+                cur.executemany(_UPSERT, usage)
             audit_store.insert(cur, self.dialect, egress)
-        self.rows_written += len(usage) + len(egress)
+        self.rows_written += records
 
     def usage(self, query: UsageQuery) -> list[UsageRow]:
         group = {
@@ -243,7 +247,7 @@ class Store:
 
     def insert_egress(self, records: Sequence[EgressRecord]) -> None:
         """Append to the audit chain; a record_id already stored is skipped (a replay)."""
-        self.write_batch((), records)
+        self.write_batch((), records, len(records))
 
     def egress_report(self, since: float | None, until: float | None) -> EgressReport:
         with self._tx() as cur:
