@@ -48,10 +48,14 @@ def texts(value: Any) -> tuple[list[str], list[str]]:
         if isinstance(item, str):
             if item:
                 found.append(item)
-                inner = _json_in(item)
-                if inner is not None:
-                    stack.append((inner, decoded, depth))
-                if depth < MAX_DECODINGS:
+                # Most strings (keys, roles, prose) open with neither JSON nor whitespace
+                # and hold no escape character: a few one-character lookups say so.
+                first = item[0]
+                if first in _JSON_OPENERS or first.isspace():
+                    inner = _json_in(item)
+                    if inner is not None:
+                        stack.append((inner, decoded, depth))
+                if depth < MAX_DECODINGS and ("%" in item or "&" in item or "\\" in item):
                     stack.extend((text, decoded, depth + 1) for text in _encoded_in(item))
         elif isinstance(item, dict):
             for key, inner in item.items():
@@ -133,6 +137,9 @@ def _json_unescaped(text: str) -> str:
     unescaped = _JSON_ESCAPE.sub(unescape, text)
     # `\ud83d\ude00` is one character written as a surrogate pair.
     return unescaped.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+_JSON_OPENERS = frozenset('{["')
 
 
 def _json_in(text: str) -> Any:
