@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from spillgate.fallback.prices import Price, cost_usd
-from spillgate.protocol import Endpoint, UpstreamReply, Usage
+from spillgate.protocol import MAX_REPORTED_TOKENS, Endpoint, UpstreamReply, Usage
 from spillgate.server.budgets import BudgetBook, CloudSpend
 from spillgate.server.decisions import DecisionRecord, DecisionRing
 from spillgate.server.keys import ApiKey
@@ -89,6 +89,20 @@ class RequestState:
             captured += chunk
 
 
+def _counts(usage: Usage) -> bool:
+    """Whether `usage` holds token counts as `Usage.reported` leaves them, as every
+    backend's parser does: then there is nothing to check again, at every request."""
+    prompt, completion, cached = usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+    return (
+        not usage.invalid
+        and type(prompt) is int
+        and type(completion) is int
+        and type(cached) is int
+        and 0 <= cached <= prompt <= MAX_REPORTED_TOKENS
+        and 0 <= completion <= MAX_REPORTED_TOKENS
+    )
+
+
 def _cost_usd(reply: UpstreamReply) -> float:
     """The cloud cost of an answer, as its backend priced it (0 for local engines)."""
     cost = reply.cost_usd
@@ -117,9 +131,10 @@ class Accounting:
 
     def start(self, request_id: str, endpoint: Endpoint) -> RequestState:
         state = RequestState(request_id, endpoint, time.time(), time.perf_counter(), new_id())
-        state.span = self.tracing.request_span(
-            f"POST /v1/{endpoint.value}", {"spillgate.request_id": request_id}
-        )
+        if self.tracing.enabled:
+            state.span = self.tracing.request_span(
+                f"POST /v1/{endpoint.value}", {"spillgate.request_id": request_id}
+            )
         return state
 
     def stream_opened(self, st: RequestState, route: str, kind: str) -> None:
@@ -158,7 +173,7 @@ class Accounting:
             )  # fmt: skip
         m = self.metrics
         child = m.child
-        child(m.requests, st.endpoint.value, route, st.reason, status).inc()
+        child(m.requests, st.endpoint, route, st.reason, status).inc()
         if reply is not None:
             child(m.served, kind).inc()
             child(m.duration, route).observe(elapsed)
@@ -170,19 +185,20 @@ class Accounting:
                 child(m.cost, route).inc(record.cost_usd)
         if st.key is not None:
             self.limiter.add_tokens(st.key, record.prompt_tokens + record.completion_tokens)
-        self.tracing.end(
-            st.span,
-            {
-                "spillgate.key_id": record.key_id,
-                "spillgate.model": record.model,
-                "spillgate.route": route,
-                "spillgate.reason": st.reason,
-                "http.response.status_code": status,
-                "spillgate.prompt_tokens": record.prompt_tokens,
-                "spillgate.completion_tokens": record.completion_tokens,
-            },
-            error=None if status < 500 else f"status {status}",
-        )
+        if st.span is not None:  # tracing is on
+            self.tracing.end(
+                st.span,
+                {
+                    "spillgate.key_id": record.key_id,
+                    "spillgate.model": record.model,
+                    "spillgate.route": route,
+                    "spillgate.reason": st.reason,
+                    "http.response.status_code": status,
+                    "spillgate.prompt_tokens": record.prompt_tokens,
+                    "spillgate.completion_tokens": record.completion_tokens,
+                },
+                error=None if status < 500 else f"status {status}",
+            )
         if self.access_log_enabled:
             self._log(st, record, reply)
 
@@ -201,6 +217,8 @@ class Accounting:
             if status < 400:  # a client that left early is no upstream's fault
                 self._anomaly(st, route, "missing", "upstream sent no usage")
             return usage, self._priced(st, usage)
+        if _counts(reported):
+            return reported, _cost_usd(reply)
         usage = Usage.reported(
             (reported.prompt_tokens,), (reported.completion_tokens,), (reported.cached_tokens,)
         )
@@ -257,7 +275,7 @@ class Accounting:
             request_id=st.request_id,
             ts=st.arrived,
             key_id=st.key.id if st.key is not None else None,
-            endpoint=st.endpoint.value,
+            endpoint=st.endpoint,  # a StrEnum: the string itself, without `.value`'s lookup
             model=st.model[:_MODEL_CHARS],
             target=route,
             target_kind=kind,
