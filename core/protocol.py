@@ -152,8 +152,8 @@ class UpstreamReply:
     `close` releases what a stream holds upstream (connection, queue slot); `aclose()` runs
     it at most once. The server's `StreamRelay` is its one caller, whatever ends the stream.
     `on_first_chunk`, where set, is called by the relay once, when the stream's first chunk
-    arrives (a local engine's prefill is done): a hook, not a wrapper, so the chunks after
-    it pass through no extra frame.
+    arrives (a local engine's prefill is done; accounting notes the first byte's time and
+    calls the hook it found): a hook, not a wrapper, so no chunk passes through an extra frame.
     """
 
     status: int

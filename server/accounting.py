@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,16 +78,13 @@ class RequestState:
     explain: dict[str, Any] | None = None
     privacy: str = ""
 
-    def feed(self, chunk: bytes) -> None:
-        """A streamed chunk on its way to the client: the first byte's time noted, its
-        tokens counted, and the text kept where the key logs prompts."""
-        if self.first_byte is None:
-            self.first_byte = time.perf_counter()
-        if self.tally is not None:
-            self.tally.feed(chunk)
-        captured = self.captured
-        if captured is not None and len(captured) < _CAPTURE_BYTES:
-            captured += chunk
+    def feed_captured(self, chunk: bytes) -> None:
+        """A streamed chunk on its way to a client whose key logs prompts: its tokens
+        counted and its text kept."""
+        assert self.tally is not None and self.captured is not None
+        self.tally.feed(chunk)
+        if len(self.captured) < _CAPTURE_BYTES:
+            self.captured += chunk
 
 
 def _counts(usage: Usage) -> bool:
@@ -137,13 +135,27 @@ class Accounting:
             )
         return state
 
-    def stream_opened(self, st: RequestState, route: str, kind: str) -> None:
+    def stream_opened(
+        self, st: RequestState, reply: UpstreamReply, route: str, kind: str
+    ) -> Callable[[bytes], None]:
         """Write a stream's record before its first byte, so a crash mid-stream leaves it,
-        and get ready to count what it carries (`RequestState.feed`)."""
+        and get ready to count what it carries: the first chunk's time is noted through the
+        reply's first-chunk hook, and the callable returned sees every chunk. Each chunk
+        goes straight to the counter, with no check that holds only for the first."""
         st.tally = StreamTally()
+        prefilled = reply.on_first_chunk
+
+        def first_chunk() -> None:
+            st.first_byte = time.perf_counter()
+            if prefilled is not None:
+                prefilled()
+
+        reply.on_first_chunk = first_chunk
+        self._write(st, route, kind, 200, None, 0.0, answered=True, streamed=True, complete=False)
         if st.key is not None and st.key.log_prompts:  # the operator opted this key in
             st.captured = bytearray()
-        self._write(st, route, kind, 200, None, 0.0, answered=True, streamed=True, complete=False)
+            return st.feed_captured
+        return st.tally.feed
 
     def finish(
         self,

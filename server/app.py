@@ -293,13 +293,13 @@ class Handler:
         ]
         accounting = self.gw.accounting
         # Written ahead before the first byte: a stream cut by a crash still has its record.
-        accounting.stream_opened(st, backend.name, backend.kind.value)
+        on_chunk = accounting.stream_opened(st, reply, backend.name, backend.kind.value)
 
         def on_done(completed: bool) -> None:
             status = 200 if completed else 499  # 499: the client closed the connection
             accounting.finish(st, backend.name, backend.kind.value, status, reply, True)
 
-        return StreamRelay(reply, raw, st.feed, on_done)
+        return StreamRelay(reply, raw, on_chunk, on_done)
 
     async def _wait_for_ready(
         self,
