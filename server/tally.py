@@ -18,6 +18,8 @@ _TEXT = re.compile(
     rb'"(?:content|text|refusal|reasoning_content|arguments)": ?"((?:[^"\\]++|\\.)*+)"'
 )
 _MAX_TAIL = 1 << 20
+#: Bytes a stream's tally holds before counting them: at most 16 MiB for 1,000 streams.
+BATCH_BYTES = 16 * 1024
 _BYTES_PER_TOKEN = round(BYTES_PER_TOKEN_ESTIMATE)
 _HALF_TOKEN = _BYTES_PER_TOKEN // 2
 
@@ -33,17 +35,37 @@ def text_tokens(json_bytes: bytes, end: int | None = None) -> int:
 
 
 class StreamTally:
-    """Counts the completion tokens of the SSE bytes a client was sent."""
+    """Counts the completion tokens of the SSE bytes a client was sent.
 
-    __slots__ = ("_tail", "completion_tokens")
+    Chunks are held and counted `BATCH_BYTES` at a time, or when the count is asked for:
+    a chunk costs an append, and the tail of a stream whose upstream reported its usage
+    (most of a short answer) is never counted at all.
+    """
+
+    __slots__ = ("_counted", "_held", "_held_bytes", "_tail")
 
     def __init__(self) -> None:
+        self._held: list[bytes] = []
+        self._held_bytes = 0
         self._tail = b""
-        self.completion_tokens = 0
+        self._counted = 0
 
     def feed(self, data: bytes) -> None:
-        buf = self._tail + data if self._tail else data
+        self._held.append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes >= BATCH_BYTES:
+            self._count()
+
+    @property
+    def completion_tokens(self) -> int:
+        if self._held:
+            self._count()
+        return self._counted
+
+    def _count(self) -> None:
+        buf = b"".join([self._tail, *self._held])
+        self._held, self._held_bytes = [], 0
         end = buf.rfind(b"\n") + 1
         if end:
-            self.completion_tokens += text_tokens(buf, end)
+            self._counted += text_tokens(buf, end)
         self._tail = buf[end:] if len(buf) - end < _MAX_TAIL else b""
