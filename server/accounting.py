@@ -37,8 +37,6 @@ log = logging.getLogger("spillgate.ledger")
 _MODEL_CHARS = 256  # a record stays one small line whatever a client sends as `model`
 _CAPTURE_BYTES = 64 * 1024
 _PROMPT_FIELDS = ("messages", "prompt", "input")
-#: A stream's bytes held uncounted at most (per stream in flight); past it they are counted.
-_HOLD_BYTES = 256 * 1024
 
 # Seeded from os.urandom, here and again in a forked child; an instance of our own, so that
 # nothing calling random.seed() can make ids repeat across restarts or replicas.
@@ -73,7 +71,7 @@ class RequestState:
     #: The serving cloud target's price (None: a local engine, or an unpriced target).
     price: Price | None = None
     #: The completion tokens a stream relayed, for when its upstream does not say.
-    tally: HeldTally | None = None
+    tally: StreamTally | None = None
     #: The claim on the key's cloud budget (None where no budget applies).
     spend: CloudSpend | None = None
     #: The decision's numbers and the privacy verdict, for the console's decision ring.
@@ -87,36 +85,6 @@ class RequestState:
         self.tally.feed(chunk)
         if len(self.captured) < _CAPTURE_BYTES:
             self.captured += chunk
-
-
-class HeldTally:
-    """The completion tokens of a stream's text, counted only when asked for, or a batch
-    at a time once _HOLD_BYTES are held: they are needed only where an upstream reports no
-    usage, and counting every chunk as it passed cost ~5% of a streamed request's CPU."""
-
-    __slots__ = ("_held", "_size", "_tally")
-
-    def __init__(self) -> None:
-        self._tally = StreamTally()
-        self._held: list[bytes] = []
-        self._size = 0
-
-    def feed(self, chunk: bytes) -> None:
-        self._held.append(chunk)
-        self._size += len(chunk)
-        if self._size > _HOLD_BYTES:
-            self._count()
-
-    def _count(self) -> None:
-        self._tally.feed(b"".join(self._held))
-        self._held.clear()
-        self._size = 0
-
-    @property
-    def completion_tokens(self) -> int:
-        if self._held:
-            self._count()
-        return self._tally.completion_tokens
 
 
 def _counts(usage: Usage) -> bool:
@@ -173,8 +141,8 @@ class Accounting:
         """Write a stream's record before its first byte, so a crash mid-stream leaves it,
         and get ready to count what it carries: the first chunk's time is noted through the
         reply's first-chunk hook, and the callable returned sees every chunk. Each chunk
-        goes straight to the tally, with no check that holds only for the first."""
-        st.tally = HeldTally()
+        goes straight to the counter, with no check that holds only for the first."""
+        st.tally = StreamTally()
         prefilled = reply.on_first_chunk
 
         def first_chunk() -> None:
