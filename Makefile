@@ -59,6 +59,7 @@ test-real: $(STAMP)
 	$(BIN)/python -m pytest -q -m real $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	$(BIN)/python bench/hot_path.py $(ARGS)
 	$(BIN)/python bench/gateway_overhead.py $(ARGS)
 	$(BIN)/python bench/dialect_overhead.py
 

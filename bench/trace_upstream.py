@@ -1,0 +1,172 @@
+"""An instant chat-completions upstream for bench/hot_path.py: answers as long as asked.
+
+Raw asyncio HTTP/1.1 with keep-alive, like bench/dialect_upstream.py, so it costs the
+load core little. A streamed answer is `max_tokens` content chunks (`--chunks` when the
+request gives none), a final chunk with `usage` when `stream_options.include_usage` is
+true, then `[DONE]`, all written at once with chunked transfer encoding. A request whose
+path starts with `/cloud` is counted as a cloud call, so the benchmark can check that the
+gateway's cloud target was never used. GET /health, /v1/models and /metrics (vLLM's names,
+zeros) answer as an engine's do.
+
+Control, for the memory test: POST /bench/hold makes every later stream send its first
+chunk and then wait; POST /bench/release finishes the waiting streams and ends hold mode.
+GET /bench/counts answers `{"local": N, "cloud": M}`.
+
+    python bench/trace_upstream.py --port 9100 [--chunks 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+HEAD = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0}
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+def _http_chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def stream_parts(model: str, n: int, usage: bool) -> tuple[bytes, bytes]:
+    """The SSE body of a streamed answer, split after its first chunk (for hold mode)."""
+    head = {**HEAD, "model": model}
+    events = [
+        _event(
+            {
+                **head,
+                "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}],
+            }
+        )
+        for i in range(max(n, 1))
+    ]
+    events.append(_event({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    if usage:
+        counts = {"prompt_tokens": 12, "completion_tokens": n, "total_tokens": 12 + n}
+        events.append(_event({**head, "choices": [], "usage": counts}))
+    events.append(b"data: [DONE]\n\n")
+    return events[0], b"".join(events[1:])
+
+
+def whole_answer(model: str, n: int) -> bytes:
+    text = "".join(f"tok{i} " for i in range(n)) if n else "Hello from the fake upstream."
+    message = {"role": "assistant", "content": text}
+    answer = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": n or 7, "total_tokens": 12 + (n or 7)},
+    }
+    return json.dumps(answer).encode()
+
+
+class State:
+    """What all connections share: the answer cache, hold mode, the call counts."""
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+        self.cache: dict[tuple[str, int, bool], tuple[bytes, bytes]] = {}
+        self.hold = False
+        self.held: list[tuple[asyncio.Transport, bytes]] = []
+        self.counts = {"local": 0, "cloud": 0}
+
+    def release(self) -> None:
+        self.hold = False
+        for transport, rest in self.held:
+            if not transport.is_closing():
+                transport.write(rest)
+        self.held.clear()
+
+
+class Upstream(asyncio.Protocol):
+    def __init__(self, state: State) -> None:
+        self.state, self.buf = state, b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            lines = self.buf[:end].decode("latin1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip())
+            if len(self.buf) < end + 4 + length:
+                return
+            body = self.buf[end + 4 : end + 4 + length]
+            self.buf = self.buf[end + 4 + length :]
+            self.handle(method, path.split("?")[0], body)
+
+    def send(self, ctype: bytes, payload: bytes) -> None:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: " + ctype + b"\r\ncontent-length: "
+        self.transport.write(head + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+
+    def handle(self, method: str, path: str, body: bytes) -> None:
+        state = self.state
+        if method == "POST" and path.endswith("/chat/completions"):
+            state.counts["cloud" if path.startswith("/cloud") else "local"] += 1
+            request = json.loads(body or b"{}")
+            model = request.get("model", "fake")
+            n = request.get("max_tokens") or request.get("max_completion_tokens") or 0
+            if request.get("stream") is not True:
+                self.send(b"application/json", whole_answer(model, n))
+                return
+            usage = bool((request.get("stream_options") or {}).get("include_usage"))
+            key = (model, n or state.chunks, usage)
+            if key not in state.cache:
+                state.cache[key] = stream_parts(model, n or state.chunks, usage)
+            first, rest = state.cache[key]
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            head += b"transfer-encoding: chunked\r\n\r\n"
+            tail = _http_chunk(rest) + b"0\r\n\r\n"
+            if state.hold:
+                self.transport.write(head + _http_chunk(first))
+                state.held.append((self.transport, tail))
+            else:
+                self.transport.write(head + _http_chunk(first) + tail)
+        elif path == "/bench/hold":
+            state.hold = True
+            self.send(b"application/json", b"{}")
+        elif path == "/bench/release":
+            state.release()
+            self.send(b"application/json", b"{}")
+        elif path == "/bench/counts":
+            self.send(b"application/json", json.dumps(state.counts).encode())
+        elif path.startswith("/v1/models"):
+            model = {"id": "fake", "object": "model", "max_model_len": 131072}
+            self.send(b"application/json", json.dumps({"object": "list", "data": [model]}).encode())
+        elif path.startswith("/metrics"):
+            self.send(b"text/plain", b"vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n")
+        else:
+            self.send(b"application/json", b"{}")
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, default=9100)
+    ap.add_argument("--chunks", type=int, default=20)
+    args = ap.parse_args()
+    state = State(args.chunks)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Upstream(state), "127.0.0.1", args.port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
