@@ -90,3 +90,27 @@ async def test_an_opening_record_whose_final_comes_later_is_stored_then_replaced
     ]
     assert stored(tmp_path) == [("a", 12, 34, 50.0, 1)]
     assert ledger.committed == 2 and store.rows_written == 2
+
+
+async def test_an_idle_writer_leaves_the_store_and_the_spool_alone(
+    store: Store, tmp_path: Path
+) -> None:
+    calls: list[str] = []
+    run = store.run
+
+    async def spy(fn: Any, *args: Any) -> Any:
+        calls.append(getattr(fn, "__name__", "?"))
+        return await run(fn, *args)
+
+    store.run = spy
+    ledger = Ledger(store, tmp_path / "spool", Metrics(), 0.01, 500)
+    ledger.start()
+    await asyncio.sleep(0.2)  # about twenty flush intervals with nothing written
+    assert calls == []
+    ledger.record(stream_record("a", True))
+    for _ in range(500):
+        if ledger.backlog == 0:
+            break
+        await asyncio.sleep(0.01)
+    await ledger.stop()
+    assert calls == ["_read", "_write", "_read"] and stored(tmp_path) == [("a", 12, 34, 50.0, 1)]
