@@ -41,6 +41,9 @@ class Ledger:
         self.db_up = True
         self._pos = self.spool.start()
         self._wake = asyncio.Event()
+        #: Set while the spool may hold records the database lacks; an idle writer waits
+        #: on it, with no timer running.
+        self._pending = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         metrics.ledger_db_up.set(1)
         metrics.ledger_backlog.set_function(lambda: self.backlog)  # read at each scrape
@@ -50,6 +53,7 @@ class Ledger:
     def record(self, rec: UsageRecord) -> int:
         """Write `rec` ahead; return its sequence number in this run (1, 2, ...)."""
         self.spool.append(rec.to_line())
+        self._pending.set()
         if self.backlog >= self.batch_size:
             self._wake.set()
         return self.spool.appended
@@ -61,6 +65,7 @@ class Ledger:
         line, so the backlog and the budgets' view of the database count the same lines.
         """
         self.spool.append(rec.to_line())
+        self._pending.set()
         if self.backlog >= self.batch_size:
             self._wake.set()
 
@@ -84,6 +89,9 @@ class Ledger:
     async def _run(self) -> None:
         retry_s = self.flush_interval_s
         while True:
+            if not self.backlog:
+                self._pending.clear()
+                await self._pending.wait()  # idle: nothing to commit, no timer to wake for
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=retry_s)
             self._wake.clear()
@@ -95,7 +103,7 @@ class Ledger:
     async def _drain(self) -> bool:
         """Commit everything the spool holds; False when the database would not take it."""
         if not self.backlog:
-            return True  # an idle gateway wakes its writer, not a thread and the spool
+            return True  # nothing to read: no thread, no spool
         while True:
             lines, after = await self.store.run(self._read, self._pos)
             if not lines:
