@@ -60,7 +60,7 @@ test-real: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/hot_path.py $(ARGS)
-	$(BIN)/python bench/gateway_overhead.py $(ARGS)
+	$(BIN)/python bench/gateway_overhead.py
 	$(BIN)/python bench/dialect_overhead.py
 
 # The wheel, not only the editable install: built, installed non-editable into a fresh

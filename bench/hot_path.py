@@ -69,6 +69,8 @@ LITELLM_VERSION = "1.108.7"
 LITELLM_VENV = ROOT / ".bench" / "litellm-venv"
 MODEL = "chat"  # the route every gateway serves; Spillgate's has a cloud target behind it
 MAX_TOKENS_CAP = 512
+#: An engine's decode pace in the paced replays: 50 tokens a second per stream.
+PACE_MS = 20
 PROSE = "the gateway forwards each request to a local engine unless it is full "
 SYSTEM = "You are a careful code reviewer."
 SMALL = {
@@ -535,6 +537,7 @@ class Plan:
     streams: int
     idle_s: int
     trace_levels: tuple[float, ...] = (0.5, 1, 3)
+    paced_levels: tuple[float, ...] = (1, 3)
 
 
 def main() -> None:
@@ -561,6 +564,7 @@ def main() -> None:
             streams=1000,
             idle_s=3,
             trace_levels=(1,),
+            paced_levels=(1,),
         )
         if args.quick
         else Plan(
@@ -662,9 +666,14 @@ def measure(gateways: list[Gateway], work: Path, upstream: str, plan: Plan) -> d
         (f"trace x{f}", schedule(trace, plan.window, f, None)) for f in plan.trace_levels
     ]
     runs += [(f"{k}k x1", schedule(trace, plan.big_requests, 1, k * 1000)) for k in (8, 32)]
-    for label, requests in runs:
+    # As an engine decodes: one event every PACE_MS, each its own read at the gateway.
+    paced = [(f"2k paced x{f}", schedule(trace, plan.window, f, 2000)) for f in plan.paced_levels]
+    for label, requests in runs + paced:
+        pace_ms = PACE_MS if "paced" in label else 0
+        httpx.post(f"{upstream}/bench/pace?ms={pace_ms}")
         print(f"replay {label}: {len(requests)} requests ...", flush=True)
         out["replay"][label] = {gw.name: replay(gw, work, requests) for gw in gateways}
+    httpx.post(f"{upstream}/bench/pace?ms=0")
     for gw in gateways:
         print(f"{plan.streams} open streams through {gw.name} ...", flush=True)
         out["rss"][gw.name] = open_streams(gw, work, upstream, plan.streams)
@@ -716,6 +725,11 @@ def cpu(row: dict[str, Any], name: str) -> float:
     return float(row[name]["cpu_ms_per_request"])
 
 
+def busy(row: dict[str, Any], idle_ms_per_s: float) -> float:
+    """CPU ms per request less what the gateway spends idle over the replay's duration."""
+    return (1000 * row["cpu_s"] - idle_ms_per_s * row["seconds"]) / max(row["ok"], 1)
+
+
 def target(text: str, ok: bool) -> None:
     print(f"- {text}: {'met' if ok else 'missed'}")
 
@@ -749,6 +763,15 @@ def report(r: dict[str, Any]) -> None:
             cells.append(f"{cpu(lite, label):.1f} ({lite[label]['ok']})" if label in lite else "—")
         print(f"| {label} | {row[names[0]]['rate']:.1f} | " + " | ".join(cells) + " |")
 
+    print("\nThe same less each gateway's idle CPU over the replay (the cost of the requests):\n")
+    print("| replay | " + " | ".join(names) + " | spillgate/bare |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for label, row in r["replay"].items():
+        active = {n: busy(row[n], r["idle"][n]) for n in names}
+        ratio = active["spillgate"] / active["bare"] if active["bare"] > 0 else float("nan")
+        line = " | ".join(f"{active[n]:.2f}" for n in names)
+        print(f"| {label} | {line} | {ratio:.2f}x |")
+
     print("\nRSS (MiB) with streams held open after their first chunk:\n")
     print("| gateway | streams open | RSS before | RSS while open | after | MiB per 1,000 |")
     print("|---|---|---|---|---|---|")
@@ -771,7 +794,7 @@ def report(r: dict[str, Any]) -> None:
         f"- CPU/request, 2k prompts, 0.5x to 3x: {min(levels):.2f}-{max(levels):.2f} ms "
         f"(spread {max(levels) / min(levels):.2f}x)"
     )
-    for label in ("trace x1", "8k x1", "32k x1"):
+    for label in ("trace x1", "8k x1", "32k x1", *(k for k in rep if "paced" in k)):
         ratio = cpu(rep[label], sg) / cpu(rep[label], bare)
         target(f"CPU/request, {label}: spillgate/bare {ratio:.2f}x (<= 1.3x)", ratio <= 1.3)
     if lite:

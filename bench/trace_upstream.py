@@ -10,7 +10,9 @@ zeros) answer as an engine's do.
 
 Control, for the memory test: POST /bench/hold makes every later stream send its first
 chunk and then wait; POST /bench/release finishes the waiting streams and ends hold mode.
-GET /bench/counts answers `{"local": N, "cloud": M}`.
+POST /bench/pace?ms=N makes later streams send one event every N ms, as an engine decodes
+(each token its own read at the gateway, so per-chunk costs count); ms=0 sends them at
+once again. GET /bench/counts answers `{"local": N, "cloud": M}`.
 
     python bench/trace_upstream.py --port 9100 [--chunks 20]
 """
@@ -33,8 +35,8 @@ def _http_chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
 
-def stream_parts(model: str, n: int, usage: bool) -> tuple[bytes, bytes]:
-    """The SSE body of a streamed answer, split after its first chunk (for hold mode)."""
+def stream_events(model: str, n: int, usage: bool) -> list[bytes]:
+    """The SSE events of a streamed answer."""
     head = {**HEAD, "model": model}
     events = [
         _event(
@@ -50,7 +52,7 @@ def stream_parts(model: str, n: int, usage: bool) -> tuple[bytes, bytes]:
         counts = {"prompt_tokens": 12, "completion_tokens": n, "total_tokens": 12 + n}
         events.append(_event({**head, "choices": [], "usage": counts}))
     events.append(b"data: [DONE]\n\n")
-    return events[0], b"".join(events[1:])
+    return events
 
 
 def whole_answer(model: str, n: int) -> bytes:
@@ -72,7 +74,8 @@ class State:
 
     def __init__(self, chunks: int) -> None:
         self.chunks = chunks
-        self.cache: dict[tuple[str, int, bool], tuple[bytes, bytes]] = {}
+        self.cache: dict[tuple[str, int, bool], list[bytes]] = {}
+        self.pace_s = 0.0
         self.hold = False
         self.held: list[tuple[asyncio.Transport, bytes]] = []
         self.counts = {"local": 0, "cloud": 0}
@@ -110,13 +113,26 @@ class Upstream(asyncio.Protocol):
                 return
             body = self.buf[end + 4 : end + 4 + length]
             self.buf = self.buf[end + 4 + length :]
-            self.handle(method, path.split("?")[0], body)
+            path, _, query = path.partition("?")
+            self.handle(
+                method, path, body, dict(q.split("=", 1) for q in query.split("&") if "=" in q)
+            )
 
     def send(self, ctype: bytes, payload: bytes) -> None:
         head = b"HTTP/1.1 200 OK\r\ncontent-type: " + ctype + b"\r\ncontent-length: "
         self.transport.write(head + str(len(payload)).encode() + b"\r\n\r\n" + payload)
 
-    def handle(self, method: str, path: str, body: bytes) -> None:
+    def paced(self, events: list[bytes], i: int, pace_s: float) -> None:
+        """Send event `i` now and the next one `pace_s` later (the last ends the stream)."""
+        if self.transport.is_closing():
+            return
+        if i == len(events) - 1:
+            self.transport.write(_http_chunk(events[i]) + b"0\r\n\r\n")
+            return
+        self.transport.write(_http_chunk(events[i]))
+        asyncio.get_running_loop().call_later(pace_s, self.paced, events, i + 1, pace_s)
+
+    def handle(self, method: str, path: str, body: bytes, query: dict[str, str]) -> None:
         state = self.state
         if method == "POST" and path.endswith("/chat/completions"):
             state.counts["cloud" if path.startswith("/cloud") else "local"] += 1
@@ -129,11 +145,16 @@ class Upstream(asyncio.Protocol):
             usage = bool((request.get("stream_options") or {}).get("include_usage"))
             key = (model, n or state.chunks, usage)
             if key not in state.cache:
-                state.cache[key] = stream_parts(model, n or state.chunks, usage)
-            first, rest = state.cache[key]
+                state.cache[key] = stream_events(model, n or state.chunks, usage)
+            events = state.cache[key]
+            first = events[0]
             head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             head += b"transfer-encoding: chunked\r\n\r\n"
-            tail = _http_chunk(rest) + b"0\r\n\r\n"
+            if state.pace_s > 0:
+                self.transport.write(head + _http_chunk(first))
+                self.paced(events, 1, state.pace_s)
+                return
+            tail = _http_chunk(b"".join(events[1:])) + b"0\r\n\r\n"
             if state.hold:
                 self.transport.write(head + _http_chunk(first))
                 state.held.append((self.transport, tail))
@@ -141,6 +162,9 @@ class Upstream(asyncio.Protocol):
                 self.transport.write(head + _http_chunk(first) + tail)
         elif path == "/bench/hold":
             state.hold = True
+            self.send(b"application/json", b"{}")
+        elif path == "/bench/pace":
+            state.pace_s = float(query.get("ms", "0")) / 1000
             self.send(b"application/json", b"{}")
         elif path == "/bench/release":
             state.release()
