@@ -15,6 +15,8 @@ import asyncio
 import json
 from typing import Any
 
+from raw_http import RawHttp
+
 USAGE = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
 
 
@@ -164,39 +166,12 @@ def messages(model: str, stream: bool, n: int) -> bytes:
 ANSWERS = {"/v1/chat/completions": chat, "/v1/responses": responses, "/v1/messages": messages}
 
 
-class Upstream(asyncio.Protocol):
+class Upstream(RawHttp):
     def __init__(self, chunks: int) -> None:
-        self.chunks, self.buf = chunks, b""
+        self.chunks = chunks
         self.cache: dict[tuple[str, str, bool], bytes] = {}
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            lines = self.buf[:end].decode("latin1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            length = 0
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
-            if len(self.buf) < end + 4 + length:
-                return
-            body = self.buf[end + 4 : end + 4 + length]
-            self.buf = self.buf[end + 4 + length :]
-            self.handle(method, path.split("?")[0], body)
-
-    def send(self, ctype: bytes, payload: bytes) -> None:
-        head = b"HTTP/1.1 200 OK\r\ncontent-type: " + ctype + b"\r\ncontent-length: "
-        self.transport.write(head + str(len(payload)).encode() + b"\r\n\r\n" + payload)
-
-    def handle(self, method: str, path: str, body: bytes) -> None:
+    def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         answer = ANSWERS.get(path)
         if method == "POST" and answer is not None:
             request = json.loads(body or b"{}")

@@ -24,6 +24,8 @@ import asyncio
 import json
 from typing import Any
 
+from raw_http import RawHttp
+
 HEAD = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0}
 
 
@@ -88,39 +90,9 @@ class State:
         self.held.clear()
 
 
-class Upstream(asyncio.Protocol):
+class Upstream(RawHttp):
     def __init__(self, state: State) -> None:
-        self.state, self.buf = state, b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            lines = self.buf[:end].decode("latin1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            length = 0
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
-            if len(self.buf) < end + 4 + length:
-                return
-            body = self.buf[end + 4 : end + 4 + length]
-            self.buf = self.buf[end + 4 + length :]
-            path, _, query = path.partition("?")
-            self.handle(
-                method, path, body, dict(q.split("=", 1) for q in query.split("&") if "=" in q)
-            )
-
-    def send(self, ctype: bytes, payload: bytes) -> None:
-        head = b"HTTP/1.1 200 OK\r\ncontent-type: " + ctype + b"\r\ncontent-length: "
-        self.transport.write(head + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+        self.state = state
 
     def paced(self, events: list[bytes], i: int, pace_s: float) -> None:
         """Send event `i` now and the next one `pace_s` later (the last ends the stream)."""
@@ -132,7 +104,7 @@ class Upstream(asyncio.Protocol):
         self.transport.write(_http_chunk(events[i]))
         asyncio.get_running_loop().call_later(pace_s, self.paced, events, i + 1, pace_s)
 
-    def handle(self, method: str, path: str, body: bytes, query: dict[str, str]) -> None:
+    def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         state = self.state
         if method == "POST" and path.endswith("/chat/completions"):
             state.counts["cloud" if path.startswith("/cloud") else "local"] += 1
