@@ -8,7 +8,8 @@ subprocess) on core 1. Compared in one run, on identical load:
   engine and an `openai-compatible` cloud provider (pointing at the upstream's `/cloud`,
   counted there), so the privacy scan runs on every request as in a deployment; the run
   checks that every request stayed local;
-- previous: the same at `--previous` (default HEAD~1), built with `git archive`;
+- previous: the same at `--previous` (default: the parent of the newest commit that changed
+  core/, server/, models/ or fallback/), built with `git archive`;
 - bare: bench/baseline_proxy.py, a bare FastAPI + aiohttp streaming proxy;
 - litellm: LiteLLM's proxy (1 worker, no database) in its own virtualenv, .bench/, created
   on first use; `--no-litellm` skips it. It gets fewer requests: its cost per request is
@@ -67,6 +68,8 @@ from gateway_overhead import (  # noqa: E402
 TRACE = ROOT.parent / "shared" / "traces" / "azure_llm_2023_conv.csv"
 LITELLM_VERSION = "1.108.7"
 LITELLM_VENV = ROOT / ".bench" / "litellm-venv"
+#: The folders the gateway is built from (setup.py's FOLDERS).
+CODE = ("core", "server", "models", "fallback")
 MODEL = "chat"  # the route every gateway serves; Spillgate's has a cloud target behind it
 MAX_TOKENS_CAP = 512
 #: An engine's decode pace in the paced replays: 50 tokens a second per stream.
@@ -288,12 +291,23 @@ def spillgate_config(work: Path, name: str, port: int, upstream: str) -> Path:
     return config
 
 
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def last_code_change() -> str:
+    """The newest commit that changed the gateway's code (not a bench or docs commit)."""
+    return git("rev-list", "-n", "1", "HEAD", "--", *CODE)
+
+
 def build_previous(rev: str, work: Path) -> Path:
     """The package at `rev`, laid out as setup.py's FOLDERS install it; its PYTHONPATH."""
     src, pkg = work / "prev-src", work / "prev"
     src.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "core", "server", "models", "fallback"],
+        ["git", "-C", str(ROOT), "archive", rev, *CODE],
         capture_output=True,
         check=True,
     ).stdout
@@ -545,7 +559,10 @@ def main() -> None:
     ap.add_argument("--client", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="short phases, a smoke run")
     ap.add_argument("--no-litellm", action="store_true")
-    ap.add_argument("--previous", default="HEAD~1", help="the commit to compare with")
+    ap.add_argument(
+        "--previous",
+        help="the commit to compare with (default: the gateway's code before its last change)",
+    )
     ap.add_argument("--trace-requests", type=int, help="trace requests replayed at 1x")
     ap.add_argument("--streams", type=int, help="open streams for the memory test")
     ap.add_argument("--json", type=Path)
@@ -583,12 +600,7 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 
-    previous = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", args.previous],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    previous = git("rev-parse", "--short", args.previous or f"{last_code_change()}~1")
     litellm = None if args.no_litellm else ensure_litellm()
     work = Path(tempfile.mkdtemp(prefix="spillgate-hotpath-"))
     print(f"logs and configs in {work}; previous = {previous}", flush=True)
