@@ -15,7 +15,7 @@ import asyncio
 import json
 from typing import Any
 
-from raw_http import RawHttp
+from raw_http import RawHttp, serve
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
 
@@ -181,13 +181,8 @@ class Upstream(RawHttp):
                 self.cache[key] = answer(model, stream, self.chunks)
             ctype = b"text/event-stream" if stream else b"application/json"
             self.send(ctype, self.cache[key])
-        elif path.startswith("/v1/models"):
-            listing = {"object": "list", "data": [{"id": "fake", "object": "model"}]}
-            self.send(b"application/json", json.dumps(listing).encode())
-        elif path.startswith("/metrics"):
-            self.send(b"text/plain", b"vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n")
         else:
-            self.send(b"application/json", b"{}")
+            self.engine_page(path, {"id": "fake", "object": "model"})
 
 
 async def main() -> None:
@@ -195,12 +190,7 @@ async def main() -> None:
     ap.add_argument("--port", type=int, default=9100)
     ap.add_argument("--chunks", type=int, default=20)
     args = ap.parse_args()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: Upstream(args.chunks), "127.0.0.1", args.port, backlog=4096
-    )
-    async with server:
-        await server.serve_forever()
+    await serve(lambda: Upstream(args.chunks), args.port)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ handed to `handle` as it completes.
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+#: An engine's /metrics with vLLM's names, nothing running or waiting.
+IDLE_METRICS = b"vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n"
 
 
 class RawHttp(asyncio.Protocol):
@@ -44,5 +50,24 @@ class RawHttp(asyncio.Protocol):
         head = b"HTTP/1.1 200 OK\r\ncontent-type: " + ctype + b"\r\ncontent-length: "
         self.transport.write(head + str(len(payload)).encode() + b"\r\n\r\n" + payload)
 
+    def engine_page(self, path: str, model: dict[str, Any]) -> None:
+        """What an engine answers besides completions: its model list (`model` alone), its
+        idle metrics, and `{}` for the rest (/health)."""
+        if path.startswith("/v1/models"):
+            self.send(b"application/json", json.dumps({"object": "list", "data": [model]}).encode())
+        elif path.startswith("/metrics"):
+            self.send(b"text/plain", IDLE_METRICS)
+        else:
+            self.send(b"application/json", b"{}")
+
     def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+        """Each upstream answers its own requests (an abstract method)."""
         raise NotImplementedError
+
+
+async def serve(protocol: Callable[[], RawHttp], port: int) -> None:
+    """Serve `protocol` on 127.0.0.1:`port` until cancelled."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(protocol, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()

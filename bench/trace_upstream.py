@@ -24,7 +24,7 @@ import asyncio
 import json
 from typing import Any
 
-from raw_http import RawHttp
+from raw_http import RawHttp, serve
 
 HEAD = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0}
 
@@ -143,13 +143,8 @@ class Upstream(RawHttp):
             self.send(b"application/json", b"{}")
         elif path == "/bench/counts":
             self.send(b"application/json", json.dumps(state.counts).encode())
-        elif path.startswith("/v1/models"):
-            model = {"id": "fake", "object": "model", "max_model_len": 131072}
-            self.send(b"application/json", json.dumps({"object": "list", "data": [model]}).encode())
-        elif path.startswith("/metrics"):
-            self.send(b"text/plain", b"vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n")
         else:
-            self.send(b"application/json", b"{}")
+            self.engine_page(path, {"id": "fake", "object": "model", "max_model_len": 131072})
 
 
 async def main() -> None:
@@ -158,10 +153,7 @@ async def main() -> None:
     ap.add_argument("--chunks", type=int, default=20)
     args = ap.parse_args()
     state = State(args.chunks)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Upstream(state), "127.0.0.1", args.port, backlog=4096)
-    async with server:
-        await server.serve_forever()
+    await serve(lambda: Upstream(state), args.port)
 
 
 if __name__ == "__main__":
