@@ -1,8 +1,8 @@
 """The hot-path benchmark set: Spillgate against the bare proxy, its previous commit and LiteLLM.
 
 One instant upstream (bench/trace_upstream.py) on core 1 serves every gateway; the gateways
-run pinned to core 0, the load (wrk, ../shared/tools/ttft.py, and an aiohttp client in a
-subprocess) on core 1. Compared in one run, on identical load:
+run pinned to core 0, the load (wrk, ../shared/tools/ttft.py, and the open-loop client of
+bench/trace_client.py, its own process) on core 1. Compared in one run, on identical load:
 
 - spillgate: this working tree, with API keys, the ledger, and a route `chat` of the local
   engine and an `openai-compatible` cloud provider (pointing at the upstream's `/cloud`,
@@ -30,7 +30,6 @@ tables and each target's ratio with met / missed; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import csv
 import json
@@ -64,103 +63,20 @@ from gateway_overhead import (  # noqa: E402
     wait_up,
     wrk,
 )
+from trace_client import MODEL  # noqa: E402
 
 TRACE = ROOT.parent / "shared" / "traces" / "azure_llm_2023_conv.csv"
 LITELLM_VERSION = "1.108.7"
 LITELLM_VENV = ROOT / ".bench" / "litellm-venv"
 #: The folders the gateway is built from (setup.py's FOLDERS).
 CODE = ("core", "server", "models", "fallback")
-MODEL = "chat"  # the route every gateway serves; Spillgate's has a cloud target behind it
 MAX_TOKENS_CAP = 512
 #: An engine's decode pace in the paced replays: 50 tokens a second per stream.
 PACE_MS = 20
-PROSE = "the gateway forwards each request to a local engine unless it is full "
-SYSTEM = "You are a careful code reviewer."
 SMALL = {
     "model": MODEL,
     "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
 }
-
-
-# --- the load client: runs as `hot_path.py --client SPEC`, pinned to the load core --------
-
-
-def prompt(i: int, tokens: int) -> str:
-    """About `tokens` tokens of prose (~4 characters each), different in each request."""
-    text = f"Request {i}. " + PROSE * (tokens * 4 // len(PROSE) + 1)
-    return text[: tokens * 4]
-
-
-async def client(spec: dict[str, Any]) -> dict[str, Any]:
-    """Send each request at its scheduled time (open loop), read every stream to the end."""
-    import aiohttp
-
-    loop = asyncio.get_running_loop()
-    headers = {"content-type": "application/json", "authorization": f"Bearer {spec['key']}"}
-    stats: dict[str, Any] = {"ok": 0, "failed": 0, "errors": [], "routes": {}, "ttft_ms": []}
-    expected, opened = len(spec["requests"]), 0
-    all_open = asyncio.Event()
-
-    async def one(session: aiohttp.ClientSession, i: int, tokens: int, max_tokens: int) -> None:
-        nonlocal opened
-        request = {
-            "model": MODEL,
-            "stream": True,
-            "max_tokens": max_tokens,
-            "messages": [
-                {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": prompt(i, tokens)},
-            ],
-        }
-        body = json.dumps(request).encode()
-        began = loop.time()
-        try:
-            async with session.post(spec["url"], data=body, headers=headers) as resp:
-                route = resp.headers.get("x-spillgate-route", "-")
-                stats["routes"][route] = stats["routes"].get(route, 0) + 1
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status}: {(await resp.read())[:200]!r}")
-                tail, first = b"", True
-                async for chunk in resp.content.iter_any():
-                    if first:
-                        stats["ttft_ms"].append(1000 * (loop.time() - began))
-                        first, opened = False, opened + 1
-                        if opened == expected:
-                            all_open.set()
-                    tail = (tail + chunk)[-64:]
-                if b"[DONE]" not in tail:
-                    raise RuntimeError("stream ended without [DONE]")
-            stats["ok"] += 1
-        except Exception as err:  # counted and reported, the run goes on
-            stats["failed"] += 1
-            if len(stats["errors"]) < 5:
-                stats["errors"].append(f"{type(err).__name__}: {err}")
-
-    async def announce() -> None:
-        """For the memory test: say on stdout when every stream has its first chunk."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_open.wait(), spec["open_timeout_s"])
-        print(f"OPEN {opened}", flush=True)
-
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        watcher = asyncio.create_task(announce()) if spec.get("announce") else None
-        print("START", flush=True)  # the caller's CPU window opens here, not at our import
-        t0, late, tasks = loop.time() + 0.1, 0.0, []
-        started = time.monotonic()
-        for i, (at, tokens, max_tokens) in enumerate(spec["requests"]):
-            delay = t0 + at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            late = max(late, -delay)
-            tasks.append(asyncio.create_task(one(session, i, tokens, max_tokens)))
-        await asyncio.gather(*tasks)
-        if watcher:
-            await watcher
-    stats["seconds"] = time.monotonic() - started
-    stats["max_late_ms"] = 1000 * late
-    return stats
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -452,7 +368,7 @@ def run_client(
     }
     path = work / "client.json"
     path.write_text(json.dumps(spec))
-    cmd = [sys.executable, __file__, "--client", str(path)]
+    cmd = [sys.executable, str(ROOT / "bench" / "trace_client.py"), str(path)]
     return subprocess.Popen(["taskset", "-c", LOAD_CORE, *cmd], stdout=subprocess.PIPE, text=True)
 
 
@@ -556,7 +472,6 @@ class Plan:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--client", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="short phases, a smoke run")
     ap.add_argument("--no-litellm", action="store_true")
     ap.add_argument(
@@ -567,10 +482,6 @@ def main() -> None:
     ap.add_argument("--streams", type=int, help="open streams for the memory test")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    if args.client:
-        print(json.dumps(asyncio.run(client(json.loads(args.client.read_text())))))
-        return
-
     plan = (
         Plan(
             wrk_s=2,
@@ -727,10 +638,6 @@ def access_routes(log: Path) -> dict[str, int]:
 
 
 # --- the report -----------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "missed"
 
 
 def cpu(row: dict[str, Any], name: str) -> float:
